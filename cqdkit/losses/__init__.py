@@ -1,0 +1,1 @@
+"""Distillation losses: the L2 term of Equation 1."""

@@ -1,0 +1,124 @@
+"""The typed objects that plugins return from their hooks.
+
+A hook never registers anything by side effect: it *yields* these frozen dataclasses, and the plugin
+manager collects, validates and checks them for conflicts. Every object has a ``name`` (what users type),
+a one-line ``summary`` (what ``cqdkit plugins`` shows) and a ``factory`` that builds the real thing.
+Factories import their heavy dependencies (torch, timm, OpenCV) when called, never at module import, so
+that listing plugins stays fast.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_.\-]*$")
+
+#: The four kinds of things plugins provide, as spelled in ``cqdkit plugins --json``.
+KINDS: tuple[str, ...] = ("degradation", "backbone", "loss", "dataset")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PluginEntry:
+    """What every plugin-provided object has: a name users type and a one-line summary."""
+
+    name: str
+    summary: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not _NAME.match(self.name):
+            raise ValueError(
+                f"{type(self).__name__} name {self.name!r} is invalid: expected lower-case letters, "
+                "digits, '_', '.' or '-', starting with a letter or digit"
+            )
+        if not isinstance(self.summary, str) or not self.summary.strip() or "\n" in self.summary.strip():
+            raise ValueError(f"{type(self).__name__} {self.name!r}: summary must be one non-empty line")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Param:
+    """One ``key=value`` parameter of a degradation, as written in a spec string.
+
+    ``parse`` turns the text after ``=`` into a value (``int``, ``float``, ``str``, or your own
+    function; raise ``ValueError`` for a bad value). ``choices`` restricts the parsed value.
+    """
+
+    name: str
+    default: Any
+    parse: Callable[[str], Any] = str
+    help: str = ""
+    choices: Sequence[Any] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Degradation(PluginEntry):
+    """A way to make the low-quality view z (and where needed the high-quality view x) of a sample.
+
+    ``factory(**params)`` returns a :class:`cqdkit.degradations.DegradationOp`; ``params`` declares every
+    keyword the factory accepts, so spec strings are validated before anything heavy is imported.
+    ``random`` says whether the output depends on the per-sample seed.
+    """
+
+    factory: Callable[..., Any]
+    params: tuple[Param, ...] = ()
+    random: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class Backbone(PluginEntry):
+    """A named network architecture.
+
+    ``factory(num_classes=..., in_chans=3, pretrained=False, **kwargs)`` returns a ``torch.nn.Module``
+    mapping ``(N, in_chans, H, W)`` images to ``(N, num_classes)`` logits.
+    """
+
+    factory: Callable[..., Any]
+
+
+@dataclass(frozen=True, kw_only=True)
+class BackboneCatalog(PluginEntry):
+    """A family of backbones too large to list up front (all of timm), resolved lazily by name.
+
+    ``contains(name)`` answers whether the family has a model; ``list_names(pattern)`` lists the names
+    matching a shell-style wildcard; ``factory(name, num_classes=..., in_chans=3, pretrained=False)`` builds
+    one. Named :class:`Backbone` entries always take precedence over catalogs.
+    """
+
+    contains: Callable[[str], bool]
+    list_names: Callable[[str], list[str]]
+    factory: Callable[..., Any]
+
+
+@dataclass(frozen=True, kw_only=True)
+class DistillLoss(PluginEntry):
+    """A distillation loss L2(g(z), f(x)) of Equation 1.
+
+    ``factory(temperature=T)`` returns ``loss(student_logits, teacher_logits) -> scalar tensor``, the mean
+    over the batch.
+    """
+
+    factory: Callable[..., Any]
+
+
+@dataclass(frozen=True, kw_only=True)
+class DatasetSource(PluginEntry):
+    """A labelled image dataset (CUB, Stanford Cars, an image folder, the embedded synthetic set).
+
+    ``factory(root, **options)`` returns a :class:`cqdkit.data.ImageDataset`. ``needs_root`` is False for
+    datasets that need no path (the embedded synthetic one).
+    """
+
+    factory: Callable[..., Any]
+    needs_root: bool = True
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+#: Which entry types each kind's hook may yield.
+ENTRY_TYPES: dict[str, tuple[type, ...]] = {
+    "degradation": (Degradation,),
+    "backbone": (Backbone, BackboneCatalog),
+    "loss": (DistillLoss,),
+    "dataset": (DatasetSource,),
+}
