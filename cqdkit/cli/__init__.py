@@ -1,0 +1,95 @@
+"""The ``cqdkit`` command line: thin click commands that call the library and print with rich.
+
+Expected errors (:class:`cqdkit.CqdkitError`) print one clear line and exit with status 2; anything else
+is a bug and is shown with a rich traceback. Start-up imports neither torch nor timm.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .. import __version__
+from ..errors import CqdkitError
+from ..plugin import configure_autoload, get_plugin_manager
+from .console import err_console
+from .plugins import list_group, plugins
+
+
+class UserError(click.ClickException):
+    """A :class:`CqdkitError` shown to the user: message only, exit status 2."""
+
+    exit_code = 2
+
+    def show(self, file=None) -> None:  # noqa: ANN001 (click's signature)
+        err_console.print("[bold red]error:[/] ", end="")
+        err_console.print(self.message, markup=False, highlight=False)
+
+
+class CqdkitGroup(click.Group):
+    """A click group that turns :class:`CqdkitError` into a one-line message."""
+
+    def invoke(self, ctx: click.Context):  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except CqdkitError as error:
+            raise UserError(str(error)) from None
+
+
+def _no_plugins(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        configure_autoload(False)
+
+
+def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    manager = get_plugin_manager()
+    click.echo(f"cqdkit {__version__}")
+    third_party = manager.third_party()
+    if third_party:
+        click.echo("plugins:")
+        for info in third_party:
+            click.echo(f"  {info.dist} {info.version} ({info.name})")
+    for failure in manager.failures:
+        click.echo(f"  broken: {failure.describe()}", err=True)
+    ctx.exit()
+
+
+@click.group(cls=CqdkitGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--no-plugins",
+    is_flag=True,
+    is_eager=True,
+    expose_value=False,
+    callback=_no_plugins,
+    help="Load built-in plugins only (same as CQDKIT_DISABLE_PLUGIN_AUTOLOAD=1).",
+)
+@click.option(
+    "--version",
+    is_flag=True,
+    is_eager=True,
+    expose_value=False,
+    callback=_print_version,
+    help="Show the version and the third-party plugins, then exit.",
+)
+def cli() -> None:
+    """cqdkit: Cross Quality Distillation.
+
+    Train a teacher on high-quality images, make low-quality views automatically, and distil the teacher
+    into a student that recognises the low-quality images.
+    """
+
+
+cli.add_command(plugins)
+cli.add_command(list_group)
+
+
+def main() -> None:
+    """Console-script entry point: runs the CLI, showing unexpected errors as a rich traceback."""
+    try:
+        cli.main(prog_name="cqdkit")
+    except Exception:  # a bug, not a user error: show everything
+        err_console.print_exception(show_locals=False)
+        sys.exit(1)

@@ -1,0 +1,67 @@
+"""Test kit for cqdkit plugin authors: a pytest plugin and conformance checks.
+
+Opt in from your ``conftest.py``::
+
+    pytest_plugins = ["cqdkit.testing"]
+
+    def test_my_plugin(register_plugin):
+        register_plugin(my_plugin_module)
+        check_degradation("sepia")   # from cqdkit.testing
+
+Fixtures:
+    cqdkit_plugin_manager: a fresh :class:`~cqdkit.plugin.PluginManager` with built-ins only (no entry-point
+        autoload), installed as the process-wide manager for the duration of the test.
+    register_plugin: ``register_plugin(plugin, name=None) -> name`` registers a plugin module or object in
+        that manager for the duration of one test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from importlib import import_module
+from typing import Any
+
+import pytest
+
+from cqdkit.plugin import PluginManager, set_plugin_manager
+
+# Conformance checks live in their own modules (they import hypothesis, torch, ...); loaded on first use.
+_LAZY = {
+    "check_degradation": "cqdkit.testing.degradations",
+    "check_loss": "cqdkit.testing.losses",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'cqdkit.testing' has no attribute {name!r}")
+
+
+@pytest.fixture
+def cqdkit_plugin_manager() -> Iterator[PluginManager]:
+    """A fresh plugin manager with cqdkit's built-ins and no third-party autoload."""
+    manager = PluginManager(autoload=False)
+    previous = set_plugin_manager(manager)
+    try:
+        yield manager
+    finally:
+        set_plugin_manager(previous)
+
+
+@pytest.fixture
+def register_plugin(cqdkit_plugin_manager: PluginManager) -> Iterator[Callable[..., str]]:
+    """Register plugins for one test: ``register_plugin(module_or_object, name=None) -> name``."""
+    names: list[str] = []
+
+    def register(plugin: Any, name: str | None = None) -> str:
+        registered = cqdkit_plugin_manager.register(plugin, name=name)
+        names.append(registered)
+        return registered
+
+    yield register
+    for name in reversed(names):
+        cqdkit_plugin_manager.unregister(name)
+
+
+__all__ = ["check_degradation", "check_loss", "cqdkit_plugin_manager", "register_plugin"]
