@@ -1,0 +1,1 @@
+"""Training: the paper's five methods, the SGD loop, checkpoints, and the run/table/tune drivers."""

@@ -1,0 +1,202 @@
+"""Checkpoints: tensors in safetensors, everything else in JSON, both written atomically.
+
+A checkpoint of epoch ``e`` is two files, ``epoch-000e.safetensors`` (model weights, optimizer buffers,
+torch RNG state) and ``epoch-000e.json`` (epoch, scheduler state, optimizer hyperparameters, numpy and
+Python RNG states, and the SHA-256 of the tensor file). ``latest.json`` names the newest complete
+checkpoint and is replaced last, so a run killed at any moment resumes from a consistent state. Nothing
+is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..errors import TrainingError
+
+LATEST = "latest.json"
+KEEP = 2  # complete checkpoints kept on disk
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a torn one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, payload: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(payload, indent=2, sort_keys=True) + "\n").encode())
+
+
+def atomic_save_tensors(path: Path, tensors: Mapping[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    """``safetensors.torch.save_file`` through a temporary file and an atomic rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        contiguous = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+        save_file(contiguous, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class TrainingState:
+    """What a resumed run needs: where it stopped and everything to continue bit-for-bit."""
+
+    epoch: int  # number of completed epochs
+    model: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]
+    scheduler: dict[str, Any]
+    rng: dict[str, Any]
+    extra: dict[str, Any]
+
+
+def capture_rng() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Tensor and JSON parts of the torch, numpy and Python RNG states."""
+    tensors = {"rng.torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for index, state in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{index}"] = state
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    json_part = {
+        "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(gauss)],
+        "python": [version, list(internal), gauss_next],
+    }
+    return tensors, json_part
+
+
+def restore_rng(tensors: Mapping[str, torch.Tensor], json_part: Mapping[str, Any]) -> None:
+    torch.set_rng_state(tensors["rng.torch"])
+    cuda = sorted(k for k in tensors if k.startswith("rng.cuda."))
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([tensors[k] for k in cuda])
+    kind, keys, pos, has_gauss, gauss = json_part["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
+    version, internal, gauss_next = json_part["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+
+
+def _split_optimizer_state(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors: dict[str, torch.Tensor] = {}
+    per_param: dict[str, dict[str, Any]] = {}
+    for param_id, values in state["state"].items():
+        plain: dict[str, Any] = {}
+        for key, value in values.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optim.{param_id}.{key}"] = value
+            else:
+                plain[key] = value
+        per_param[str(param_id)] = plain
+    return tensors, {"param_groups": state["param_groups"], "state": per_param}
+
+
+def _join_optimizer_state(tensors: Mapping[str, torch.Tensor], json_part: Mapping[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {int(k): dict(v) for k, v in json_part["state"].items()}
+    for name, tensor in tensors.items():
+        if name.startswith("optim."):
+            _, param_id, key = name.split(".", 2)
+            state.setdefault(int(param_id), {})[key] = tensor
+    return {"state": state, "param_groups": json_part["param_groups"]}
+
+
+def save_checkpoint(
+    directory: Path,
+    *,
+    epoch: int,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write the checkpoint of ``epoch`` completed epochs and point ``latest.json`` at it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    stem = f"epoch-{epoch:04d}"
+    rng_tensors, rng_json = capture_rng()
+    optim_tensors, optim_json = _split_optimizer_state(optimizer.state_dict())
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    tensors.update(optim_tensors)
+    tensors.update(rng_tensors)
+    tensor_path = directory / f"{stem}.safetensors"
+    atomic_save_tensors(tensor_path, tensors)
+    state = {
+        "epoch": epoch,
+        "tensors": tensor_path.name,
+        "sha256": sha256(tensor_path),
+        "optimizer": optim_json,
+        "scheduler": scheduler.state_dict() if scheduler is not None else {},
+        "rng": rng_json,
+        "extra": extra or {},
+    }
+    atomic_write_json(directory / f"{stem}.json", state)
+    atomic_write_json(directory / LATEST, {"checkpoint": f"{stem}.json", "epoch": epoch})
+    _prune(directory, keep=KEEP)
+    return directory / f"{stem}.json"
+
+
+def _prune(directory: Path, keep: int) -> None:
+    states = sorted(directory.glob("epoch-*.json"))
+    for old in states[:-keep]:
+        old.unlink(missing_ok=True)
+        old.with_suffix(".safetensors").unlink(missing_ok=True)
+
+
+def load_checkpoint(directory: Path) -> TrainingState | None:
+    """The newest complete checkpoint in ``directory``, or None if there is none.
+
+    Raises:
+        TrainingError: the files named by ``latest.json`` are missing or do not match their hash.
+    """
+    latest = directory / LATEST
+    if not latest.exists():
+        return None
+    try:
+        pointer = json.loads(latest.read_text())
+        state_path = directory / pointer["checkpoint"]
+        state = json.loads(state_path.read_text())
+        tensor_path = directory / state["tensors"]
+        if sha256(tensor_path) != state["sha256"]:
+            raise TrainingError(f"checkpoint {tensor_path} does not match the hash recorded in {state_path}")
+        tensors = load_file(str(tensor_path))
+    except (OSError, KeyError, ValueError) as error:
+        raise TrainingError(f"cannot read the checkpoint in {directory}: {error}") from error
+    model = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    return TrainingState(
+        epoch=int(state["epoch"]),
+        model=model,
+        optimizer=_join_optimizer_state(tensors, state["optimizer"]),
+        scheduler=state["scheduler"],
+        rng={"tensors": {k: v for k, v in tensors.items() if k.startswith("rng.")}, "json": state["rng"]},
+        extra=state["extra"],
+    )

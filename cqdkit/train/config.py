@@ -1,0 +1,151 @@
+"""Everything that defines a run, in one JSON-able dataclass.
+
+Defaults follow the paper (Su and Maji, section 2, "Optimization details"): SGD with momentum 0.9, weight
+decay 5e-4, learning rate linear from 1e-3 to 5e-5 over 30 epochs, batch 128, T = 10 in both softmaxes with
+no T^2 factor, lambda = 200 (the CUB value; the paper used 50 for Stanford Cars), images stretched to
+224x224. Those numbers assume ImageNet-pretrained networks fine-tuned on a GPU.
+
+The embedded synthetic dataset gets CPU-sized defaults instead (:data:`CPU_PROFILE`): small inputs, fewer
+epochs and a larger learning rate, because its models train from scratch on two CPU cores in minutes.
+Anything given explicitly wins over both profiles.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import CqdkitError
+from .methods import METHODS
+
+#: The paper's protocol (ImageNet-pretrained vgg-m / vgg16 on CUB or Cars).
+PAPER_PROFILE: dict[str, Any] = {
+    "image_size": 224,
+    "epochs": 30,
+    "batch_size": 128,
+    "lr": 1e-3,
+    "lr_end": 5e-5,
+    "temperature": 10.0,
+    "lam": 200.0,
+}
+
+#: The embedded synthetic benchmark on a 2-core CPU: models trained from scratch at small inputs.
+CPU_PROFILE: dict[str, Any] = {
+    "image_size": 64,
+    "epochs": 8,
+    "batch_size": 32,
+    "lr": 1e-2,
+    "lr_end": 5e-4,
+    "temperature": 10.0,
+    "lam": 20.0,
+}
+
+
+@dataclass
+class RunConfig:
+    """A whole CQD run: data, degradation, models, method, optimisation and where to write.
+
+    ``None`` for a profile field (image_size, epochs, batch_size, lr, lr_end, temperature, lam) means "use
+    the profile's value" -- see :meth:`resolved`.
+    """
+
+    degrade: str = "tps"
+    teacher: str = "vggm"
+    student: str = "vggm"
+    method: str = "auto"  # "auto": a-cqd when teacher == student, else cqd
+    loss: str = "softce"
+    dataset: str = "synthetic"
+    root: str | None = None
+    dataset_options: dict[str, Any] = field(default_factory=dict)
+    skip_bad: bool = False
+    crop: bool | None = None  # x is the box crop (the paper's "localized" images); None: when boxes exist
+    augment: bool = False  # paired random geometry, applied to x and z alike
+    fixed_train_z: bool = True  # the paper: one z per training image; False redraws z every epoch
+    val_fraction: float = 0.1
+    image_size: int | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    lr_end: float | None = None
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    temperature: float | None = None
+    lam: float | None = None
+    pretrained: bool = False
+    teacher_weights: str | None = None
+    student_weights: str | None = None
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True  # bf16 autocast on CUDA (ignored on the CPU)
+    channels_last: bool = True  # on CUDA
+    compile: bool = False
+    workers: int = 0
+    cache_teacher: bool = True
+    profile: str = "auto"  # "paper", "cpu", or "auto" (cpu for the synthetic dataset)
+    out: str | None = None
+
+    def profile_values(self) -> dict[str, Any]:
+        profile = self.profile
+        if profile == "auto":
+            profile = "cpu" if self.dataset == "synthetic" else "paper"
+        if profile not in ("paper", "cpu"):
+            raise CqdkitError(f"unknown profile {self.profile!r}; expected 'paper', 'cpu' or 'auto'")
+        return dict(PAPER_PROFILE if profile == "paper" else CPU_PROFILE)
+
+    def resolved(self) -> RunConfig:
+        """A copy with every ``None`` profile field filled in and the method chosen; validates."""
+        values = dataclasses.asdict(self)
+        for key, default in self.profile_values().items():
+            if values[key] is None:
+                values[key] = default
+        if values["method"] == "auto":
+            values["method"] = "a-cqd" if self.teacher == self.student else "cqd"
+        config = RunConfig(**values)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        if self.method not in METHODS:
+            raise CqdkitError(f"unknown method {self.method!r}; expected one of {', '.join(METHODS)}")
+        if self.method in ("a-b", "a-cqd") and self.teacher != self.student:
+            raise CqdkitError(
+                f"method {self.method!r} starts the student from the teacher's weights, so teacher and student "
+                f"must be the same architecture (got teacher {self.teacher!r}, student {self.student!r}); "
+                "use --method cqd for a different student"
+            )
+        checks = {
+            "epochs": (self.epochs, 1),
+            "batch_size": (self.batch_size, 1),
+            "image_size": (self.image_size, 8),
+        }
+        for name, (value, minimum) in checks.items():
+            if value is not None and value < minimum:
+                raise CqdkitError(f"{name} must be at least {minimum}, got {value}")
+        if self.temperature is not None and self.temperature <= 0:
+            raise CqdkitError(f"temperature must be positive, got {self.temperature}")
+        if self.lam is not None and self.lam < 0:
+            raise CqdkitError(f"lambda must be non-negative, got {self.lam}")
+        if not 0 <= self.val_fraction < 1:
+            raise CqdkitError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, payload: dict[str, Any]) -> RunConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(payload) - known)
+        if unknown:
+            raise CqdkitError(f"unknown run-config keys {unknown}; known: {sorted(known)}")
+        return cls(**payload)
+
+    @classmethod
+    def load(cls, path: Path) -> RunConfig:
+        try:
+            payload = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as error:
+            raise CqdkitError(f"cannot read run config {path}: {error}") from error
+        return cls.from_json(payload.get("run", payload))

@@ -1,0 +1,207 @@
+"""The training loop on tiny in-memory data: objectives, checkpoints, resume, NaN handling, teacher."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from cqdkit.errors import TrainingError
+from cqdkit.train.checkpoint import load_checkpoint
+from cqdkit.train.engine import (
+    Hardware,
+    Normalizer,
+    Objective,
+    Optimization,
+    TeacherSignal,
+    accuracy,
+    fit,
+    linear_lr,
+    predict,
+)
+from cqdkit.train.teacher import FrozenTeacher, cache_key, teacher_logits
+
+CPU = Hardware(device=torch.device("cpu"), progress=False)
+
+
+class PairedTensors(Dataset):
+    """(x, z, label, index, box) from random uint8 images; z is x with its left half blanked."""
+
+    def __init__(self, n: int = 24, size: int = 8, classes: int = 3, seed: int = 0) -> None:
+        generator = torch.Generator().manual_seed(seed)
+        self.labels = torch.arange(n) % classes
+        base = torch.randint(0, 60, (n, 3, size, size), generator=generator, dtype=torch.uint8)
+        # the class is written into a bright square whose position depends on the label
+        for i, label in enumerate(self.labels.tolist()):
+            base[i, :, 2 * label : 2 * label + 2, :] = 250
+        self.x = base
+        self.z = base.clone()
+        self.z[:, :, :, : size // 2] = 0
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        return self.x[i], self.z[i], int(self.labels[i]), i, torch.full((4,), float("nan"))
+
+
+def tiny_model(seed: int = 0, classes: int = 3) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 16), nn.ReLU(), nn.Dropout(0.2), nn.Linear(16, classes))
+
+
+NORMALIZER = Normalizer([0.5, 0.5, 0.5], [0.25, 0.25, 0.25])
+OPT = Optimization(epochs=4, batch_size=8, lr=0.05, lr_end=0.005, seed=1)
+
+
+def state_of(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_linear_lr_goes_from_lr_to_lr_end():
+    factor = linear_lr(30, 1e-3, 5e-5)
+    assert factor(0) == pytest.approx(1.0)
+    assert 1e-3 * factor(29) == pytest.approx(5e-5)
+    assert 1e-3 * factor(15) == pytest.approx(1e-3 + (5e-5 - 1e-3) * 15 / 29)
+    assert linear_lr(1, 0.1, 0.01)(0) == 1.0
+
+
+def test_normalizer_matches_formula():
+    images = torch.randint(0, 256, (2, 3, 4, 4), dtype=torch.uint8)
+    mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+    expected = (images.float() / 255 - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    torch.testing.assert_close(Normalizer(mean, std)(images), expected)
+
+
+def test_fit_learns_and_logs(tmp_path):
+    data = PairedTensors()
+    model = tiny_model()
+    result = fit(model, NORMALIZER, data, Objective(view="x"), OPT, CPU, tmp_path)
+    logits, labels = predict(model, NORMALIZER, data, "x", CPU)
+    assert accuracy(logits, labels) == 1.0
+    lines = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in lines] == [1, 2, 3, 4]
+    assert lines[0]["lr"] == pytest.approx(0.05) and lines[-1]["lr"] == pytest.approx(0.005)
+    assert lines[-1]["loss"] < lines[0]["loss"]
+    assert result.images_per_second > 0
+    assert load_checkpoint(tmp_path).epoch == 4
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
+    data = PairedTensors()
+    uninterrupted = tiny_model()
+    fit(uninterrupted, NORMALIZER, data, Objective(view="z"), OPT, CPU, tmp_path / "full")
+
+    interrupted = tiny_model()
+    calls = []
+
+    def kill_after_two(epoch: int) -> None:
+        calls.append(epoch)
+        if epoch == 2:
+            raise KeyboardInterrupt  # the run is killed at the start of epoch 3
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(interrupted, NORMALIZER, data, Objective(view="z"), OPT, CPU, tmp_path / "killed", on_epoch=kill_after_two)
+    assert load_checkpoint(tmp_path / "killed").epoch == 2
+    torch.manual_seed(12345)  # whatever happened to the RNG in between must not matter
+    resumed = tiny_model(seed=99)  # fresh weights, overwritten by the checkpoint
+    result = fit(resumed, NORMALIZER, data, Objective(view="z"), OPT, CPU, tmp_path / "killed")
+    assert result.resumed_from == 2
+    for name, tensor in state_of(uninterrupted).items():
+        torch.testing.assert_close(resumed.state_dict()[name], tensor, rtol=0, atol=0)
+    assert len(result.history) == 4
+
+
+def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(tmp_path):
+    data = PairedTensors()
+    model = tiny_model()
+    fit(model, NORMALIZER, data, Objective(view="x"), Optimization(epochs=1, batch_size=8, lr=0.01), CPU, tmp_path)
+    good = state_of(model)
+
+    def poisoned(student, teacher):
+        return student.sum() * float("nan")
+
+    signal = TeacherSignal(cached=torch.zeros(len(data), 3))
+    with pytest.raises(TrainingError, match=r"became nan at epoch 2.*epoch 1.*--resume"):
+        fit(model, NORMALIZER, data, Objective(view="z", distill=poisoned, lam=1.0, teacher=signal),
+            Optimization(epochs=2, batch_size=8, lr=0.01), CPU, tmp_path)
+    state = load_checkpoint(tmp_path)
+    assert state.epoch == 1
+    for name, tensor in good.items():
+        torch.testing.assert_close(state.model[name], tensor)
+
+
+def test_distillation_pulls_student_towards_teacher(tmp_path):
+    data = PairedTensors()
+    teacher_logits_ = torch.zeros(len(data), 3)
+    teacher_logits_[:, 0] = 10.0  # the teacher always says class 0
+
+    def l2(student, teacher):
+        return ((student.float() - teacher) ** 2).sum(1).mean()
+
+    heavy = Objective(view="z", distill=l2, lam=5.0, teacher=TeacherSignal(cached=teacher_logits_))
+    model = tiny_model()
+    fit(model, NORMALIZER, data, heavy, Optimization(epochs=4, batch_size=8, lr=0.005, lr_end=0.001), CPU, tmp_path)
+    logits, _ = predict(model, NORMALIZER, data, "z", CPU)
+    assert (logits.argmax(1) == 0).float().mean() > 0.9
+
+
+def test_online_and_cached_teacher_give_the_same_signal():
+    data = PairedTensors()
+    frozen = FrozenTeacher(tiny_model(seed=3))
+    online = TeacherSignal(teacher=frozen, normalizer=NORMALIZER)
+    logits, _ = predict(frozen, NORMALIZER, data, "x", CPU)
+    cached = TeacherSignal(cached=logits)
+    x = torch.stack([data[i][0] for i in (5, 2)])
+    torch.testing.assert_close(online(x, torch.tensor([5, 2]), CPU), cached(x, torch.tensor([5, 2]), CPU))
+
+
+def test_frozen_teacher_stays_in_eval_mode_without_gradients():
+    frozen = FrozenTeacher(tiny_model())
+    holder = nn.ModuleDict({"teacher": frozen, "student": tiny_model()})
+    holder.train()
+    assert not frozen.model.training and not frozen.training
+    assert all(not p.requires_grad for p in frozen.parameters())
+    x = torch.randn(4, 3, 8, 8)
+    torch.testing.assert_close(frozen(x), frozen(x))  # dropout is off
+    assert not frozen(x).requires_grad
+
+
+def test_teacher_logits_are_computed_once_and_keyed_by_weights(tmp_path: Path):
+    teacher = tiny_model(seed=1)
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return torch.arange(6.0).view(2, 3)
+
+    pipeline = {"dataset": "toy", "size": 8}
+    first = teacher_logits(teacher, compute, x_pipeline=pipeline, x_random=False, cache_dir=tmp_path)
+    second = teacher_logits(teacher, compute, x_pipeline=pipeline, x_random=False, cache_dir=tmp_path)
+    torch.testing.assert_close(first, second)
+    assert len(calls) == 1
+    other = tiny_model(seed=2)
+    assert cache_key(other, pipeline) != cache_key(teacher, pipeline)
+    assert cache_key(teacher, {**pipeline, "size": 16}) != cache_key(teacher, pipeline)
+    teacher_logits(other, compute, x_pipeline=pipeline, x_random=False, cache_dir=tmp_path)
+    assert len(calls) == 2
+
+
+def test_teacher_logits_cache_is_refused_for_random_x(tmp_path):
+    with pytest.raises(TrainingError, match="random"):
+        teacher_logits(tiny_model(), lambda: torch.zeros(1, 3), x_pipeline={}, x_random=True, cache_dir=tmp_path)
+
+
+def test_checkpoint_files_are_hashed(tmp_path):
+    data = PairedTensors()
+    fit(tiny_model(), NORMALIZER, data, Objective(view="x"), Optimization(epochs=1, batch_size=8), CPU, tmp_path)
+    tensors = next(tmp_path.glob("epoch-*.safetensors"))
+    data_bytes = bytearray(tensors.read_bytes())
+    data_bytes[-8:] = bytes(b ^ 0xFF for b in data_bytes[-8:])  # flip the last bytes
+    tensors.write_bytes(bytes(data_bytes))
+    with pytest.raises(TrainingError, match="does not match the hash"):
+        load_checkpoint(tmp_path)
