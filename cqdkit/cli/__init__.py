@@ -15,6 +15,8 @@ from ..errors import CqdkitError
 from ..plugin import configure_autoload, get_plugin_manager
 from .console import err_console
 from .plugins import list_group, plugins
+from .experiments import table, tune
+from .run import run
 
 
 class UserError(click.ClickException):
@@ -24,7 +26,7 @@ class UserError(click.ClickException):
 
     def show(self, file=None) -> None:  # noqa: ANN001 (click's signature)
         err_console.print("[bold red]error:[/] ", end="")
-        err_console.print(self.message, markup=False, highlight=False)
+        err_console.print(self.message, markup=False, highlight=False, soft_wrap=True)
 
 
 class CqdkitGroup(click.Group):
@@ -84,6 +86,9 @@ def cli() -> None:
 
 cli.add_command(plugins)
 cli.add_command(list_group)
+cli.add_command(run)
+cli.add_command(table)
+cli.add_command(tune)
 
 
 def main() -> None:

@@ -86,6 +86,7 @@ class Normalizer(nn.Module):
 
     def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
         super().__init__()
+        self.mean, self.std = [float(m) for m in mean], [float(s) for s in std]
         mean_t = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
         std_t = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
         self.register_buffer("scale", 1.0 / (255.0 * std_t))
@@ -175,13 +176,13 @@ def _to_input(normalizer: Normalizer, images: torch.Tensor, hardware: Hardware) 
 
 @contextmanager
 def progress_bar(description: str, total: int, enabled: bool) -> Iterator[Callable[[int], None]]:
-    """A transient rich progress bar; yields ``advance(n)``."""
-    if not enabled:
+    """A transient rich progress bar on a terminal (nothing in logs); yields ``advance(n)``."""
+    from ..cli.console import err_console
+
+    if not enabled or not err_console.is_terminal:
         yield lambda n=1: None
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    from ..cli.console import err_console
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=err_console, transient=True) as progress:

@@ -1,0 +1,5 @@
+"""``python -m cqdkit`` (what ``torchrun -m cqdkit run ...`` calls)."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,113 @@
+"""Click options shared by ``run``, ``table`` and ``tune`` (one definition, one help text)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from ..train.config import RunConfig
+
+F = Callable[..., Any]
+
+
+def _stack(*decorators: F) -> F:
+    def apply(function: F) -> F:
+        for decorator in reversed(decorators):
+            function = decorator(function)
+        return function
+
+    return apply
+
+
+dataset_options = _stack(
+    click.option("--dataset", default="synthetic", show_default=True, help="Dataset plugin name."),
+    click.option("--root", type=click.Path(file_okay=False), help="Dataset folder (not needed for synthetic)."),
+    click.option("--skip-bad", is_flag=True, help="Skip unreadable samples (listed in config.json) instead of failing."),
+    click.option("--dataset-option", "dataset_option", multiple=True, metavar="KEY=VALUE",
+                 help="A dataset option, e.g. classes=20 for synthetic (repeatable)."),
+)
+
+
+def parse_key_values(pairs: tuple[str, ...]) -> dict[str, str]:
+    """``("a=1", "b=x")`` to ``{"a": "1", "b": "x"}``; a pair without ``=`` is a usage error."""
+    parsed: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--dataset-option")
+        parsed[key.strip()] = value.strip()
+    return parsed
+
+model_options = _stack(
+    click.option("--teacher", default="vggm", show_default=True, help="Teacher backbone (cqdkit or timm name)."),
+    click.option("--student", default="vggm", show_default=True, help="Student backbone."),
+    click.option("--pretrained", is_flag=True, help="Start from the backbones' pretrained weights (timm hub/cache)."),
+    click.option("--teacher-weights", type=click.Path(dir_okay=False), help="Teacher initial weights (.safetensors)."),
+    click.option("--student-weights", type=click.Path(dir_okay=False), help="Student initial weights (.safetensors)."),
+)
+
+training_options = _stack(
+    click.option("--loss", default="softce", show_default=True, help="Distillation loss plugin."),
+    click.option("--temperature", type=float, help="T of the softened softmaxes [paper: 10]."),
+    click.option("--lambda", "lam", type=float, help="Weight of the distillation term [paper: 200 CUB, 50 Cars]."),
+    click.option("--epochs", type=int, help="Epochs per model [paper: 30; synthetic: CPU profile]."),
+    click.option("--image-size", type=int, help="Input size (images stretched to SxS) [paper: 224]."),
+    click.option("--batch-size", type=int, help="Global batch size [paper: 128]."),
+    click.option("--lr", type=float, help="Learning rate of the first epoch [paper: 1e-3]."),
+    click.option("--lr-end", type=float, help="Learning rate of the last epoch, linear in between [paper: 5e-5]."),
+    click.option("--weight-decay", type=float, default=5e-4, show_default=True),
+    click.option("--momentum", type=float, default=0.9, show_default=True),
+    click.option("--crop/--no-crop", default=None, help="x is the box crop ('localized'); default: when boxes exist."),
+    click.option("--augment", is_flag=True, help="Random paired geometry, identical for x and z."),
+    click.option("--redraw-z", is_flag=True, help="Draw a new z every epoch (paper: one fixed z per image)."),
+    click.option("--profile", type=click.Choice(["auto", "paper", "cpu"]), default="auto", show_default=True,
+                 help="Default hyperparameters: the paper's, or CPU-sized (auto: cpu for synthetic)."),
+    click.option("--seed", type=int, default=0, show_default=True),
+    click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto."),
+    click.option("--workers", type=int, default=0, show_default=True, help="DataLoader worker processes."),
+    click.option("--compile", is_flag=True, help="torch.compile the models."),
+    click.option("--no-amp", is_flag=True, help="Disable bf16 autocast on CUDA."),
+    click.option("--quiet", is_flag=True, help="No progress bars."),
+)
+
+
+def config_from_options(options: dict[str, Any]) -> "RunConfig":
+    """A RunConfig from the parsed click options of :data:`training_options` and friends."""
+    from ..train.config import RunConfig
+
+    return RunConfig(
+        degrade=options.get("degrade", "tps"),
+        teacher=options["teacher"],
+        student=options["student"],
+        method=options.get("method", "auto"),
+        loss=options["loss"],
+        dataset=options["dataset"],
+        root=options["root"],
+        dataset_options=parse_key_values(options.get("dataset_option", ())),
+        skip_bad=options["skip_bad"],
+        crop=options["crop"],
+        augment=options["augment"],
+        fixed_train_z=not options["redraw_z"],
+        image_size=options["image_size"],
+        epochs=options["epochs"],
+        batch_size=options["batch_size"],
+        lr=options["lr"],
+        lr_end=options["lr_end"],
+        momentum=options["momentum"],
+        weight_decay=options["weight_decay"],
+        temperature=options["temperature"],
+        lam=options["lam"],
+        pretrained=options["pretrained"],
+        teacher_weights=options["teacher_weights"],
+        student_weights=options["student_weights"],
+        seed=options["seed"],
+        device=options["device"],
+        amp=not options["no_amp"],
+        compile=options["compile"],
+        workers=options["workers"],
+        profile=options["profile"],
+        out=options.get("out"),
+    )

@@ -1,0 +1,67 @@
+"""``cqdkit run``: train the teacher and a student on one degradation, print a Table-1 style summary."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+from rich.table import Table
+
+from .console import console
+from .options import config_from_options, dataset_options, model_options, training_options
+
+_RESUMABLE = {"out", "resume", "device", "workers", "quiet"}
+
+
+@click.command()
+@click.option("--degrade", default="tps", show_default=True, help="Degradation spec, e.g. lowres:size=32+jpeg.")
+@click.option(
+    "--method",
+    type=click.Choice(["auto", "a", "b", "a-b", "cqd", "a-cqd"]),
+    default="auto",
+    show_default=True,
+    help="Student method (auto: a-cqd when teacher == student, else cqd).",
+)
+@dataset_options
+@model_options
+@training_options
+@click.option("--out", type=click.Path(file_okay=False), help="Run directory [runs/<time>-<degrade>-...].")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@click.pass_context
+def run(ctx: click.Context, **options: Any) -> None:
+    """Train teacher A on x and the student on z, evaluate both on the test x and z views."""
+    from ..train.run import run as run_experiment
+
+    if options["resume"]:
+        given = [
+            name
+            for name in options
+            if name not in _RESUMABLE and ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+        ]
+        if given:
+            raise click.UsageError(
+                "--resume continues the saved run with its saved settings; drop "
+                + ", ".join("--" + name.replace("_", "-") for name in given)
+            )
+    config = config_from_options(options)
+    results = run_experiment(config, resume=options["resume"], progress=not options["quiet"])
+    print_summary(results)
+
+
+def print_summary(results: dict[str, Any]) -> None:
+    """Accuracy of the teacher and the student on the test x (A) and z (B) views, like Table 1."""
+    titles = {"a": "A", "b": "B", "a-b": "A→B", "cqd": "CQD", "a-cqd": "A+CQD"}
+    table = Table(title=f"{results['degrade']} on {results['dataset']}: per-image top-1 accuracy (%)")
+    for column in ("method", "model", "test A (x)", "test B (z)", "train images/s"):
+        table.add_column(column, justify="right" if column.startswith(("test", "train")) else "left")
+    for method, scores in results["models"].items():
+        model = results["teacher"] if method == "a" else results["student"]
+        table.add_row(
+            titles.get(method, method),
+            model,
+            f"{100 * scores['test_x']:.1f}",
+            f"{100 * scores['test_z']:.1f}",
+            f"{scores.get('images_per_second', float('nan')):.0f}",
+        )
+    console.print(table)
+    console.print(f"wall time {results['wall_seconds']:.0f} s", style="dim")

@@ -1,0 +1,280 @@
+"""One experiment: a dataset, a degradation, a teacher and a student, and the models the methods train.
+
+:class:`Experiment` owns the data (official train/test split, a seeded validation split carved from
+train, paired x/z views) and trains each method's model at most once, in its own sub-directory, so that
+``run``, ``table`` and ``tune`` share models instead of retraining them: A is trained once and reused as
+the teacher of CQD, the start of A→B and A+CQD, and across degradations that leave x unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .. import __version__
+from ..errors import CqdkitError
+from ..plugin import PluginManager, get_plugin_manager
+from .checkpoint import atomic_write_json
+from .config import RunConfig
+from .engine import (
+    FitResult,
+    Hardware,
+    Normalizer,
+    Objective,
+    Optimization,
+    TeacherSignal,
+    accuracy,
+    fit,
+    predict,
+    resolve_device,
+    save_model,
+    world,
+)
+from .methods import METHODS, Method
+from .teacher import FrozenTeacher, teacher_logits
+
+
+@dataclass
+class TrainedModel:
+    """A trained model with what it takes to feed it."""
+
+    method: Method
+    architecture: str
+    model: nn.Module
+    normalizer: Normalizer
+    fit: FitResult
+    directory: Path
+
+
+class Experiment:
+    """Data and models of one CQD experiment.
+
+    Args:
+        config: the run's settings (resolved on construction).
+        directory: where models, logs and results go.
+        teacher_root: a folder shared with other experiments; model A then lives in
+            ``teacher_root/a-<key>``, the key hashing everything A depends on (the x pipeline, the teacher
+            and the optimisation), so experiments that would train the same A share it.
+        resume: continue models whose checkpoints exist (finished ones are just loaded).
+    """
+
+    def __init__(
+        self,
+        config: RunConfig,
+        directory: Path,
+        *,
+        teacher_root: Path | None = None,
+        resume: bool = True,
+        progress: bool = True,
+        manager: PluginManager | None = None,
+    ) -> None:
+        from ..data import PairedDataset, load_dataset, split_train_val
+        from ..degradations import PairMaker
+
+        self.config = config.resolved()
+        self.directory = Path(directory)
+        self.resume = resume
+        self.manager = manager or get_plugin_manager()
+        cfg = self.config
+        self.hardware = Hardware(
+            device=resolve_device(cfg.device),
+            amp=cfg.amp,
+            channels_last=cfg.channels_last,
+            compile=cfg.compile,
+            workers=cfg.workers,
+            progress=progress,
+        )
+        self.data = load_dataset(
+            cfg.dataset, cfg.root, skip_bad=cfg.skip_bad, manager=self.manager, **cfg.dataset_options
+        )
+        self.crop = self.data.has_boxes if cfg.crop is None else cfg.crop
+        self.maker = PairMaker(cfg.degrade, size=cfg.image_size, crop=self.crop, augment=cfg.augment,
+                               manager=self.manager)
+        train, val = split_train_val(self.data.train, cfg.val_fraction, cfg.seed)
+        paired = dict(maker=self.maker, seed=cfg.seed)
+        self.train_set = PairedDataset(train, split="train", fixed_z=cfg.fixed_train_z, **paired)
+        self.val_set = PairedDataset(val, split="val", **paired)
+        self.test_set = PairedDataset(self.data.test, split="test", **paired)
+        self._models: dict[str, TrainedModel] = {}
+        self.teacher_directory = Path(teacher_root) / f"a-{self.teacher_key()}" if teacher_root else self.directory / "a"
+
+    # -- description --------------------------------------------------------------------------
+
+    def describe(self) -> dict[str, Any]:
+        """Everything needed to reproduce the experiment (written as ``config.json``)."""
+        return {
+            "run": self.config.to_json(),
+            "pipeline": self.maker.describe(),
+            "crop": self.crop,
+            "dataset": {
+                "name": self.data.name,
+                "root": str(self.data.root),
+                "classes": self.data.num_classes,
+                "train": len(self.train_set),
+                "val": len(self.val_set),
+                "test": len(self.test_set),
+                "boxes": self.data.has_boxes,
+                "skipped": self.data.problems,
+            },
+            "environment": {
+                "cqdkit": __version__,
+                "torch": torch.__version__,
+                "python": platform.python_version(),
+                "device": str(self.hardware.device),
+            },
+        }
+
+    def x_pipeline(self) -> dict[str, Any]:
+        """What x depends on: the dataset, the split and how x is cut and sized (not the degradation)."""
+        cfg = self.config
+        localization = any(op["name"] == "localization" for op in self.maker.describe().get("ops", []))
+        return {
+            "dataset": cfg.dataset,
+            "root": str(self.data.root),
+            "dataset_options": cfg.dataset_options,
+            "image_size": cfg.image_size,
+            "crop": self.crop or localization,
+            "augment": cfg.augment,
+            "val_fraction": cfg.val_fraction,
+            "seed": cfg.seed,
+            "train_ids": hashlib.sha256(json.dumps(self.train_set.ids()).encode()).hexdigest()[:16],
+        }
+
+    def teacher_key(self) -> str:
+        """A short hash of everything model A depends on."""
+        cfg = self.config
+        depends = {
+            "x": self.x_pipeline(),
+            "teacher": cfg.teacher,
+            "pretrained": cfg.pretrained,
+            "teacher_weights": cfg.teacher_weights,
+            "optimization": [cfg.epochs, cfg.batch_size, cfg.lr, cfg.lr_end, cfg.momentum, cfg.weight_decay],
+        }
+        return hashlib.sha256(json.dumps(depends, sort_keys=True).encode()).hexdigest()[:12]
+
+    # -- models -------------------------------------------------------------------------------
+
+    def model(self, method_name: str) -> TrainedModel:
+        """The trained model of ``method_name``, training it (and A, when needed) on first use."""
+        if method_name in self._models:
+            return self._models[method_name]
+        method = METHODS[method_name]
+        cfg = self.config
+        architecture = cfg.teacher if method.role == "teacher" else cfg.student
+        if method.from_teacher and cfg.teacher != cfg.student:
+            raise CqdkitError(
+                f"method {method_name!r} starts from the teacher's weights and needs the same architecture "
+                f"for teacher and student (got {cfg.teacher!r} and {cfg.student!r})"
+            )
+        teacher = self.model("a") if (method.from_teacher or method.distill) else None
+        directory = self.teacher_directory if method_name == "a" else self.directory / method_name
+        directory.mkdir(parents=True, exist_ok=True)
+        model, normalizer = self._build(architecture, method)
+        if method.from_teacher and teacher is not None:
+            model.load_state_dict(teacher.model.state_dict())
+        objective = Objective(view=method.view)
+        if method.distill and teacher is not None:
+            objective = Objective(
+                view="z",
+                distill=self.manager.loss(cfg.loss).factory(temperature=cfg.temperature),
+                lam=float(cfg.lam),
+                teacher=self._teacher_signal(teacher),
+            )
+        optimization = Optimization(
+            epochs=cfg.epochs,
+            batch_size=cfg.batch_size,
+            lr=cfg.lr,
+            lr_end=cfg.lr_end,
+            momentum=cfg.momentum,
+            weight_decay=cfg.weight_decay,
+            seed=cfg.seed,
+        )
+        result = fit(
+            model,
+            normalizer,
+            self.train_set,
+            objective,
+            optimization,
+            self.hardware,
+            directory,
+            name=METHODS[method_name].title,
+            resume=self.resume,
+            on_epoch=self.train_set.set_epoch,
+        )
+        if world()[0] == 0:
+            save_model(directory / "model.safetensors", model, {
+                "architecture": architecture,
+                "method": method_name,
+                "num_classes": self.data.num_classes,
+                "in_chans": 3,
+                "image_size": cfg.image_size,
+                "mean": normalizer.mean,
+                "std": normalizer.std,
+                "classes": self.data.classes,
+                "pipeline": self.maker.describe(),
+            })
+        trained = TrainedModel(method, architecture, model, normalizer, result, directory)
+        self._models[method_name] = trained
+        return trained
+
+    def _build(self, architecture: str, method: Method) -> tuple[nn.Module, Normalizer]:
+        """A fresh backbone with its seeded initialisation (the same for every method of a role)."""
+        from ..models import create_backbone, load_weights, model_input_config
+
+        cfg = self.config
+        seed_text = f"{cfg.seed}:{architecture}"
+        torch.manual_seed(int(hashlib.sha256(seed_text.encode()).hexdigest()[:8], 16))
+        model = create_backbone(
+            architecture, num_classes=self.data.num_classes, pretrained=cfg.pretrained, manager=self.manager
+        )
+        weights = cfg.teacher_weights if method.role == "teacher" else cfg.student_weights
+        if weights and not method.from_teacher:
+            load_weights(model, weights)
+        preprocessing = model_input_config(model)
+        return model, Normalizer(preprocessing.mean, preprocessing.std)
+
+    def _teacher_signal(self, teacher: TrainedModel) -> TeacherSignal:
+        frozen = FrozenTeacher(teacher.model).to(self.hardware.device)
+        if self.config.cache_teacher and not self.maker.x_random:
+
+            def compute() -> torch.Tensor:
+                logits, _labels = predict(
+                    frozen, teacher.normalizer, self.train_set, "x", self.hardware,
+                    batch_size=max(self.config.batch_size, 64), name="teacher logits",
+                )
+                return logits
+
+            cached = teacher_logits(
+                frozen.model,
+                compute,
+                x_pipeline=self.x_pipeline(),
+                x_random=self.maker.x_random,
+                cache_dir=self.teacher_directory,
+            )
+            return TeacherSignal(cached=cached)
+        return TeacherSignal(teacher=frozen, normalizer=teacher.normalizer)
+
+    # -- evaluation ---------------------------------------------------------------------------
+
+    def evaluate(self, method_name: str, split: str = "test") -> dict[str, float]:
+        """Per-image top-1 accuracy of a method's model on the x and z views of ``split``."""
+        trained = self.model(method_name)
+        dataset = {"test": self.test_set, "val": self.val_set}[split]
+        scores = {}
+        for view in ("x", "z"):
+            logits, labels = predict(
+                trained.model, trained.normalizer, dataset, view, self.hardware,
+                batch_size=max(self.config.batch_size, 64), name=f"{trained.method.title} on {split} {view}",
+            )
+            scores[f"{split}_{view}"] = accuracy(logits, labels)
+        return scores
+
+    def write_config(self) -> None:
+        atomic_write_json(self.directory / "config.json", self.describe())

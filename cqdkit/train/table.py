@@ -1,0 +1,176 @@
+"""``cqdkit table``: the paper's Table 1 for several degradations and seeds.
+
+Rows (train / test): A/A, A/B, B/B, A→B/B, CQD/B, A+CQD/B; one column per degradation; each cell the mean
+and standard deviation over seeds of per-image top-1 accuracy on the test split. Model A is trained once per
+seed and shared by every degradation that leaves x unchanged. The last row reports how much of the quality
+gap A+CQD closes: (A+CQD/B - B/B) / (A/A - B/B).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import math
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from .checkpoint import atomic_write_bytes, atomic_write_json
+from .config import RunConfig
+from .engine import world
+
+#: (row label, method, test view)
+ROWS: tuple[tuple[str, str, str], ...] = (
+    ("A/A", "a", "x"),
+    ("A/B", "a", "z"),
+    ("B/B", "b", "z"),
+    ("A→B/B", "a-b", "z"),
+    ("CQD/B", "cqd", "z"),
+    ("A+CQD/B", "a-cqd", "z"),
+)
+GAP_ROW = "gap closed by A+CQD"
+
+
+def slug(spec: str) -> str:
+    """A folder name for a degradation spec."""
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in spec)
+
+
+def run_table(
+    base: RunConfig,
+    degradations: list[str],
+    seeds: list[int],
+    out: Path,
+    *,
+    tuned: dict[str, dict[str, float]] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train every model Table 1 needs (reusing finished ones in ``out``) and write the table files.
+
+    ``tuned`` maps a degradation spec to ``{"temperature": T, "lam": lambda}`` chosen by ``cqdkit tune``.
+    """
+    from .experiment import Experiment
+
+    out = Path(out)
+    raw: dict[str, dict[str, list[float]]] = {d: {row: [] for row, _, _ in ROWS} for d in degradations}
+    began = time.perf_counter()
+    settings: dict[str, Any] = {}
+    for seed in seeds:
+        for degradation in degradations:
+            overrides = {"degrade": degradation, "seed": seed, "method": "a-cqd"}
+            overrides.update((tuned or {}).get(degradation, {}))
+            config = dataclasses.replace(base, **overrides)
+            if config.teacher != config.student:
+                config.method = "cqd"
+            experiment = Experiment(
+                config,
+                out / f"seed-{seed}" / slug(degradation),
+                teacher_root=out / f"seed-{seed}",
+                progress=progress,
+            )
+            settings[degradation] = {
+                "temperature": experiment.config.temperature,
+                "lam": experiment.config.lam,
+                "epochs": experiment.config.epochs,
+                "pipeline": experiment.maker.describe(),
+            }
+            scores: dict[str, dict[str, float]] = {}
+            for row, method, view in ROWS:
+                if method in ("a-b", "a-cqd") and config.teacher != config.student:
+                    continue
+                if method not in scores:
+                    scores[method] = experiment.evaluate(method)
+                raw[degradation][row].append(scores[method][f"test_{view}"])
+            if world()[0] == 0:
+                experiment.write_config()
+                atomic_write_json(experiment.directory / "results.json", {"models": scores})
+    table = summarise(raw)
+    result = {
+        "rows": [row for row, _, _ in ROWS] + [GAP_ROW],
+        "degradations": degradations,
+        "seeds": seeds,
+        "teacher": base.teacher,
+        "student": base.student,
+        "dataset": base.dataset,
+        "settings": settings,
+        "raw": raw,
+        "table": table,
+        "wall_seconds": time.perf_counter() - began,
+    }
+    if world()[0] == 0:
+        write_table(out, result)
+    return result
+
+
+def summarise(raw: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, dict[str, float] | None]]:
+    """Mean and spread (sample standard deviation) per degradation and row, plus the gap closed."""
+    table: dict[str, dict[str, dict[str, float] | None]] = {}
+    for degradation, rows in raw.items():
+        column: dict[str, dict[str, float] | None] = {}
+        for row, values in rows.items():
+            column[row] = _stats(values) if values else None
+        a_a, b_b, cqd = rows["A/A"], rows["B/B"], rows["A+CQD/B"]
+        if a_a and b_b and cqd:
+            gaps = [(c - b) / (a - b) if a != b else float("nan") for a, b, c in zip(a_a, b_b, cqd)]
+            column[GAP_ROW] = _stats(gaps)
+        else:
+            column[GAP_ROW] = None
+        table[degradation] = column
+    return table
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    if any(math.isnan(v) for v in values):  # e.g. a gap of zero width
+        return {"mean": math.nan, "std": math.nan, "n": len(values)}
+    return {
+        "mean": statistics.fmean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "n": len(values),
+    }
+
+
+def _cell(stats: dict[str, float] | None, percent: bool = True) -> str:
+    if stats is None:
+        return "—"
+    scale = 100 if percent else 1
+    text = f"{scale * stats['mean']:.1f}" if percent else f"{stats['mean']:.2f}"
+    if stats["n"] > 1:
+        text += f" ± {scale * stats['std']:.1f}" if percent else f" ± {stats['std']:.2f}"
+    return text
+
+
+def to_markdown(result: dict[str, Any]) -> str:
+    degradations = result["degradations"]
+    lines = [
+        f"Per-image top-1 accuracy (%) on the test split, teacher {result['teacher']} → student "
+        f"{result['student']}, dataset {result['dataset']}, mean ± std over seeds {result['seeds']}.",
+        "",
+        "| train / test | " + " | ".join(degradations) + " |",
+        "|---|" + "---:|" * len(degradations),
+    ]
+    for row in result["rows"]:
+        percent = row != GAP_ROW
+        cells = [_cell(result["table"][d][row], percent) for d in degradations]
+        lines.append(f"| {row} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(result: dict[str, Any]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["row", "degradation", "mean", "std", "n", *[f"seed_{s}" for s in result["seeds"]]])
+    for degradation in result["degradations"]:
+        for row in result["rows"]:
+            stats = result["table"][degradation][row]
+            values = result["raw"][degradation].get(row, [])
+            if stats is not None:
+                writer.writerow([row, degradation, stats["mean"], stats["std"], stats["n"], *values])
+    return buffer.getvalue()
+
+
+def write_table(out: Path, result: dict[str, Any]) -> None:
+    atomic_write_json(out / "table.json", result)
+    atomic_write_bytes(out / "table.md", to_markdown(result).encode())
+    atomic_write_bytes(out / "table.csv", to_csv(result).encode())
