@@ -1,1 +1,36 @@
-"""Backbones: cqdkit's own architectures (vgg-m) and the adapter to timm's model zoo."""
+"""Backbones: cqdkit's own architectures (VGG-M, ConvNet-S/M), the adapter to timm's model zoo, and
+loading/saving weights.
+
+Public names are imported on first access, so ``import cqdkit.models`` does not import torch::
+
+    from cqdkit.models import create_backbone, model_input_config, load_weights, save_weights
+
+    student = create_backbone("vggm", num_classes=200)
+    teacher = create_backbone("resnet18.a1_in1k", num_classes=200, pretrained=True)  # from timm
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+_LAZY: dict[str, str] = {
+    "create_backbone": "cqdkit.models.backbone",
+    "model_input_config": "cqdkit.models.backbone",
+    "InputConfig": "cqdkit.models.backbone",
+    "load_weights": "cqdkit.models.weights",
+    "save_weights": "cqdkit.models.weights",
+    "read_state_dict": "cqdkit.models.weights",
+    "LoadReport": "cqdkit.models.weights",
+    "VGGM": "cqdkit.models.vggm",
+    "ConvNet": "cqdkit.models.convnet",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'cqdkit.models' has no attribute {name!r}")
+
+
+__all__ = list(_LAZY)
