@@ -15,6 +15,7 @@ from ..errors import CqdkitError
 from ..plugin import configure_autoload, get_plugin_manager
 from .console import err_console
 from .plugins import list_group, plugins
+from .degrade import degrade
 from .experiments import table, tune
 from .run import run
 
@@ -87,6 +88,7 @@ def cli() -> None:
 cli.add_command(plugins)
 cli.add_command(list_group)
 cli.add_command(run)
+cli.add_command(degrade)
 cli.add_command(table)
 cli.add_command(tune)
 

@@ -1,1 +1,51 @@
-"""Degradations: how the low-quality view z (and the high-quality view x) of a sample are made."""
+"""Degradations: how the high-quality view x and the low-quality view z of a sample are made.
+
+Entry points::
+
+    from cqdkit.degradations import make_pair, PairMaker, parse_spec, to_rgb_uint8
+
+    maker = PairMaker("lowres:size=32+jpeg:severity=3", size=224, crop=True)
+    x, z = maker(image, bbox=(x, y, w, h), seed=index)
+
+Writing a degradation: a plugin yields a :class:`cqdkit.plugin.Degradation` whose ``factory(**params)``
+returns an op ``op(views, rng) -> views`` (:class:`Views`, :class:`DegradationOp`); the protocol is
+described in :mod:`cqdkit.degradations.views` and docs/degradations.md, and
+:func:`cqdkit.testing.degradations.check_degradation` checks an implementation.
+
+Importing this package is cheap (the built-in plugin module lives here): the names below load their
+modules (numpy, OpenCV) on first access.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+_LAZY: dict[str, str] = {
+    "make_pair": ".pipeline",
+    "make_x": ".pipeline",
+    "PairMaker": ".pipeline",
+    "parse_spec": ".spec",
+    "to_rgb_uint8": ".image",
+    "Views": ".views",
+    "DegradationOp": ".views",
+    "PairedAugmentation": ".augment",
+    "register_upsampler": ".upsample",
+    "make_upsampler": ".upsample",
+    "upsampler_names": ".upsample",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+__all__ = sorted(_LAZY)

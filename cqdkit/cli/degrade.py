@@ -1,0 +1,99 @@
+"""``cqdkit degrade``: write the (x, z) pairs of a degradation spec for some images, and a Figure-3 grid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from ..errors import DataError, SpecError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+GAP = 4  # white pixels between the tiles of grid.png
+
+
+@click.command("degrade")
+@click.argument("spec")
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for <stem>_x.png, <stem>_z.png and grid.png (created if needed).")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Per-sample seed.")
+@click.option("--size", default=224, show_default=True, type=click.IntRange(min=1), help="Side of x and z.")
+@click.option("--bbox", default=None, metavar="X,Y,W,H", help="Object box in pixels, for every image.")
+@click.option("--crop", is_flag=True, help="Make x from the box crop instead of the whole image.")
+def degrade(spec: str, images: tuple[Path, ...], out_dir: Path, seed: int, size: int, bbox: str | None,
+            crop: bool) -> None:
+    """Degrade IMAGE... with SPEC (e.g. 'lowres:size=32+jpeg:severity=3') and save the pairs as PNG.
+
+    The top row of grid.png shows the high-quality views x, the bottom row the low-quality views z.
+    """
+    import numpy as np
+
+    from ..degradations import PairMaker
+
+    maker = PairMaker(spec, size=size, crop=crop)
+    box = _parse_bbox(bbox) if bbox else None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    console = Console()
+    table = Table("image", "x", "z", title=f"cqdkit degrade {spec!r}")
+    pairs, stems = [], set()
+    for path in images:
+        image = _read_image(path)
+        x, z = maker(image, bbox=box, seed=seed)
+        stem = path.stem if path.stem not in stems else f"{path.stem}-{len(stems)}"
+        stems.add(stem)
+        x_path, z_path = out_dir / f"{stem}_x.png", out_dir / f"{stem}_z.png"
+        _write_png(x_path, x)
+        _write_png(z_path, z)
+        pairs.append((x, z))
+        table.add_row(str(path), str(x_path), str(z_path))
+    white = np.full((size, GAP, 3), 255, np.uint8)
+    rows = [np.hstack([tile for pair in pairs for tile in (pair[i], white)][:-1]) for i in (0, 1)]
+    grid = np.vstack([rows[0], np.full((GAP, rows[0].shape[1], 3), 255, np.uint8), rows[1]])
+    _write_png(out_dir / "grid.png", grid)
+    console.print(table)
+    for op in maker.describe()["ops"]:
+        extra = {k: v for k, v in op.items() if k not in ("name", "params")}
+        details = str(op["params"]) + (f" {extra}" if extra else "")
+        console.print(f"[bold]{op['name']}[/bold] " + escape(details))
+    console.print(f"grid: {out_dir / 'grid.png'} (top row x, bottom row z)")
+
+
+def _parse_bbox(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 4:
+        raise SpecError(f"--bbox expects four numbers X,Y,W,H (pixels), got {text!r}")
+    return values
+
+
+def _read_image(path: Path) -> np.ndarray:
+    import cv2
+
+    if not path.is_file():
+        raise DataError(f"image file {str(path)!r} does not exist")
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise DataError(f"cannot read image {str(path)!r}: unreadable, corrupt or in a format OpenCV lacks")
+    if image.dtype.name not in ("uint8", "uint16"):
+        raise DataError(f"image {str(path)!r} has {image.dtype} pixels; expected 8- or 16-bit")
+    if image.ndim == 3 and image.shape[2] == 3:
+        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    if image.ndim == 3 and image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA)
+    return image
+
+
+def _write_png(path: Path, rgb: np.ndarray) -> None:
+    import cv2
+
+    if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
+        raise DataError(f"cannot write {str(path)!r}")
