@@ -22,7 +22,9 @@ full (H*W x n) matrix of that map is 39 MB at 224 px (about 10 ms per image just
   reordering of the result into image order.
 
 The dense map equals the float64 spline to about 1e-4 px (tested), far below the 1/32 px sub-pixel
-resolution of ``cv2.remap``. :meth:`TpsWarp.spline` evaluates the spline itself at any points.
+resolution at which the image is resampled (the map is converted to ``cv2.remap``'s fixed-point form,
+1/32 px steps, which halves the cost of the remap). :meth:`TpsWarp.spline` evaluates the spline itself
+at any points.
 """
 
 from __future__ import annotations
@@ -158,5 +160,7 @@ class Tps:
         size = views.z.shape[0]
         warp = tps_warp(size, self.grid)
         sampling = warp.sampling_map(self.displacements(size, rng))
-        z = cv2.remap(views.z, sampling, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+        # Fixed-point maps (1/32 px steps) halve the cost of remap; the spline itself stays exact.
+        fixed, fraction = cv2.convertMaps(sampling, None, cv2.CV_16SC2)
+        z = cv2.remap(views.z, fixed, fraction, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
         return views._replace(z=z)
