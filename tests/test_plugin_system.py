@@ -76,7 +76,6 @@ def test_plugin_that_raises_in_its_hook_is_isolated(cqdkit_plugin_manager, regis
 
     register_plugin(Raising(), name="raising")
     register_plugin(degradation_plugin("ok-deg"), name="healthy")
-    assert [e.name for e in cqdkit_plugin_manager.entries("degradation")] >= ["ok-deg"]
     assert "ok-deg" in {e.name for e in cqdkit_plugin_manager.entries("degradation")}
     assert cqdkit_plugin_manager.loss("fine-loss").summary == "still fine"  # its other hook works
     [failure] = cqdkit_plugin_manager.failures
@@ -138,11 +137,11 @@ def test_hook_with_unknown_argument_is_an_error(cqdkit_plugin_manager):
 
 
 def test_unknown_name_suggests_close_matches(cqdkit_plugin_manager, register_plugin):
-    register_plugin(degradation_plugin("sepia", "pixelate", "posterize"), name="some")
+    register_plugin(degradation_plugin("solarize", "posterize", "vignette"), name="some")
     with pytest.raises(UnknownNameError) as info:
-        cqdkit_plugin_manager.degradation("pixlate")
-    assert info.value.matches[0] == "pixelate"
-    assert "did you mean 'pixelate'" in str(info.value)
+        cqdkit_plugin_manager.degradation("solarise")
+    assert info.value.matches[0] == "solarize"
+    assert "did you mean 'solarize'" in str(info.value)
     assert isinstance(info.value, KeyError)
 
 
@@ -208,3 +207,23 @@ def test_register_plugin_fixture_registers_for_the_test(cqdkit_plugin_manager, r
     name = register_plugin(degradation_plugin("temporary"), name="temp")
     assert cqdkit_plugin_manager.pm.has_plugin(name)
     assert cqdkit_plugin_manager.degradation("temporary").name == "temporary"
+
+
+def test_dataset_hook_provides_a_loadable_dataset(cqdkit_plugin_manager, register_plugin, tmp_path):
+    from cqdkit.data import ImageDataset, Record, load_dataset
+    from cqdkit.plugin import DatasetSource
+
+    def tiny(root, *, skip_bad=False, classes=2):
+        records = [Record(id=str(i), path=root / f"{i}.png", label=i % classes) for i in range(4)]
+        return ImageDataset("tiny", root, [f"c{i}" for i in range(classes)], records, records[:2], False)
+
+    class Plugin:
+        @hookimpl
+        def cqdkit_datasets(self):
+            yield DatasetSource(name="tiny", summary="four records", factory=tiny, options={"classes": 2})
+
+    register_plugin(Plugin(), name="tiny-data")
+    dataset = load_dataset("tiny", tmp_path, classes="3", manager=cqdkit_plugin_manager)
+    assert dataset.classes == ["c0", "c1", "c2"] and len(dataset.train) == 4
+    with pytest.raises(UnknownNameError, match="option"):
+        load_dataset("tiny", tmp_path, colours="3", manager=cqdkit_plugin_manager)

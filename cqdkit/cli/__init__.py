@@ -17,6 +17,7 @@ from .console import err_console
 from .plugins import list_group, plugins
 from .degrade import degrade
 from .experiments import table, tune
+from .inspect import inspect_
 from .run import run
 
 
@@ -89,6 +90,7 @@ cli.add_command(plugins)
 cli.add_command(list_group)
 cli.add_command(run)
 cli.add_command(degrade)
+cli.add_command(inspect_)
 cli.add_command(table)
 cli.add_command(tune)
 

@@ -1,1 +1,56 @@
-"""Datasets: readers for CUB-200-2011, Stanford Cars, image folders and the embedded synthetic set."""
+"""Datasets: readers for CUB-200-2011, Stanford Cars, image folders and the embedded synthetic set.
+
+Everything a trainer needs::
+
+    from cqdkit.data import load_dataset, split_train_val, PairedDataset
+
+    dataset = load_dataset("synthetic")                 # or load_dataset("cub", "~/data/CUB_200_2011")
+    train, val = split_train_val(dataset.train, 0.1, seed=0)
+    pairs = PairedDataset(train, "lowres", size=224, split="train")
+    x, z, label, index, box = pairs[0]
+
+Importing this package is cheap (numpy, PIL, OpenCV and torch load on first use of a name below).
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+from .records import Box, ImageDataset, Record
+
+# Public names and the module that defines each, imported on first access (PEP 562).
+_LAZY: dict[str, str] = {
+    "ArrayStore": ".cache",
+    "DEFAULT_DATASET": ".load",
+    "DEFAULT_VAL_FRACTION": ".split",
+    "ImageCache": ".cache",
+    "PairedDataset": ".paired",
+    "SyntheticSpec": ".synthetic",
+    "decode_image": ".image",
+    "default_cache_dir": ".cache",
+    "load_dataset": ".load",
+    "load_image": ".image",
+    "read_cars": ".cars",
+    "read_cub": ".cub",
+    "read_folder": ".folder",
+    "load_synthetic": ".synthetic",
+    "sample_seed": ".paired",
+    "split_train_val": ".split",
+    "verify_images": ".verify",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'cqdkit.data' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+__all__ = ["Box", "ImageDataset", "Record", *_LAZY]

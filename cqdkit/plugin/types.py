@@ -106,8 +106,10 @@ class DistillLoss(PluginEntry):
 class DatasetSource(PluginEntry):
     """A labelled image dataset (CUB, Stanford Cars, an image folder, the embedded synthetic set).
 
-    ``factory(root, **options)`` returns a :class:`cqdkit.data.ImageDataset`. ``needs_root`` is False for
-    datasets that need no path (the embedded synthetic one).
+    ``factory(root, *, skip_bad=False, **options)`` returns a :class:`cqdkit.data.ImageDataset`; with
+    ``skip_bad`` it leaves bad samples out and lists them in ``problems`` instead of raising. ``options`` maps
+    every option the factory accepts to its default. ``needs_root`` is False for datasets that need no path
+    (the embedded synthetic one).
     """
 
     factory: Callable[..., Any]

@@ -1,0 +1,149 @@
+"""Reader for Stanford Cars, in either of its two published forms.
+
+Devkit form::
+
+    ROOT/cars_train/<fname>   ROOT/cars_test/<fname>
+    ROOT/devkit/cars_meta.mat                       class_names (196 names)
+    ROOT/devkit/cars_train_annos.mat                annotations: bbox_x1, bbox_y1, bbox_x2, bbox_y2, class, fname
+    ROOT/[devkit/]cars_test_annos_withlabels.mat    same fields, for the test images
+
+Combined form::
+
+    ROOT/cars_annos.mat    annotations: relative_im_path, bbox_x1 .. bbox_y2, class, test; class_names
+    ROOT/car_ims/...
+
+Classes are 1-based. Boxes are *inclusive* 1-based pixel corners ``(x1, y1, x2, y2)``; they are converted to
+cqdkit's 0-based ``(x, y, width, height)`` as ``(x1 - 1, y1 - 1, x2 - x1 + 1, y2 - y1 + 1)``, so the
+box covers exactly the annotated pixels, as a CUB box does.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import DataError
+from .problems import Problems, check_box
+from .records import ImageDataset, Record
+
+BOX_FIELDS = ("bbox_x1", "bbox_y1", "bbox_x2", "bbox_y2")
+
+
+def read_cars(root: str | os.PathLike[str], *, skip_bad: bool = False) -> ImageDataset:
+    """Read a Stanford Cars folder (devkit or combined ``cars_annos.mat`` form).
+
+    Raises:
+        DataError: a missing or unreadable ``.mat`` file, a bad annotation (named by file and index) or a
+            missing image; with ``skip_bad=True`` bad samples are left out and listed in ``problems``.
+    """
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DataError(f"{root}: dataset root not found (expected a Stanford Cars folder)")
+    problems = Problems(skip_bad)
+    if (root / "cars_annos.mat").is_file():
+        train, test, classes = _read_combined(root, problems)
+    elif (root / "devkit" / "cars_meta.mat").is_file():
+        train, test, classes = _read_devkit(root, problems)
+    else:
+        raise DataError(
+            f"{root} is not a Stanford Cars folder: expected devkit/cars_meta.mat, devkit/cars_train_annos.mat, "
+            "cars_test_annos_withlabels.mat, cars_train/ and cars_test/ (or cars_annos.mat and car_ims/)"
+        )
+    return ImageDataset("cars", root, classes, train, test, True, problems.found)
+
+
+def _read_combined(root: Path, problems: Problems) -> tuple[list[Record], list[Record], list[str]]:
+    path = root / "cars_annos.mat"
+    content = _load_mat(path)
+    classes = _class_names(content, path)
+    train: list[Record] = []
+    test: list[Record] = []
+    fields = ("relative_im_path", *BOX_FIELDS, "class", "test")
+    for where, values in _annotations(content, path, fields):
+        record = _record(root / str(values["relative_im_path"]), str(values["relative_im_path"]), values, where,
+                         len(classes), problems)
+        if record is not None:
+            (test if _integer(values["test"], where, "test") else train).append(record)
+    return train, test, classes
+
+
+def _read_devkit(root: Path, problems: Problems) -> tuple[list[Record], list[Record], list[str]]:
+    meta = root / "devkit" / "cars_meta.mat"
+    classes = _class_names(_load_mat(meta), meta)
+    splits: list[list[Record]] = []
+    for folder, candidates in (
+        ("cars_train", ("devkit/cars_train_annos.mat",)),
+        ("cars_test", ("cars_test_annos_withlabels.mat", "devkit/cars_test_annos_withlabels.mat")),
+    ):
+        found = [root / c for c in candidates if (root / c).is_file()]
+        if not found:
+            raise DataError(f"{root} is not a complete Stanford Cars folder: {' or '.join(candidates)} is missing")
+        records = []
+        for where, values in _annotations(_load_mat(found[0]), found[0], (*BOX_FIELDS, "class", "fname")):
+            name = str(values["fname"])
+            record = _record(root / folder / name, f"{folder}/{name}", values, where, len(classes), problems)
+            if record is not None:
+                records.append(record)
+        splits.append(records)
+    return splits[0], splits[1], classes
+
+
+def _record(path: Path, image_id: str, values: dict[str, Any], where: str, num_classes: int,
+            problems: Problems) -> Record | None:
+    try:
+        # .mat integers load as uint8/uint16: convert to Python ints before any arithmetic.
+        x1, y1, x2, y2 = (_integer(values[name], where, name) for name in BOX_FIELDS)
+        class_id = _integer(values["class"], where, "class")
+    except DataError as error:
+        problems.report(str(error))
+        return None
+    if not 1 <= class_id <= num_classes:
+        problems.report(f"{where}: class {class_id} is out of range; expected 1 to {num_classes}")
+        return None
+    box = check_box((x1 - 1.0, y1 - 1.0, x2 - x1 + 1.0, y2 - y1 + 1.0), where, problems)
+    if box is None:
+        return None
+    if not path.is_file():
+        problems.report(f"{where}: image file {path} is missing")
+        return None
+    return Record(image_id, path, class_id - 1, box, where)
+
+
+def _load_mat(path: Path) -> dict[str, Any]:
+    import scipy.io
+
+    try:
+        return scipy.io.loadmat(str(path), squeeze_me=True, struct_as_record=True)
+    except Exception as error:  # scipy raises many types (ValueError, TypeError, MatReadError, OSError)
+        raise DataError(f"{path}: cannot read the MATLAB file ({type(error).__name__}: {error})") from None
+
+
+def _class_names(content: dict[str, Any], path: Path) -> list[str]:
+    if "class_names" not in content:
+        raise DataError(f"{path}: expected a 'class_names' variable (a cell array of names)")
+    return [str(name) for name in np.atleast_1d(content["class_names"])]
+
+
+def _annotations(content: dict[str, Any], path: Path, fields: tuple[str, ...]):
+    """``(where, {field: value})`` for each element of the ``annotations`` struct array."""
+    annotations = content.get("annotations")
+    if annotations is None or annotations.dtype.names is None:
+        raise DataError(f"{path}: expected a struct array 'annotations' with fields {', '.join(fields)}")
+    missing = [f for f in fields if f not in annotations.dtype.names]
+    if missing:
+        raise DataError(f"{path}: 'annotations' lacks the field(s) {', '.join(missing)}; expected {', '.join(fields)}")
+    for index, element in enumerate(np.atleast_1d(annotations), 1):
+        yield f"{path} annotation {index}", {name: element[name] for name in fields}
+
+
+def _integer(value: Any, where: str, name: str) -> int:
+    try:
+        number = np.asarray(value).item()
+        if isinstance(number, float) and not number.is_integer():
+            raise ValueError
+        return int(number)
+    except (ValueError, TypeError):
+        raise DataError(f"{where}: field {name} must be an integer, got {value!r}") from None

@@ -1,0 +1,106 @@
+"""Reader for a plain image folder: one sub-folder per class, split into train/ and test/.
+
+Layout::
+
+    ROOT/train/<class name>/<image>    any of .jpg .jpeg .png .bmp .gif .tif .tiff .webp .ppm .pgm
+    ROOT/test/<class name>/<image>
+    ROOT/bboxes.csv                    optional: header 'path,x,y,width,height', path relative to ROOT,
+                                       boxes 0-based (x, y, width, height) pixels as in CUB
+
+Classes are the sub-folders of ``train/``, sorted by name. Hidden files and files with other extensions
+are ignored.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+from ..errors import DataError
+from .image import IMAGE_EXTENSIONS
+from .problems import Problems, check_box
+from .records import Box, ImageDataset, Record
+
+BOX_COLUMNS = ("path", "x", "y", "width", "height")
+
+
+def read_folder(root: str | os.PathLike[str], *, skip_bad: bool = False) -> ImageDataset:
+    """Read ``ROOT/train/<class>/*`` and ``ROOT/test/<class>/*`` (and ``ROOT/bboxes.csv`` if present).
+
+    Raises:
+        DataError: no train/ or test/ folder, an empty class folder, a test class missing from train/, or a
+            bad ``bboxes.csv`` line; with ``skip_bad=True`` bad samples are left out and listed.
+    """
+    root = Path(root).expanduser()
+    for split in ("train", "test"):
+        if not (root / split).is_dir():
+            raise DataError(
+                f"{root} is not an image folder dataset: expected {root / split}/<class name>/<images>"
+            )
+    problems = Problems(skip_bad)
+    train_folders = _class_folders(root / "train", problems)
+    classes = sorted(train_folders)
+    if not classes:
+        raise DataError(f"{root / 'train'}: expected one sub-folder of images per class, found none")
+    test_folders = _class_folders(root / "test", problems)
+    for name in sorted(set(test_folders) - set(classes)):
+        problems.report(f"{test_folders[name][0].parent}: class {name!r} has no train/ folder")
+    has_boxes = (root / "bboxes.csv").is_file()
+    boxes = _read_boxes(root, problems) if has_boxes else {}  # {image id: (where, box or None if bad)}
+    splits = []
+    for folders in (train_folders, test_folders):
+        records = []
+        for label, name in enumerate(classes):
+            for path in folders.get(name, []):
+                image_id = path.relative_to(root).as_posix()
+                where, bbox = boxes.pop(image_id, ("", None))
+                if where and bbox is None:
+                    continue  # its bboxes.csv line was bad (already reported)
+                records.append(Record(image_id, path, label, bbox, where))
+        splits.append(records)
+    for image_id in sorted(boxes):
+        problems.report(f"{root / 'bboxes.csv'}: box for {image_id!r}, which is not an image of train/ or test/")
+    return ImageDataset("folder", root, classes, splits[0], splits[1], has_boxes, problems.found)
+
+
+def _class_folders(split: Path, problems: Problems) -> dict[str, list[Path]]:
+    """``{class name: sorted image paths}`` for the non-empty class folders of ``split``."""
+    folders: dict[str, list[Path]] = {}
+    for folder in sorted(p for p in split.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        images = sorted(
+            p for p in folder.iterdir()
+            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
+        )
+        if not images:
+            problems.report(f"{folder}: class folder is empty; expected image files ({', '.join(sorted(IMAGE_EXTENSIONS))})")
+            continue
+        folders[folder.name] = images
+    return folders
+
+
+def _read_boxes(root: Path, problems: Problems) -> dict[str, tuple[str, Box | None]]:
+    """``{path relative to root: (where, box)}``; the box is None when its line is bad (and reported)."""
+    path = root / "bboxes.csv"
+    boxes: dict[str, tuple[str, Box | None]] = {}
+    with path.open(newline="", encoding="utf-8") as file:
+        rows = csv.reader(file)
+        header = [c.strip() for c in next(rows, [])]
+        if tuple(header) != BOX_COLUMNS:
+            raise DataError(f"{path} line 1: expected the header {','.join(BOX_COLUMNS)}, got {','.join(header)!r}")
+        for number, row in enumerate(rows, 2):
+            where = f"{path} line {number}"
+            if not row or not "".join(row).strip():
+                continue
+            if len(row) != len(BOX_COLUMNS):
+                problems.report(f"{where}: expected {len(BOX_COLUMNS)} fields {','.join(BOX_COLUMNS)}, got {len(row)}")
+                boxes[Path(row[0].strip()).as_posix()] = (where, None)
+                continue
+            try:
+                x, y, width, height = (float(v) for v in row[1:])
+            except ValueError:
+                problems.report(f"{where}: expected numbers for x,y,width,height, got {','.join(row[1:])!r}")
+                boxes[Path(row[0].strip()).as_posix()] = (where, None)
+                continue
+            boxes[Path(row[0].strip()).as_posix()] = (where, check_box((x, y, width, height), where, problems))
+    return boxes

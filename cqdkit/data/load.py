@@ -1,0 +1,69 @@
+"""Loading a dataset by name, through the plugin manager."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from ..errors import DataError, PluginError, UnknownNameError
+from ..plugin import PluginManager, get_plugin_manager
+from .records import ImageDataset
+
+#: The dataset every command uses when none is named.
+DEFAULT_DATASET = "synthetic"
+
+
+def load_dataset(
+    name: str = DEFAULT_DATASET,
+    root: str | os.PathLike[str] | None = None,
+    *,
+    skip_bad: bool = False,
+    deep: bool = False,
+    manager: PluginManager | None = None,
+    **options: Any,
+) -> ImageDataset:
+    """Load the dataset ``name`` (``cub``, ``cars``, ``folder``, ``synthetic`` or a plugin's) from ``root``.
+
+    Args:
+        root: the dataset folder; optional only for datasets that need none (``synthetic``).
+        skip_bad: leave bad samples out and list them in ``problems`` instead of raising.
+        deep: also decode every image now (see :func:`cqdkit.data.verify.verify_images`).
+        options: dataset options, e.g. ``classes=20`` for ``synthetic``; strings are converted to the
+            type of the option's default (as given on a command line).
+
+    Example:
+        >>> dataset = load_dataset("synthetic", classes=12)  # doctest: +SKIP
+        >>> dataset = load_dataset("cub", "~/data/CUB_200_2011")  # doctest: +SKIP
+
+    Raises:
+        UnknownNameError: no plugin provides ``name``, or an unknown option.
+        DataError: ``root`` is missing for a dataset that needs it, or the data is bad.
+    """
+    manager = manager or get_plugin_manager()
+    source = manager.dataset(name)
+    if root is None and source.needs_root:
+        raise DataError(f"dataset {name!r} needs a root folder: pass --root PATH (load_dataset(..., root=PATH))")
+    parsed = {key: _parse_option(name, key, value, source.options) for key, value in options.items()}
+    dataset = source.factory(Path(root).expanduser() if root is not None else None, skip_bad=skip_bad, **parsed)
+    if not isinstance(dataset, ImageDataset):
+        raise PluginError(f"dataset {name!r}: its factory returned {type(dataset).__name__}, expected ImageDataset")
+    if deep:
+        from .verify import verify_images
+
+        dataset = verify_images(dataset, skip_bad=skip_bad)
+    return dataset
+
+
+def _parse_option(dataset: str, key: str, value: Any, known: dict[str, Any]) -> Any:
+    if key not in known:
+        raise UnknownNameError(f"option of dataset {dataset!r}", key, known)
+    default = known[key]
+    if isinstance(value, str) and default is not None and not isinstance(default, str):
+        try:
+            return type(default)(value)
+        except ValueError:
+            raise DataError(
+                f"dataset {dataset!r} option {key}={value!r}: expected a {type(default).__name__}"
+            ) from None
+    return value

@@ -1,0 +1,194 @@
+"""Paired views: each sample as a high-quality view x and its low-quality view z.
+
+:class:`PairedDataset` is a ``torch.utils.data.Dataset`` of ``(x, z, label, index, box)``:
+
+* ``x``, ``z``: ``3 x size x size`` uint8 tensors (the trainer normalises on the device); ``x`` is the
+  box crop (``crop=True``) or the full image, and ``z`` is made from it by the degradation (the
+  ``localization`` degradation makes z from the full image instead);
+* ``label``: the class index; ``index``: the sample's position in ``records``;
+* ``box``: float32 ``(x, y, width, height)`` of the object in z's pixel frame, NaN when unknown (no
+  box, or a random augmentation moved it within a full-image z).
+
+Random degradations draw from a per-sample seed derived from ``(seed, split, record id)`` with numpy's
+SeedSequence: validation and test views are the same in every run and process; training views are too,
+unless ``fixed_z=False``, which adds the epoch (:meth:`PairedDataset.set_epoch`). Decoded source images are
+cached at working resolution (:class:`~cqdkit.data.cache.ImageCache`), and fixed pairs are cached as
+well, so epochs after the first neither decode, resize nor degrade again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .cache import ArrayStore, ImageCache, digest, prepare_source
+from .records import Box, Record
+
+CacheOption = ImageCache | str | os.PathLike[str] | None
+
+
+def sample_seed(seed: int, split: str, sample_id: str, epoch: int | None = None) -> int:
+    """The seed of one sample's random degradation: stable across processes, runs and platforms.
+
+    Example:
+        >>> sample_seed(0, "test", "17") == sample_seed(0, "test", "17")
+        True
+    """
+    words = [seed, _word(split), _word(sample_id)] + ([epoch] if epoch is not None else [])
+    return int(np.random.SeedSequence(words).generate_state(1, np.uint32)[0])
+
+
+def _word(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little")
+
+
+class PairedDataset(Dataset):
+    """``(x, z, label, index, box)`` for each record, with z made by a degradation.
+
+    Args:
+        records: the samples (one split: train, val or test).
+        maker: a degradation spec string (``"lowres"``, ``"lowres:size=32+jpeg:severity=3"``, ...) or a
+            :class:`cqdkit.degradations.PairMaker`; a PairMaker brings its own ``size``, ``crop`` and
+            ``augment``.
+        split: the split's name; part of every sample's seed.
+        size: side of x and z in pixels.
+        crop: x is the box crop (then every record needs a box).
+        augment: random augmentation of x (and so of z), from the sample's seed.
+        seed: base seed of the per-sample seeds.
+        fixed_z: keep each training sample's views the same in every epoch (the paper's choice); False
+            redraws them each epoch (see :meth:`set_epoch`). Other splits are always fixed.
+        cache: ``"memory"`` (per process), a folder (``.npz`` files shared by workers and runs), an
+            :class:`ImageCache`, or None (decode every time).
+        manager: the plugin manager that resolves a spec string.
+
+    Example:
+        >>> pairs = PairedDataset(dataset.test, "lowres", split="test", size=224, crop=True)  # doctest: +SKIP
+        >>> x, z, label, index, box = pairs[0]  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        records: list[Record],
+        maker: Any,
+        *,
+        split: str = "train",
+        size: int = 224,
+        crop: bool = False,
+        augment: bool = False,
+        seed: int = 0,
+        fixed_z: bool = True,
+        cache: CacheOption = "memory",
+        manager: Any = None,
+    ) -> None:
+        if isinstance(maker, str):
+            from ..degradations import PairMaker
+
+            maker = PairMaker(maker, size=size, crop=crop, augment=augment, manager=manager)
+        self.maker = maker
+        self.size = int(getattr(maker, "size", size))
+        self.crop = bool(getattr(maker, "crop", crop))
+        self.records = list(records)
+        self.split = split
+        self.seed = seed
+        self.redraw = not fixed_z and split == "train"
+        # Shared memory, so that set_epoch reaches persistent DataLoader workers too.
+        self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
+        self.images = _image_cache(cache)
+        self.pairs = ArrayStore(self.images.store.folder) if self.images is not None else None
+        self._maker_key = json.dumps(self.maker.describe(), sort_keys=True, default=str)
+        self.z_full_image = _z_uses_full_image(self.maker.describe())
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use the views of ``epoch`` (changes training views only with ``fixed_z=False``).
+
+        Works with persistent DataLoader workers: the epoch lives in shared memory.
+        """
+        self._epoch.fill_(int(epoch))
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch.item())
+
+    def ids(self) -> list[str]:
+        """The record ids, in order (what identifies this split's samples)."""
+        return [record.id for record in self.records]
+
+    def seed_of(self, index: int) -> int:
+        """The seed the degradation gets for sample ``index`` (in the current epoch)."""
+        epoch = self.epoch if self.redraw else None
+        return sample_seed(self.seed, self.split, self.records[index].id, epoch)
+
+    @property
+    def fixed(self) -> bool:
+        """Whether every sample's views are the same in every epoch (so they are cached)."""
+        return not self.redraw
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int, int, torch.Tensor]:
+        if not 0 <= index < len(self.records):
+            raise IndexError(f"index {index} out of range for {len(self.records)} samples")
+        record = self.records[index]
+        x, z, box = self._views(index, record)
+        return _chw(x), _chw(z), record.label, index, torch.from_numpy(box)
+
+    def _views(self, index: int, record: Record) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        seed = self.seed_of(index)
+        key = None
+        if self.images is not None and self.pairs is not None and self.fixed:
+            source_key = self.images.key(record, self.size, use_box=self.crop)
+            if source_key is not None:  # (None: the file is missing, which _source reports)
+                key = digest("pair", source_key, self._maker_key, seed)
+                cached = self.pairs.get(key)
+                if cached is not None:
+                    return cached["x"], cached["z"], cached["box"]
+        image, bbox = self._source(record)
+        x, z = self.maker(image, bbox, seed=seed)
+        box = self._box_in_z(image, bbox)
+        if key is not None:
+            self.pairs.put(key, {"x": x, "z": z, "box": box})
+        return x, z, box
+
+    def _source(self, record: Record) -> tuple[np.ndarray, Box | None]:
+        if self.images is not None:
+            return self.images.get(record, self.size, use_box=self.crop)
+        return prepare_source(record, self.size, use_box=self.crop)
+
+    def _box_in_z(self, image: np.ndarray, bbox: Box | None) -> np.ndarray:
+        """The object's box in z's pixel frame: the whole of z when z is the box crop.
+
+        NaN when unknown: no box, or a random augmentation moved the box within the full image.
+        """
+        if bbox is None:
+            return np.full(4, np.nan, np.float32)
+        if self.crop and not self.z_full_image:
+            return np.array([0, 0, self.size, self.size], np.float32)
+        if getattr(self.maker, "augment", False):
+            return np.full(4, np.nan, np.float32)
+        sx, sy = self.size / image.shape[1], self.size / image.shape[0]
+        x, y, w, h = bbox
+        return np.array([x * sx, y * sy, w * sx, h * sy], np.float32)
+
+
+def _chw(view: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(view.transpose(2, 0, 1)))
+
+
+def _image_cache(cache: CacheOption) -> ImageCache | None:
+    if cache is None or isinstance(cache, ImageCache):
+        return cache
+    if isinstance(cache, str) and cache == "memory":
+        return ImageCache()
+    return ImageCache(cache)
+
+
+def _z_uses_full_image(description: dict[str, Any]) -> bool:
+    """Whether the degradation makes z from the full image rather than from x (``localization``)."""
+    return any(op.get("name") == "localization" for op in description.get("ops", []))

@@ -1,0 +1,68 @@
+"""What a loaded dataset is: labelled image records split into train and test.
+
+Every reader (CUB, Stanford Cars, an image folder, the synthetic set) returns an :class:`ImageDataset`,
+so everything downstream -- splits, paired views, ``cqdkit inspect`` -- works the same for all of them.
+
+Boxes are always ``(x, y, width, height)`` in pixels of the stored image, 0-based, floats: ``x`` and ``y``
+are the left and top edges, so the box covers columns ``x .. x + width`` (CUB's convention; Stanford
+Cars' inclusive 1-based corners are converted on reading).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+#: A bounding box ``(x, y, width, height)``, 0-based pixels of the stored image.
+Box = tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class Record:
+    """One labelled image.
+
+    Attributes:
+        id: the dataset's own identifier of the image (CUB image id, Cars file name, folder path), unique
+            within the dataset; per-sample random seeds derive from it.
+        path: absolute path of the image file.
+        label: class index, 0-based, into :attr:`ImageDataset.classes`.
+        bbox: the object's box ``(x, y, width, height)``, or None when the dataset has none.
+        origin: where the record was read from (``"images.txt line 12"``), for error messages.
+    """
+
+    id: str
+    path: Path
+    label: int
+    bbox: Box | None = None
+    origin: str = ""
+
+    def describe(self) -> str:
+        """The file and, when known, the annotation it came from (for error messages)."""
+        return f"{self.path} ({self.origin})" if self.origin else str(self.path)
+
+
+@dataclass
+class ImageDataset:
+    """A labelled image dataset with its official train/test split.
+
+    Attributes:
+        name: the dataset name (``"cub"``, ``"cars"``, ``"folder"``, ``"synthetic"``).
+        root: the folder it was read from.
+        classes: class names; a record's ``label`` indexes this list.
+        train, test: the official splits (a validation split is carved from ``train`` with
+            :func:`cqdkit.data.split_train_val`; ``test`` is never used for choices).
+        has_boxes: whether records carry object boxes.
+        problems: bad samples skipped on reading (with ``skip_bad=True``), one message each.
+    """
+
+    name: str
+    root: Path
+    classes: list[str]
+    train: list[Record]
+    test: list[Record]
+    has_boxes: bool
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)

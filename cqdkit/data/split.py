@@ -1,0 +1,47 @@
+"""Carving a validation split from the training split (seeded, stratified by class).
+
+The validation split is what every choice (hyper-parameters, epochs, lambda, T) is tuned on; the test
+split is only ever evaluated.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+
+from ..errors import DataError
+from .records import Record
+
+#: The fraction of each class's training images held out for validation by default.
+DEFAULT_VAL_FRACTION = 0.1
+
+
+def split_train_val(
+    records: list[Record], fraction: float = DEFAULT_VAL_FRACTION, seed: int = 0
+) -> tuple[list[Record], list[Record]]:
+    """Split ``records`` into ``(train, val)``, holding out ``fraction`` of each class.
+
+    Each class with at least two images gives ``round(fraction * n)`` of them (at least one when
+    ``fraction > 0``, never all) to validation, chosen with ``seed``. Both lists keep the input order, and
+    the split depends only on the records, the fraction and the seed.
+
+    Example:
+        >>> train, val = split_train_val(dataset.train, 0.1, seed=0)  # doctest: +SKIP
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise DataError(f"validation fraction {fraction}; expected a number in [0, 1)")
+    by_class: dict[int, list[int]] = defaultdict(list)
+    for position, record in enumerate(records):
+        by_class[record.label].append(position)
+    held_out: set[int] = set()
+    for label in sorted(by_class):
+        positions = by_class[label]
+        if fraction == 0.0 or len(positions) < 2:
+            continue
+        count = min(len(positions) - 1, max(1, round(fraction * len(positions))))
+        rng = np.random.default_rng([seed, label])
+        held_out.update(rng.choice(positions, size=count, replace=False).tolist())
+    train = [r for i, r in enumerate(records) if i not in held_out]
+    val = [r for i, r in enumerate(records) if i in held_out]
+    return train, val

@@ -1,0 +1,41 @@
+"""A full check of a dataset: decode every image and check every box against the image size.
+
+Loading only checks annotations and that files exist (fast, even for large datasets); this deep check
+is what ``cqdkit inspect --deep`` and ``load_dataset(..., deep=True)`` run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ..errors import DataError
+from .image import decode_image
+from .problems import Problems, box_outside
+from .records import ImageDataset, Record
+
+
+def verify_images(dataset: ImageDataset, *, skip_bad: bool = False) -> ImageDataset:
+    """``dataset`` after decoding every image; bad ones raise, or are dropped and listed with ``skip_bad``.
+
+    Raises:
+        DataError: an image that cannot be decoded, or whose box does not fit it (``skip_bad=False``).
+    """
+    problems = Problems(skip_bad)
+    splits = [[r for r in records if _is_good(r, problems)] for records in (dataset.train, dataset.test)]
+    return dataclasses.replace(
+        dataset, train=splits[0], test=splits[1], problems=[*dataset.problems, *problems.found]
+    )
+
+
+def _is_good(record: Record, problems: Problems) -> bool:
+    try:
+        image, _ = decode_image(record.path)
+    except DataError as error:
+        problems.report(str(error))
+        return False
+    if record.bbox is not None:
+        reason = box_outside(record.bbox, image.shape[1], image.shape[0])
+        if reason:
+            problems.report(f"{record.describe()}: {reason}")
+            return False
+    return True
