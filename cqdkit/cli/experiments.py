@@ -43,7 +43,7 @@ def table(**options: Any) -> None:
     from ..train.table import run_table, to_markdown
     from ..train.tune import chosen_values
 
-    base = config_from_options({**options, "degrade": "", "method": "a-cqd"})
+    base = config_from_options({**options, "degrade": ""})
     tuned = None
     if options["tuned"]:
         try:

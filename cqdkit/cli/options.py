@@ -42,8 +42,8 @@ def parse_key_values(pairs: tuple[str, ...]) -> dict[str, str]:
     return parsed
 
 model_options = _stack(
-    click.option("--teacher", default="vggm", show_default=True, help="Teacher backbone (cqdkit or timm name)."),
-    click.option("--student", default="vggm", show_default=True, help="Student backbone."),
+    click.option("--teacher", help="Teacher backbone, a cqdkit or timm name [paper: vggm; cpu: convnet-s]."),
+    click.option("--student", help="Student backbone [paper: vggm; cpu: convnet-s]."),
     click.option("--pretrained", is_flag=True, help="Start from the backbones' pretrained weights (timm hub/cache)."),
     click.option("--teacher-weights", type=click.Path(dir_okay=False), help="Teacher initial weights (.safetensors)."),
     click.option("--student-weights", type=click.Path(dir_okay=False), help="Student initial weights (.safetensors)."),

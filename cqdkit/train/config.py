@@ -5,8 +5,9 @@ decay 5e-4, learning rate linear from 1e-3 to 5e-5 over 30 epochs, batch 128, T 
 no T^2 factor, lambda = 200 (the CUB value; the paper used 50 for Stanford Cars), images stretched to
 224x224. Those numbers assume ImageNet-pretrained networks fine-tuned on a GPU.
 
-The embedded synthetic dataset gets CPU-sized defaults instead (:data:`CPU_PROFILE`): small inputs, fewer
-epochs and a larger learning rate, because its models train from scratch on two CPU cores in minutes.
+The embedded synthetic dataset gets CPU-sized defaults instead (:data:`CPU_PROFILE`): a small network,
+small inputs, fewer epochs and a larger learning rate, because its models train from scratch on two CPU
+cores in minutes.
 Anything given explicitly wins over both profiles.
 """
 
@@ -23,6 +24,8 @@ from .methods import METHODS
 
 #: The paper's protocol (ImageNet-pretrained vgg-m / vgg16 on CUB or Cars).
 PAPER_PROFILE: dict[str, Any] = {
+    "teacher": "vggm",
+    "student": "vggm",
     "image_size": 224,
     "epochs": 30,
     "batch_size": 128,
@@ -34,6 +37,8 @@ PAPER_PROFILE: dict[str, Any] = {
 
 #: The embedded synthetic benchmark on a 2-core CPU: models trained from scratch at small inputs.
 CPU_PROFILE: dict[str, Any] = {
+    "teacher": "convnet-s",
+    "student": "convnet-s",
     "image_size": 64,
     "epochs": 8,
     "batch_size": 32,
@@ -48,13 +53,13 @@ CPU_PROFILE: dict[str, Any] = {
 class RunConfig:
     """A whole CQD run: data, degradation, models, method, optimisation and where to write.
 
-    ``None`` for a profile field (image_size, epochs, batch_size, lr, lr_end, temperature, lam) means "use
-    the profile's value" -- see :meth:`resolved`.
+    ``None`` for a profile field (teacher, student, image_size, epochs, batch_size, lr, lr_end, temperature,
+    lam) means "use the profile's value" -- see :meth:`resolved`.
     """
 
     degrade: str = "tps"
-    teacher: str = "vggm"
-    student: str = "vggm"
+    teacher: str | None = None  # None: the profile's (vggm for the paper, convnet-s on the CPU)
+    student: str | None = None
     method: str = "auto"  # "auto": a-cqd when teacher == student, else cqd
     loss: str = "softce"
     dataset: str = "synthetic"
@@ -102,7 +107,7 @@ class RunConfig:
             if values[key] is None:
                 values[key] = default
         if values["method"] == "auto":
-            values["method"] = "a-cqd" if self.teacher == self.student else "cqd"
+            values["method"] = "a-cqd" if values["teacher"] == values["student"] else "cqd"
         config = RunConfig(**values)
         config.validate()
         return config

@@ -59,11 +59,9 @@ def run_table(
     settings: dict[str, Any] = {}
     for seed in seeds:
         for degradation in degradations:
-            overrides = {"degrade": degradation, "seed": seed, "method": "a-cqd"}
+            overrides = {"degrade": degradation, "seed": seed, "method": "auto"}
             overrides.update((tuned or {}).get(degradation, {}))
-            config = dataclasses.replace(base, **overrides)
-            if config.teacher != config.student:
-                config.method = "cqd"
+            config = dataclasses.replace(base, **overrides).resolved()
             experiment = Experiment(
                 config,
                 out / f"seed-{seed}" / slug(degradation),
@@ -91,8 +89,8 @@ def run_table(
         "rows": [row for row, _, _ in ROWS] + [GAP_ROW],
         "degradations": degradations,
         "seeds": seeds,
-        "teacher": base.teacher,
-        "student": base.student,
+        "teacher": config.teacher,
+        "student": config.student,
         "dataset": base.dataset,
         "settings": settings,
         "raw": raw,
