@@ -6,6 +6,7 @@ is a bug and is shown with a rich traceback. Start-up imports neither torch nor 
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import click
@@ -84,6 +85,17 @@ def cli() -> None:
     Train a teacher on high-quality images, make low-quality views automatically, and distil the teacher
     into a student that recognises the low-quality images.
     """
+    _show_log_messages()
+
+
+def _show_log_messages() -> None:
+    """cqdkit's INFO log lines (e.g. which edge detector ran) go to stderr through rich."""
+    from rich.logging import RichHandler
+
+    logger = logging.getLogger("cqdkit")
+    if not any(isinstance(handler, RichHandler) for handler in logger.handlers):
+        logger.addHandler(RichHandler(console=err_console, show_path=False, show_time=False))
+    logger.setLevel(logging.INFO)
 
 
 cli.add_command(plugins)
