@@ -8,9 +8,6 @@ student g on z that imitates f (Su and Maji, "Cross Quality Distillation").
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
-
 from .errors import (
     CqdkitError,
     DataError,
@@ -20,25 +17,36 @@ from .errors import (
     TrainingError,
     UnknownNameError,
 )
-from .plugin import get_plugin_manager, hookimpl
+from .lazy import lazy_attributes
+from .plugin import PluginManager, get_plugin_manager, hookimpl
 
 __version__ = "0.1.0"
 
 # Public names that live in heavier modules, imported on first access (PEP 562).
-_LAZY: dict[str, str] = {}
+_LAZY: dict[str, str] = {
+    # degradations: the pair (x, z)
+    "make_pair": "cqdkit.degradations.pipeline",
+    "PairMaker": "cqdkit.degradations.pipeline",
+    "parse_spec": "cqdkit.degradations.spec",
+    # data
+    "load_dataset": "cqdkit.data.load",
+    "split_train_val": "cqdkit.data.split",
+    "PairedDataset": "cqdkit.data.paired",
+    "ImageDataset": "cqdkit.data.records",
+    "Record": "cqdkit.data.records",
+    # models and losses
+    "create_backbone": "cqdkit.models.backbone",
+    "load_weights": "cqdkit.models.weights",
+    "save_weights": "cqdkit.models.weights",
+    # training and evaluation
+    "RunConfig": "cqdkit.train.config",
+    "Experiment": "cqdkit.train.experiment",
+    "run": "cqdkit.train.run",
+    "run_table": "cqdkit.train.table",
+    "run_tune": "cqdkit.train.tune",
+}
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'cqdkit' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
-
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
 
 __all__ = [
     "CqdkitError",
@@ -49,6 +57,7 @@ __all__ = [
     "TrainingError",
     "UnknownNameError",
     "__version__",
+    "PluginManager",
     "get_plugin_manager",
     "hookimpl",
     *_LAZY,

@@ -14,8 +14,7 @@ Importing this package is cheap (numpy, PIL, OpenCV and torch load on first use 
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from cqdkit.lazy import lazy_attributes
 
 from .records import Box, ImageDataset, Record
 
@@ -40,17 +39,6 @@ _LAZY: dict[str, str] = {
     "verify_images": ".verify",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(import_module(_LAZY[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'cqdkit.data' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
-
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
 
 __all__ = ["Box", "ImageDataset", "Record", *_LAZY]

@@ -18,8 +18,7 @@ modules (numpy, OpenCV) on first access.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from cqdkit.lazy import lazy_attributes
 
 _LAZY: dict[str, str] = {
     "make_pair": ".pipeline",
@@ -35,17 +34,6 @@ _LAZY: dict[str, str] = {
     "upsampler_names": ".upsample",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(import_module(_LAZY[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
-
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
 
 __all__ = sorted(_LAZY)

@@ -7,8 +7,7 @@ by name with ``get_plugin_manager().loss("softce").factory(temperature=10.0)``. 
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from cqdkit.lazy import lazy_attributes
 
 _LAZY: dict[str, str] = {
     "SoftCrossEntropy": "cqdkit.losses.distill",
@@ -16,11 +15,6 @@ _LAZY: dict[str, str] = {
     "KLDivergence": "cqdkit.losses.distill",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'cqdkit.losses' has no attribute {name!r}")
-
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
 
 __all__ = list(_LAZY)

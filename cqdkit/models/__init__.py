@@ -11,8 +11,7 @@ Public names are imported on first access, so ``import cqdkit.models`` does not 
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from cqdkit.lazy import lazy_attributes
 
 _LAZY: dict[str, str] = {
     "create_backbone": "cqdkit.models.backbone",
@@ -26,11 +25,6 @@ _LAZY: dict[str, str] = {
     "ConvNet": "cqdkit.models.convnet",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'cqdkit.models' has no attribute {name!r}")
-
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
 
 __all__ = list(_LAZY)

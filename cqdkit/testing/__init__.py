@@ -18,11 +18,11 @@ Fixtures:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from importlib import import_module
 from typing import Any
 
 import pytest
 
+from cqdkit.lazy import lazy_attributes
 from cqdkit.plugin import PluginManager, set_plugin_manager
 
 # Conformance checks live in their own modules (they import hypothesis, torch, ...); loaded on first use.
@@ -31,11 +31,7 @@ _LAZY = {
     "check_loss": "cqdkit.testing.losses",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'cqdkit.testing' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
 
 
 @pytest.fixture
