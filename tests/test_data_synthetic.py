@@ -8,7 +8,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cqdkit.data import SyntheticSpec, load_dataset, load_image
-from cqdkit.data.synthetic import MAX_CLASSES, PALETTE, class_attributes, draw_sample, ensure_synthetic
+from cqdkit.data.synthetic import (
+    JITTER,
+    MAX_CLASSES,
+    PALETTE,
+    PATTERNS,
+    Texture,
+    class_attributes,
+    draw_sample,
+    ensure_synthetic,
+)
 from cqdkit.errors import DataError, UnknownNameError
 
 TINY = {"classes": 4, "train_per_class": 3, "test_per_class": 2, "image_size": 48}
@@ -54,6 +63,8 @@ def test_classes_combine_shared_attributes():
     assert all(colours.count(c) == 6 for c in set(colours))  # a colour alone never names a class
     patterns = [a[1] for a in attributes]
     assert all(patterns.count(p) == 4 for p in set(patterns))
+    spacings = [a[2] for a in attributes]
+    assert spacings.count("even") == spacings.count("uneven") == 6
 
 
 @settings(max_examples=25, deadline=None)
@@ -63,7 +74,7 @@ def test_box_is_the_exact_extent_of_the_object(label, seed):
     image, (x, y, w, h) = draw_sample(attributes, 64, np.random.default_rng(seed))
     assert image.shape == (64, 64, 3) and image.dtype == np.uint8
     assert x >= 0 and y >= 0 and x + w <= 64 and y + h <= 64
-    assert 0.5 * 64 - 2 <= w <= 0.75 * 64 + 2  # object length is 50-75 % of the side
+    assert 0.55 * 64 - 2 <= w <= 0.8 * 64 + 2  # object length is 55-80 % of the side
 
 
 def test_box_matches_the_painted_object_pixels(monkeypatch):
@@ -79,6 +90,60 @@ def test_box_matches_the_painted_object_pixels(monkeypatch):
         image, box = draw_sample(class_attributes(12)[seed], 64, np.random.default_rng(seed))
         ys, xs = np.nonzero(image[:, :, 0] > 127.5)
         assert box == (xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1)
+
+
+def _texture(kind: str, jitter: np.ndarray | None = None) -> Texture:
+    return Texture(kind, origin=(0.0, 0.0), cell=(8.0, 6.0), angle=0.0, phase=(0.3, 0.7), jitter=jitter)
+
+
+@pytest.mark.parametrize("kind", PATTERNS)
+def test_patterns_are_half_covered_and_average_out_over_one_period(kind):
+    # What makes lowres hurt: averaged over one period along each axis, every pattern is the same grey.
+    y, x = np.mgrid[0:96, 0:96].astype(np.float32)
+    coverage = _texture(kind).coverage(y, x)
+    cells = coverage.reshape(96 // 6, 6, 96 // 8, 8).mean((1, 3))  # one whole period per block
+    assert abs(coverage.mean() - 0.5) < 0.02
+    assert np.abs(cells - 0.5).max() < 0.03
+
+
+def test_uneven_patterns_move_each_mark():
+    y, x = np.mgrid[0:48, 0:48].astype(np.float32)
+    even = _texture("stripes").coverage(y, x)
+    assert np.allclose(even[:, :-8], even[:, 8:], atol=1e-4)  # periodic along u
+    jitter = np.random.default_rng(0).normal(0, JITTER, (2, 32, 32)).astype(np.float32)
+    uneven = _texture("stripes", jitter).coverage(y, x)
+    assert not np.allclose(uneven[:, :-8], uneven[:, 8:], atol=0.1)
+    assert abs(uneven.mean() - 0.5) < 0.03
+
+
+def _views(attributes, spec: str, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    from cqdkit.degradations import PairMaker
+
+    image, box = draw_sample(attributes, 128, np.random.default_rng(seed))
+    x, z = PairMaker(spec, size=64, crop=True)(image, bbox=box, seed=0)
+    return x.astype(np.float32), z.astype(np.float32)
+
+
+def test_same_seed_same_scene_whatever_the_class():
+    # The attributes change only the object's paint: the clutter and the box are drawn identically.
+    a, box_a = draw_sample(("coral", "stripes", "even"), 96, np.random.default_rng(5))
+    b, box_b = draw_sample(("green", "checks", "even"), 96, np.random.default_rng(5))
+    assert box_a == box_b
+    x, y, w, h = box_a
+    outside = np.ones(a.shape[:2], bool)
+    outside[y - 1 : y + h + 1, x - 1 : x + w + 1] = False  # the box and the anti-aliased rim around it
+    assert np.array_equal(a[outside], b[outside]) and not np.array_equal(a, b)
+
+
+def test_each_degradation_removes_its_attribute():
+    # x tells stripes from checks and coral from green; lowres mostly removes the pattern, edges the colour
+    # (a faint trace of it stays: the hues' grey levels differ a little).
+    stripes_x, stripes_z = _views(("coral", "stripes", "even"), "lowres")
+    checks_x, checks_z = _views(("coral", "checks", "even"), "lowres")
+    assert np.abs(stripes_x - checks_x).mean() > 8 * np.abs(stripes_z - checks_z).mean()
+    coral_x, coral_z = _views(("coral", "stripes", "even"), "edges")
+    green_x, green_z = _views(("green", "stripes", "even"), "edges")
+    assert np.abs(coral_x - green_x).mean() > 3 * np.abs(coral_z - green_z).mean()
 
 
 def test_bad_options():

@@ -1,18 +1,25 @@
 """The embedded synthetic fine-grained dataset: generated once, cached in the CUB layout.
 
-Every class is a combination of three attributes, so no single cue names a class:
+Every class is a combination of three attributes, each aimed at one of the paper's degradations, so no
+single degradation removes every cue:
 
-* **body colour** -- hues of equal luminance, each shared by several classes (an edge map loses it);
-* **fine pattern** on the body, in one dark grey -- thin stripes at 0 deg, thin stripes at 15 deg, or small
-  dots, all about half covered so that their mean colour is nearly the same (a low-resolution copy
-  loses it);
-* **outline** -- straight edges or slightly bent ones (a thin-plate-spline jitter blurs the difference,
-  and it also jitters the stripe angle).
+* **body colour** -- hues of nearly equal grey level, each shared by several classes (an edge map keeps
+  only a faint trace of it);
+* **fine pattern** on the body, in one dark grey -- thin stripes, a checkerboard or dots, all half
+  covered and with about :data:`CYCLES` periods across the object's box along each axis: in a box crop
+  stretched to 64 pixels that is one period per 4.6 pixels, what ``lowres`` averages into one of its 14
+  pixels, so a low-resolution copy keeps only a faint moire of it;
+* **spacing** of the pattern -- even, or uneven: each stripe, row, column or dot moved by a random
+  :data:`JITTER` of a period (about half a pixel in a 64-pixel crop). A thin-plate-spline jitter of the
+  same size makes even patterns uneven too, so only the amount of unevenness is left to tell them apart.
 
-The object is placed at a random position and scale (50-75 % of the image side), facing left or right,
+The pattern is laid out in the box's own coordinates (its period is a fixed fraction of the box's width
+and height), so the stretched box crop shows it at the same scale whatever the object's size.
+
+The object is placed at a random position and scale (55-80 % of the image side), facing left or right,
 on a cluttered background of distractor pieces painted with the same colours and patterns (and a cut-off
-look-alike body), so that recognising the full image (instead of the box crop) is much harder. Boxes are the exact pixel extent of
-the object.
+look-alike body), so that recognising the full image (instead of the box crop) is much harder. Boxes are
+the exact pixel extent of the object.
 
 Images are generated with numpy and OpenCV, deterministically from the seed (each image from its own
 seed, so adding images never changes the others), and written once into the cache folder
@@ -38,29 +45,34 @@ from .cub import read_cub
 from .records import ImageDataset
 
 #: Bump when the generator changes, so old caches are not reused.
-VERSION = 4
+VERSION = 5
 
-#: Equal-luminance body colours (CIELAB L=60, chroma 45), RGB.
+#: Body colours of nearly equal grey level (BT.601 luma 131-139, what an edge detector sees), RGB. The
+#: small differences leave a faint trace of the colour in a line drawing (in the pattern's edge strength).
 PALETTE: dict[str, tuple[int, int, int]] = {
-    "coral": (216, 116, 108),
-    "green": (76, 161, 104),
-    "blue": (67, 149, 224),
-    "olive": (168, 142, 63),
-    "teal": (0, 164, 184),
-    "violet": (191, 120, 186),
+    "coral": (210, 110, 102),  # luma 139
+    "green": (78, 163, 106),  # 131
+    "blue": (71, 153, 228),  # 137
+    "olive": (160, 134, 55),  # 133
+    "teal": (22, 186, 206),  # 139
+    "violet": (173, 102, 168),  # 131
 }
-PATTERNS = ("stripes0", "stripes15", "dots")
-OUTLINES = ("straight", "bent")
-MAX_CLASSES = len(PALETTE) * len(PATTERNS) * len(OUTLINES)
+PATTERNS = ("stripes", "checks", "dots")
+SPACINGS = ("even", "uneven")
+MAX_CLASSES = len(PALETTE) * len(PATTERNS) * len(SPACINGS)
 
-#: Bend of a "bent" outline, as a fraction of the body height.
-BEND = 0.05
-#: Pattern period, as a fraction of the body length.
-PERIOD = 1 / 22
-#: The angle of the tilted stripes, degrees (mirrored when the object faces left).
-STRIPE_ANGLE = 15.0
-#: The pattern colour: one dark grey for every body colour, so that stripe edges look alike in every hue.
+#: Pattern periods across the object's box, along each axis (drawn per image around this value). With
+#: 64-pixel views ``lowres`` keeps round(50/224 * 64) = 14 pixels, each averaging one whole period.
+CYCLES = 14.0
+#: Half-width of the per-image range of :data:`CYCLES`: the mismatch leaves a faint moire in ``lowres``.
+CYCLES_SPREAD = 1.0
+#: Standard deviation of the random offset of each stripe, row or column of an "uneven" pattern, in
+#: periods (about 0.55 pixel in a 64-pixel crop, like the tps jitter there); clipped to +-2 deviations.
+JITTER = 0.12
+#: The pattern colour: one dark grey for every body colour, so that pattern edges look alike in every hue.
 PATTERN_COLOUR = (60.0, 60.0, 60.0)
+#: Bend of the body's long edges, as a fraction of its height (the same for every class).
+BEND = 0.05
 
 
 @dataclass(frozen=True)
@@ -90,9 +102,15 @@ class SyntheticSpec:
 
 
 def class_attributes(classes: int) -> list[tuple[str, str, str]]:
-    """``(colour, pattern, outline)`` of each class; colours are shared by groups of six classes."""
-    colours = list(PALETTE)[: -(-classes // (len(PATTERNS) * len(OUTLINES)))]
-    combos = [(c, p, o) for c, (p, o) in itertools.product(colours, itertools.product(PATTERNS, OUTLINES))]
+    """``(colour, pattern, spacing)`` of each class; colours are shared by groups of six classes.
+
+    Example:
+        >>> class_attributes(7)[5:]
+        [('coral', 'dots', 'uneven'), ('green', 'stripes', 'even')]
+    """
+    group = len(PATTERNS) * len(SPACINGS)
+    colours = list(PALETTE)[: -(-classes // group)]
+    combos = [(c, p, e) for c, (p, e) in itertools.product(colours, itertools.product(PATTERNS, SPACINGS))]
     return combos[:classes]
 
 
@@ -155,48 +173,85 @@ def draw_sample(
     attributes: tuple[str, str, str], size: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     """One ``size x size`` RGB image of a class with the given attributes, and the object's exact box."""
-    colour, pattern, outline = attributes
+    colour, pattern, spacing = attributes
     canvas = _background(size, rng)
     grid = _grid(size)
     for _ in range(int(rng.integers(7, 13))):
         _paint_distractor(canvas, grid, rng)
 
-    length = size * rng.uniform(0.5, 0.75)
-    height = length * rng.uniform(0.5, 0.62)
+    length = size * rng.uniform(0.55, 0.8)
+    height = length * rng.uniform(0.62, 0.8)
     _paint_decoy(canvas, grid, length, rng)
     left = rng.uniform(1, size - length - 1)
     top = rng.uniform(1, size - height - 1)
     facing = 1 if rng.random() < 0.5 else -1
-    points = _body_outline(outline == "bent", length, height, facing) + (left, top)
-    texture = Texture(pattern, length * PERIOD, 0.0 if pattern == "stripes0" else STRIPE_ANGLE * facing, rng.uniform(0, 1))
-    window, mask = _paint(canvas, grid, points, np.asarray(PALETTE[colour], np.float32), texture)
-
+    window, mask = _rasterise(_body_outline(length, height, facing) + (left, top), size)
     ys, xs = np.nonzero(mask > 0.5)
     y0, x0 = window[0].start, window[1].start
     box = (int(x0 + xs.min()), int(y0 + ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1))
+    cycles = rng.uniform(CYCLES - CYCLES_SPREAD, CYCLES + CYCLES_SPREAD)
+    origin = (box[0] - 0.5, box[1] - 0.5)  # the box's top-left pixel corner
+    texture = Texture(
+        pattern,
+        origin,
+        cell=(box[2] / cycles, box[3] / cycles),
+        angle=0.0,
+        phase=tuple(rng.uniform(0, 1, 2)),
+        jitter=_jitter(rng) if spacing == "uneven" else None,
+    )
+    _fill(canvas, grid, window, mask, np.asarray(PALETTE[colour], np.float32), texture)
     return np.clip(np.rint(canvas), 0, 255).astype(np.uint8), box
 
 
 @dataclass(frozen=True)
 class Texture:
-    """A fine pattern: thin stripes at ``angle`` degrees or a lattice of dots, ``period`` pixels apart."""
+    """A fine half-covering pattern on a lattice of ``cell`` = (width, height) pixels, rotated by ``angle``.
+
+    ``kind`` is ``"stripes"`` (across the first axis), ``"checks"`` or ``"dots"``. Lattice coordinates
+    (u, v), in periods, start at ``origin`` and are offset by ``phase``. An uneven pattern shifts each
+    lattice cell's mark by ``jitter[:, i mod n, j mod n]`` periods (along u, along v) for cell (i, j):
+    stripes move by column, checks by column and row, dots one by one.
+    """
 
     kind: str
-    period: float
+    origin: tuple[float, float]
+    cell: tuple[float, float]
     angle: float
-    phase: float  # fraction of a period
+    phase: tuple[float, float]
+    jitter: np.ndarray | None = None  # (2, n, n) offsets in periods, |offset| < 0.25
 
     def coverage(self, y: np.ndarray, x: np.ndarray) -> np.ndarray:
-        """Where the pattern colour goes (float32 in [0, 1], anti-aliased)."""
-        period, shift = self.period, self.phase * self.period
-        if self.kind == "dots":
-            u = np.mod(x + shift, period) - period / 2
-            v = np.mod(y + shift, period) - period / 2
-            return np.clip(0.4 * period - np.sqrt(u * u + v * v) + 0.5, 0, 1)  # half covered, like stripes
+        """Where the pattern colour goes (float32 in [0, 1], anti-aliased to about a pixel)."""
         theta = np.deg2rad(self.angle)
-        across = np.mod(y * np.cos(theta) - x * np.sin(theta) + shift, period)  # position across the stripes
-        distance = np.minimum(np.abs(across - period / 4), np.abs(across - period * 1.25))
-        return np.clip(period / 4 - distance + 0.5, 0, 1)  # stripes half a period wide
+        dx, dy = x - self.origin[0], y - self.origin[1]
+        u = (dx * np.cos(theta) + dy * np.sin(theta)) / self.cell[0] + self.phase[0]
+        v = (dy * np.cos(theta) - dx * np.sin(theta)) / self.cell[1] + self.phase[1]
+        if self.jitter is not None:
+            n = self.jitter.shape[1]
+            i, j = np.floor(u).astype(int) % n, np.floor(v).astype(int) % n
+            if self.kind == "dots":
+                u, v = u + self.jitter[0, i, j], v + self.jitter[1, i, j]
+            else:
+                u, v = u + self.jitter[0, i, 0], v + self.jitter[1, 0, j]
+        if self.kind == "dots":  # radius 0.4 period: pi * 0.16 = half covered
+            radius = np.hypot(np.mod(u, 1) - 0.5, np.mod(v, 1) - 0.5)
+            return np.clip((0.4 - radius) * np.sqrt(self.cell[0] * self.cell[1]) + 0.5, 0, 1)
+        across_u = _band(u, self.cell[0])
+        if self.kind == "stripes":
+            return across_u
+        across_v = _band(v, self.cell[1])
+        return across_u + across_v - 2 * across_u * across_v  # exclusive or: a checkerboard
+
+
+def _jitter(rng: np.random.Generator, n: int = 32) -> np.ndarray:
+    """Random offsets for an uneven pattern's cells, ``(2, n, n)`` periods (see :class:`Texture`)."""
+    return np.clip(rng.normal(0, JITTER, (2, n, n)), -2 * JITTER, 2 * JITTER).astype(np.float32)
+
+
+def _band(t: np.ndarray, period: float) -> np.ndarray:
+    """Coverage of bands half a period wide at lattice coordinate ``t`` (periods of ``period`` pixels)."""
+    inside = 0.25 - np.abs(np.mod(t, 1) - 0.5)  # > 0 in the band, in periods
+    return np.clip(inside * period + 0.5, 0, 1).astype(np.float32)
 
 
 @lru_cache(maxsize=4)
@@ -217,13 +272,23 @@ def _background(size: int, rng: np.random.Generator) -> np.ndarray:
 def _random_texture(rng: np.random.Generator, period: float) -> Texture | None:
     if rng.random() < 0.4:
         return None
-    return Texture(PATTERNS[int(rng.integers(len(PATTERNS)))], period, rng.uniform(0, 180), rng.uniform(0, 1))
+    kind = PATTERNS[int(rng.integers(len(PATTERNS)))]
+    jitter = _jitter(rng) if rng.random() < 0.5 else None
+    return Texture(kind, (0.0, 0.0), (period, period), rng.uniform(0, 180), tuple(rng.uniform(0, 1, 2)), jitter)
 
 
 def _random_colour(rng: np.random.Generator) -> np.ndarray:
     if rng.random() < 0.7:
         return np.asarray(list(PALETTE.values())[int(rng.integers(len(PALETTE)))], np.float32)
     return rng.uniform(40, 220, 3).astype(np.float32)
+
+
+def _paint(
+    canvas: np.ndarray, grid: np.ndarray, points: np.ndarray, colour: np.ndarray, texture: Texture | None
+) -> None:
+    """Paint a polygon in ``colour``, with ``texture`` on it."""
+    window, mask = _rasterise(points, canvas.shape[0])
+    _fill(canvas, grid, window, mask, colour, texture)
 
 
 def _paint_distractor(canvas: np.ndarray, grid: np.ndarray, rng: np.random.Generator) -> None:
@@ -234,29 +299,29 @@ def _paint_distractor(canvas: np.ndarray, grid: np.ndarray, rng: np.random.Gener
     angles = np.sort(rng.uniform(0, 2 * np.pi, corners))
     radii = radius * rng.uniform(0.6, 1.3, corners)
     points = rng.uniform(0, size, 2) + np.stack([np.cos(angles) * radii, np.sin(angles) * radii], 1)
-    _paint(canvas, grid, points, _random_colour(rng), _random_texture(rng, size * rng.uniform(0.025, 0.045)))
+    _paint(canvas, grid, points, _random_colour(rng), _random_texture(rng, size * rng.uniform(0.03, 0.06)))
 
 
 def _paint_decoy(canvas: np.ndarray, grid: np.ndarray, length: float, rng: np.random.Generator) -> None:
     """Part of another body (cut by a straight line), about the object's size: a look-alike in the clutter."""
     size = canvas.shape[0]
     decoy_length = length * rng.uniform(0.6, 1.0)
-    decoy_height = decoy_length * rng.uniform(0.5, 0.62)
-    points = _body_outline(rng.random() < 0.5, decoy_length, decoy_height, 1 if rng.random() < 0.5 else -1)
+    decoy_height = decoy_length * rng.uniform(0.62, 0.8)
+    points = _body_outline(decoy_length, decoy_height, 1 if rng.random() < 0.5 else -1)
     keep = points[:, 0] <= decoy_length * rng.uniform(0.35, 0.6)  # the head end only
     if rng.random() < 0.5:
         keep = ~keep
     points = points[keep] + rng.uniform(-0.3 * decoy_length, size - 0.4 * decoy_length, 2)
-    _paint(canvas, grid, points, _random_colour(rng), _random_texture(rng, decoy_length * PERIOD))
+    _paint(canvas, grid, points, _random_colour(rng), _random_texture(rng, decoy_length / CYCLES))
 
 
-def _body_outline(bent: bool, length: float, height: float, facing: int) -> np.ndarray:
+def _body_outline(length: float, height: float, facing: int) -> np.ndarray:
     """The body polygon in pixels, relative to its top-left corner: a pointed head and a blunt tail.
 
-    A bent body's long edges bow outwards by :data:`BEND` times the height.
+    The long edges bow outwards by :data:`BEND` times the height.
     """
     t = np.linspace(0, 1, 24)
-    bow = BEND * height * np.sin(np.pi * t) if bent else np.zeros_like(t)
+    bow = BEND * height * np.sin(np.pi * t)
     shoulder = 0.28  # where the head ends, as a fraction of the length
     upper = np.stack([shoulder + (1 - shoulder) * t, 0.12 * t], 1) * (length, height)
     upper[:, 1] -= bow
@@ -270,31 +335,34 @@ def _body_outline(bent: bool, length: float, height: float, facing: int) -> np.n
     return points
 
 
-def _paint(
-    canvas: np.ndarray, grid: np.ndarray, points: np.ndarray, colour: np.ndarray, texture: Texture | None
-) -> tuple[tuple[slice, slice], np.ndarray]:
-    """Paint a polygon (anti-aliased) in ``colour``, with :data:`PATTERN_COLOUR` where ``texture`` covers it.
-
-    Works on the polygon's bounding window only; returns the window and the coverage mask within it.
-    """
+def _rasterise(points: np.ndarray, size: int) -> tuple[tuple[slice, slice], np.ndarray]:
+    """A polygon's anti-aliased coverage (float32 in [0, 1]) within its bounding window, and the window."""
     import cv2
 
-    size = canvas.shape[0]
     x0, y0 = np.clip(np.floor(points.min(0)).astype(int) - 1, 0, size - 1)
     x1, y1 = np.clip(np.ceil(points.max(0)).astype(int) + 2, 1, size)
-    window = (slice(y0, y1), slice(x0, x1))
     mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
     shift = 4
     corners = np.rint((points - (x0, y0)) * (1 << shift)).astype(np.int32)
     cv2.fillPoly(mask, [corners], 255, cv2.LINE_AA, shift)
-    coverage = mask.astype(np.float32) / 255.0
+    return (slice(y0, y1), slice(x0, x1)), mask.astype(np.float32) / 255.0
+
+
+def _fill(
+    canvas: np.ndarray,
+    grid: np.ndarray,
+    window: tuple[slice, slice],
+    coverage: np.ndarray,
+    colour: np.ndarray,
+    texture: Texture | None,
+) -> None:
+    """Blend ``colour`` (with :data:`PATTERN_COLOUR` where ``texture`` covers it) into ``canvas`` by ``coverage``."""
     fill = np.broadcast_to(colour, (*coverage.shape, 3))
     if texture is not None:
         pattern = texture.coverage(grid[0][window], grid[1][window])
         fill = fill + pattern[:, :, None] * (np.asarray(PATTERN_COLOUR, np.float32) - fill)
     region = canvas[window]
     region += coverage[:, :, None] * (fill - region)
-    return window, coverage
 
 
 def _write_lines(path: Path, lines) -> None:  # noqa: ANN001 (any iterable of str)
