@@ -269,3 +269,17 @@ def test_pixelate_makes_blocks():
     _, z = make_pair("pixelate:severity=5", image, size=64)  # 16 x 16 blocks of 4 px
     blocks = z.reshape(16, 4, 16, 4, 3)
     assert (blocks == blocks[:, :1, :, :1]).all()
+
+
+def test_edges_says_which_detector_runs_once(caplog, monkeypatch):
+    import logging
+
+    from cqdkit.degradations import edges as edges_module
+
+    monkeypatch.delenv("CQDKIT_SED_MODEL", raising=False)
+    monkeypatch.setattr(edges_module, "_announced", set())
+    with caplog.at_level(logging.INFO, logger="cqdkit"):
+        edges_module.Edges()
+        edges_module.Edges()
+    messages = [r.getMessage() for r in caplog.records if "gradient-magnitude fallback" in r.getMessage()]
+    assert len(messages) == 1

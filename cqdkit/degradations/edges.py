@@ -68,6 +68,16 @@ def load_sed(model: str) -> Any:
     return _sed_cache[model]
 
 
+_announced: set[str] = set()
+
+
+def _announce(message: str) -> None:
+    """Log which detector runs, once per process (a table builds many pipelines)."""
+    if message not in _announced:
+        _announced.add(message)
+        log.info(message)
+
+
 class Edges:
     """Replace z by a line drawing of it (see the module docstring for the detectors)."""
 
@@ -81,10 +91,10 @@ class Edges:
             if not model:
                 raise SpecError(f"edges: detector=sed needs model=PATH or the {MODEL_ENV} variable")
             load_sed(model)  # fail now, not in a DataLoader worker
-            log.info("edges: structured-forest edge detector with model %s", model)
+            _announce(f"edges: structured-forest edge detector with model {model}")
         else:
             model = None
-            log.info("edges: gradient-magnitude fallback (no structured-forest model; set %s)", MODEL_ENV)
+            _announce(f"edges: gradient-magnitude fallback (no structured-forest model; set {MODEL_ENV})")
         self.detector, self.model = detector, model
 
     def __call__(self, views: Views, rng: np.random.Generator) -> Views:
