@@ -29,6 +29,7 @@ seed, so adding images never changes the others), and written once into the cach
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
 import shutil
@@ -75,6 +76,10 @@ PATTERN_COLOUR = (60.0, 60.0, 60.0)
 BEND = 0.05
 
 
+#: Part of the cache folder's name: editing the generator regenerates the data even without a VERSION bump.
+_GENERATOR_HASH = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:8]
+
+
 @dataclass(frozen=True)
 class SyntheticSpec:
     """The generator's parameters (the defaults keep a CPU training run to minutes)."""
@@ -96,7 +101,7 @@ class SyntheticSpec:
     @property
     def folder_name(self) -> str:
         return (
-            f"v{VERSION}-c{self.classes}-tr{self.train_per_class}-te{self.test_per_class}"
+            f"v{VERSION}-{_GENERATOR_HASH}-c{self.classes}-tr{self.train_per_class}-te{self.test_per_class}"
             f"-s{self.image_size}-seed{self.seed}"
         )
 
