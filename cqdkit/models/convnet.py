@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ..errors import CqdkitError
-from .vggm import IMAGENET_MEAN, IMAGENET_STD
+from .vggm import imagenet_cfg
 
 
 class ConvNet(nn.Module):
@@ -53,15 +53,7 @@ class ConvNet(nn.Module):
         self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout))
         self.classifier = nn.Linear(channels, num_classes)
         #: Preprocessing, in timm's format (read by :func:`cqdkit.models.model_input_config`).
-        self.pretrained_cfg = {
-            "input_size": (in_chans, 64, 64),
-            "interpolation": "bilinear",
-            "mean": IMAGENET_MEAN,
-            "std": IMAGENET_STD,
-            "crop_pct": 1.0,
-            "classifier": "classifier",
-            "first_conv": "features.0",
-        }
+        self.pretrained_cfg = imagenet_cfg(in_chans, 64)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.pool(self.features(x)))

@@ -45,6 +45,20 @@ class _MaxPool(nn.MaxPool2d):
         return super().forward(x)
 
 
+
+def imagenet_cfg(in_chans: int, size: int) -> dict:
+    """A timm-style ``pretrained_cfg`` for cqdkit's own networks: ImageNet mean and std, classifier
+    module ``classifier``, first convolution ``features.0``."""
+    return {
+        "input_size": (in_chans, size, size),
+        "interpolation": "bilinear",
+        "mean": IMAGENET_MEAN,
+        "std": IMAGENET_STD,
+        "crop_pct": 1.0,
+        "classifier": "classifier",
+        "first_conv": "features.0",
+    }
+
 class VGGM(nn.Module):
     """VGG-M (Chatfield et al., "Return of the Devil in the Details", 2014).
 
@@ -91,15 +105,7 @@ class VGGM(nn.Module):
         )
         self.classifier = nn.Linear(4096, num_classes)
         #: Preprocessing, in timm's format (read by :func:`cqdkit.models.model_input_config`).
-        self.pretrained_cfg = {
-            "input_size": (in_chans, 224, 224),
-            "interpolation": "bilinear",
-            "mean": IMAGENET_MEAN,
-            "std": IMAGENET_STD,
-            "crop_pct": 1.0,
-            "classifier": "classifier",
-            "first_conv": "features.0",
-        }
+        self.pretrained_cfg = imagenet_cfg(in_chans, 224)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if min(x.shape[-2:]) < MIN_INPUT_SIZE:
