@@ -206,7 +206,11 @@ def test_lowres_size_scales_with_the_input():
     assert [LowRes().small_size(s) for s in (224, 112, 448, 10)] == [50, 25, 100, 2]
 
 
-def test_edges_are_dark_lines_on_white_in_three_equal_channels(caplog):
+def test_edges_are_dark_lines_on_white_in_three_equal_channels(caplog, monkeypatch):
+    from cqdkit.degradations import edges as edges_module
+
+    monkeypatch.setattr(edges_module, "_announced", set())  # the detector is announced once per process
+    monkeypatch.delenv("CQDKIT_SED_MODEL", raising=False)
     image = np.full((64, 64, 3), 40, np.uint8)
     image[:, 32:] = 220  # one vertical step edge
     with caplog.at_level(logging.INFO, logger="cqdkit.degradations.edges"):
