@@ -6,8 +6,10 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from cqdkit.degradations import PairMaker, parse_spec
+from cqdkit.degradations import PairMaker, parse_spec, split_specs
 from cqdkit.degradations import upsample
 from cqdkit.errors import CqdkitError, SpecError, UnknownNameError
 from cqdkit.plugin import Degradation, Param, PluginManager, hookimpl
@@ -135,3 +137,24 @@ def test_upsampler_registry_accepts_new_names_and_lazy_paths(manager, monkeypatc
 def test_interpolation_upsamplers_refuse_weights(manager):
     with pytest.raises(SpecError, match="takes no weights"):
         PairMaker("lowres:weights=model.pth", manager=manager)
+
+
+_NAMES = st.sampled_from(["lowres", "tps", "edges", "jpeg", "my-op"])
+_PARAMS = st.lists(
+    st.tuples(st.sampled_from(["size", "upsample", "weights", "severity"]),
+              st.sampled_from(["16", "srcnn", "sr.safetensors", "dir/w.pth", "3"])),
+    max_size=3,
+)
+_OP = st.builds(lambda name, params: name + (":" + ",".join(f"{k}={v}" for k, v in params) if params else ""),
+                _NAMES, _PARAMS)
+_SPEC = st.lists(_OP, min_size=1, max_size=3).map("+".join)
+
+
+@given(st.lists(_SPEC, min_size=1, max_size=4))
+def test_split_specs_inverts_joining_with_commas(specs):
+    assert split_specs(",".join(specs)) == specs
+
+
+def test_split_specs_keeps_parameter_commas_together():
+    assert split_specs("lowres:size=16,upsample=srcnn,weights=sr.safetensors, tps,,edges") == [
+        "lowres:size=16,upsample=srcnn,weights=sr.safetensors", "tps", "edges"]

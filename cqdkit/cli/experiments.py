@@ -9,6 +9,7 @@ from typing import Any
 import click
 from rich.markdown import Markdown
 
+from ..degradations.spec import split_specs
 from ..errors import CqdkitError
 from .console import console
 from .options import config_from_options, dataset_options, model_options, training_options
@@ -51,7 +52,7 @@ def table(**options: Any) -> None:
         except (OSError, ValueError, KeyError) as error:
             raise CqdkitError(f"cannot read tuned values from {options['tuned']}: {error}") from error
     seeds = list(range(options["seeds"]))
-    result = run_table(base, _split(options["degrade"]), seeds, Path(options["out"]), tuned=tuned,
+    result = run_table(base, split_specs(options["degrade"]), seeds, Path(options["out"]), tuned=tuned,
                        progress=not options["quiet"])
     console.print(Markdown(to_markdown(result)))
     console.print(f"written to {options['out']}/table.md, table.csv, table.json "
@@ -76,7 +77,7 @@ def tune(**options: Any) -> None:
     base = config_from_options({**options, "degrade": ""})
     result = run_tune(
         base,
-        _split(options["degrade"]),
+        split_specs(options["degrade"]),
         Path(options["out"]),
         temperatures=_numbers(options["temperatures"], "--temperatures"),
         lambdas=_numbers(options["lambdas"], "--lambdas"),

@@ -25,6 +25,7 @@ _LAZY: dict[str, str] = {
     "make_x": ".pipeline",
     "PairMaker": ".pipeline",
     "parse_spec": ".spec",
+    "split_specs": ".spec",
     "to_rgb_uint8": ".image",
     "Views": ".views",
     "DegradationOp": ".views",

@@ -33,6 +33,27 @@ def parse_spec(spec: str, manager: PluginManager | None = None) -> list[tuple[st
     return [(entry.name, params) for entry, params in resolve_spec(spec, manager)]
 
 
+def split_specs(text: str) -> list[str]:
+    """Split a comma-separated list of specs, keeping the commas between one spec's parameters.
+
+    A piece that is only ``key=value`` continues the spec before it:
+
+        >>> split_specs("lowres:size=16,upsample=srcnn,weights=sr.safetensors,tps")
+        ['lowres:size=16,upsample=srcnn,weights=sr.safetensors', 'tps']
+    """
+    specs: list[str] = []
+    for piece in (part.strip() for part in text.split(PARAM_SEPARATOR)):
+        if not piece:
+            continue
+        key = piece.partition(KEY_SEPARATOR)[0]
+        continues = KEY_SEPARATOR in piece and NAME_SEPARATOR not in key and OP_SEPARATOR not in key
+        if continues and specs and NAME_SEPARATOR in specs[-1].rpartition(OP_SEPARATOR)[2]:
+            specs[-1] += PARAM_SEPARATOR + piece
+        else:
+            specs.append(piece)
+    return specs
+
+
 def resolve_spec(spec: str, manager: PluginManager | None = None) -> list[tuple[Degradation, dict[str, Any]]]:
     """Like :func:`parse_spec`, with the plugin entry of each op instead of its name."""
     if manager is None:
