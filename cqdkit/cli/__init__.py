@@ -18,6 +18,7 @@ from .console import err_console
 from .plugins import list_group, plugins
 from .degrade import degrade
 from .experiments import table, tune
+from .explain import explain
 from .inspect import inspect_
 from .run import run
 
@@ -105,6 +106,7 @@ cli.add_command(degrade)
 cli.add_command(inspect_)
 cli.add_command(table)
 cli.add_command(tune)
+cli.add_command(explain)
 
 
 def main() -> None:
