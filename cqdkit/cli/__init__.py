@@ -19,6 +19,7 @@ from .plugins import list_group, plugins
 from .degrade import degrade
 from .experiments import table, tune
 from .explain import explain
+from .export import export
 from .inspect import inspect_
 from .run import run
 
@@ -107,6 +108,7 @@ cli.add_command(inspect_)
 cli.add_command(table)
 cli.add_command(tune)
 cli.add_command(explain)
+cli.add_command(export)
 
 
 def main() -> None:

@@ -1,0 +1,206 @@
+"""Export a trained model with its preprocessing, to run without cqdkit (ONNX or TorchScript).
+
+The exported graph takes what the data pipeline hands the model: a batch of RGB images, ``(N, 3, S, S)``
+(channels first), pixel values 0..255 as ``float32``, already stretched to the training size ``S``. It
+scales and normalises them as in training and returns the class logits ``(N, classes)``. A JSON file next
+to the export says which classes the logits are, the input size and the source run::
+
+    >>> from cqdkit.export import export_model
+    >>> result = export_model("runs/tps", "onnx")                        # doctest: +SKIP
+    >>> import onnxruntime                                               # doctest: +SKIP
+    >>> session = onnxruntime.InferenceSession(str(result.path))         # doctest: +SKIP
+    >>> logits = session.run(None, {"images": batch.astype("float32")})[0]  # doctest: +SKIP
+
+What is exported: by default the run's student (``results.json``'s method); ``model="a"`` (or another
+method) picks another of the run's models, and a ``cqdkit multires`` directory exports its router, which
+routes every image to the expert for its predicted quality in the same forward call.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .errors import CqdkitError, DataError
+
+FORMATS = ("onnx", "torchscript")
+SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
+
+
+class Classifier(nn.Module):
+    """A backbone behind its training-time normalisation: 0..255 RGB ``(N, C, H, W)`` in, logits out."""
+
+    def __init__(self, backbone: nn.Module, mean: list[float], std: list[float]) -> None:
+        super().__init__()
+        self.backbone = backbone
+        mean_t = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+        std_t = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+        self.register_buffer("scale", 1.0 / (255.0 * std_t))
+        self.register_buffer("shift", mean_t / std_t)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.backbone(images.float() * self.scale - self.shift)
+
+
+@dataclass(frozen=True)
+class Exportable:
+    """A model ready to export, the shape of its input and what to write next to it."""
+
+    module: nn.Module
+    input_shape: tuple[int, int, int]  # (channels, height, width)
+    description: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """Where the export went and how closely it reproduces the torch model on a random batch."""
+
+    path: Path
+    metadata_path: Path
+    max_abs_difference: float | None  # None when the runtime to check it (onnxruntime) is not installed
+
+
+def load_trained(path: Path) -> Exportable:
+    """Rebuild a model saved by a run (``model.safetensors`` + ``model.json``) behind its normalisation."""
+    from .models import create_backbone
+    from .models.weights import read_state_dict
+
+    description = _read_json(path.with_suffix(".json"))
+    try:
+        architecture = description["architecture"]
+        num_classes, in_chans = int(description["num_classes"]), int(description.get("in_chans", 3))
+        size, mean, std = int(description["image_size"]), description["mean"], description["std"]
+    except (KeyError, TypeError, ValueError) as error:
+        raise DataError(f"{path.with_suffix('.json')}: not a cqdkit model description ({error!r} missing or bad)")
+    backbone = create_backbone(architecture, num_classes=num_classes, in_chans=in_chans)
+    state = read_state_dict(path)
+    try:
+        backbone.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise DataError(f"{path}: the weights do not fit a {architecture} with {num_classes} classes: {error}")
+    module = Classifier(backbone, list(mean), list(std)).eval()
+    return Exportable(module, (in_chans, size, size), {
+        "kind": "classifier",
+        "architecture": architecture,
+        "method": description.get("method"),
+        "classes": description.get("classes"),
+    })
+
+
+def find_model(run_dir: Path, model: str | None = None) -> Path:
+    """The weights file to export from ``run_dir``: the router, the named method's model, or the student."""
+    run_dir = Path(run_dir)
+    if model is None and (run_dir / "router.safetensors").exists():
+        return run_dir / "router.safetensors"
+    if model is None:
+        results = _read_json(run_dir / "results.json")
+        model = results.get("method")
+        if not isinstance(model, str):
+            raise DataError(f"{run_dir / 'results.json'}: no 'method' entry; pass the model to export")
+    path = run_dir / model / "model.safetensors"
+    if not path.exists():
+        available = sorted(p.parent.name for p in run_dir.glob("*/model.safetensors"))
+        raise CqdkitError(
+            f"{run_dir}: no trained model {model!r} (no {path}); models in this run: {available or 'none'}"
+        )
+    return path
+
+
+def load_exportable(path: Path) -> Exportable:
+    """A run's model or a multires router, from its weights file."""
+    if path.name == "router.safetensors":
+        from .routing.router import QualityRouter
+
+        router = QualityRouter.load(path).eval()
+        size = router.image_size
+        return Exportable(router, (3, size, size), {"kind": "router", "qualities": router.qualities,
+                                                     "classes": router.classes})
+    return load_trained(path)
+
+
+def export_model(
+    run_dir: str | Path, format: str, out: str | Path | None = None, *, model: str | None = None
+) -> ExportResult:
+    """Export a run's model as ONNX or TorchScript and check it against torch on a random batch.
+
+    Args:
+        run_dir: a ``cqdkit run`` (or ``cqdkit multires``) directory.
+        format: ``"onnx"`` or ``"torchscript"``.
+        out: the file to write; default ``RUN_DIR/export/<model>.onnx`` (or ``.pt``).
+        model: a method of the run (``a``, ``b``, ...); default the student, or the router of a multires run.
+    """
+    if format not in FORMATS:
+        raise CqdkitError(f"unknown export format {format!r}; expected one of {', '.join(FORMATS)}")
+    source = find_model(Path(run_dir), model)
+    exportable = load_exportable(source)
+    name = "router" if source.name == "router.safetensors" else source.parent.name
+    path = Path(out) if out else Path(run_dir) / "export" / f"{name}{SUFFIXES[format]}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    example = torch.rand(2, *exportable.input_shape) * 255
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporters' deprecation and tracer notices
+        if format == "onnx":
+            _export_onnx(exportable.module, example, path)
+        else:
+            torch.jit.trace(exportable.module, example).save(str(path))
+    difference = _check(path, format, exportable.module, exportable.input_shape)
+    metadata = {
+        **exportable.description,
+        "format": format,
+        "source": str(source),
+        "input": {"name": "images", "shape": ["N", *exportable.input_shape], "dtype": "float32",
+                  "range": [0, 255], "channels": "RGB (then any extra channels)", "layout": "NCHW",
+                  "resize": f"stretch to {exportable.input_shape[2]}x{exportable.input_shape[1]} first"},
+        "output": {"name": "logits", "shape": ["N", "classes"]},
+        "max_abs_difference_vs_torch": difference,
+    }
+    metadata_path = path.with_name(path.name + ".json")
+    metadata_path.write_text(json.dumps(metadata, indent=2))
+    return ExportResult(path, metadata_path, difference)
+
+
+def _export_onnx(module: nn.Module, example: torch.Tensor, path: Path) -> None:
+    batch = torch.export.Dim("batch", min=1, max=65536)
+    try:
+        torch.onnx.export(module, (example,), str(path), input_names=["images"], output_names=["logits"],
+                          dynamo=True, dynamic_shapes=({0: batch},), verbose=False)
+    except ImportError as error:
+        raise CqdkitError(f"ONNX export needs the onnx and onnxscript packages ({error}); "
+                          "pip install onnx onnxscript") from error
+
+
+def _check(path: Path, format: str, module: nn.Module, input_shape: tuple[int, int, int]) -> float | None:
+    """Largest absolute logit difference between the export and torch on a fresh batch of 3 images."""
+    images = torch.rand(3, *input_shape, generator=torch.Generator().manual_seed(0)) * 255
+    with torch.no_grad():
+        expected = module(images)
+    if format == "torchscript":
+        exported = torch.jit.load(str(path)).eval()
+        with torch.no_grad():
+            actual = exported(images)
+    else:
+        try:
+            import onnxruntime
+        except ImportError:
+            return None
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        actual = torch.from_numpy(session.run(None, {"images": images.numpy()})[0])
+    return float((actual - expected).abs().max())
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        payload = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CqdkitError(f"{path} not found: expected a cqdkit run directory") from None
+    except (OSError, ValueError) as error:
+        raise DataError(f"{path}: cannot read it as JSON ({error})") from error
+    if not isinstance(payload, dict):
+        raise DataError(f"{path}: expected a JSON object, got {type(payload).__name__}")
+    return payload

@@ -1,0 +1,80 @@
+"""``cqdkit export``: the exported student reproduces the trained model's outputs outside cqdkit."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from cqdkit.cli import cli
+from cqdkit.export import load_trained
+from tests.test_run_cli import TINY
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache")
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CQDKIT_CACHE", str(cache))
+        result = CliRunner().invoke(cli, ["run", "--degrade", "lowres", *TINY, "--epochs", "1", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def _test_images(run_dir):
+    """The run's own test z views, as the data pipeline hands them to the model (uint8 NCHW)."""
+    from cqdkit.train.config import RunConfig
+    from cqdkit.train.experiment import Experiment
+
+    experiment = Experiment(RunConfig.load(run_dir / "config.json"), run_dir, progress=False)
+    items = [experiment.test_set[i] for i in range(len(experiment.test_set))]
+    return torch.stack([torch.as_tensor(item[1]) for item in items])
+
+
+def test_onnx_export_matches_the_trained_student_in_onnxruntime(run_dir, tmp_path):
+    onnxruntime = pytest.importorskip("onnxruntime")
+    out = tmp_path / "student.onnx"
+    result = CliRunner().invoke(cli, ["export", str(run_dir), "--format", "onnx", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+
+    metadata = json.loads((tmp_path / "student.onnx.json").read_text())
+    assert metadata["method"] == "a-cqd" and metadata["input"]["shape"] == ["N", 3, 32, 32]
+    assert len(metadata["classes"]) == 3 and metadata["max_abs_difference_vs_torch"] < 1e-4
+
+    images = _test_images(run_dir)
+    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    exported = session.run(None, {"images": images.numpy().astype(np.float32)})[0]
+    student = load_trained(run_dir / "a-cqd" / "model.safetensors").module
+    with torch.no_grad():
+        expected = student(images).numpy()
+    assert exported.shape == (len(images), 3)  # any batch size, not only the traced one
+    np.testing.assert_allclose(exported, expected, atol=1e-4)
+    assert (exported.argmax(1) == expected.argmax(1)).all()
+
+
+def test_torchscript_export_of_another_model_of_the_run(run_dir, tmp_path):
+    out = tmp_path / "teacher.pt"
+    result = CliRunner().invoke(cli, ["export", str(run_dir), "--format", "torchscript", "--model", "a",
+                                      "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    images = _test_images(run_dir)[:5]
+    scripted = torch.jit.load(str(out))
+    teacher = load_trained(run_dir / "a" / "model.safetensors").module
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(images.float()), teacher(images), atol=1e-5, rtol=1e-5)
+        # the preprocessing is inside: raw 0..255 pixels in, not normalised ones
+        assert not torch.allclose(scripted(images.float()), teacher.backbone(images.float()))
+
+
+def test_export_errors_name_what_is_missing(run_dir, tmp_path):
+    result = CliRunner().invoke(cli, ["export", str(run_dir), "--model", "b"])
+    assert result.exit_code == 2
+    assert "no trained model 'b'" in result.output and "a-cqd" in result.output
+    result = CliRunner().invoke(cli, ["export", str(tmp_path)])
+    assert result.exit_code == 2 and "results.json not found" in result.output
+    result = CliRunner().invoke(cli, ["export", str(run_dir), "--format", "tflite"])
+    assert result.exit_code == 2 and "tflite" in result.output
