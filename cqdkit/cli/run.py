@@ -59,9 +59,14 @@ def print_summary(results: dict[str, Any]) -> None:
         table.add_row(
             titles.get(method, method),
             model,
-            f"{100 * scores['test_x']:.1f}",
-            f"{100 * scores['test_z']:.1f}",
+            _percent(scores["test_x"]),
+            _percent(scores["test_z"]),
             f"{scores.get('images_per_second', float('nan')):.0f}",
         )
     console.print(table)
     console.print(f"wall time {results['wall_seconds']:.0f} s", style="dim")
+
+
+def _percent(value: float) -> str:
+    """An accuracy in percent; "n/a" for NaN (a teacher with privileged channels cannot see z)."""
+    return "n/a" if value != value else f"{100 * value:.1f}"

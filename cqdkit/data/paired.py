@@ -2,9 +2,11 @@
 
 :class:`PairedDataset` is a ``torch.utils.data.Dataset`` of ``(x, z, label, index, box)``:
 
-* ``x``, ``z``: ``3 x size x size`` uint8 tensors (the trainer normalises on the device); ``x`` is the
-  box crop (``crop=True``) or the full image, and ``z`` is made from it by the degradation (the
-  ``localization`` degradation makes z from the full image instead);
+* ``x``, ``z``: ``C x size x size`` and ``3 x size x size`` uint8 tensors (the trainer normalises on the
+  device); ``x`` is the box crop (``crop=True``) or the full image, and ``z`` is made from it by the
+  degradation (the ``localization`` degradation makes z from the full image instead). ``C`` is 3, or more
+  when the degradation appends privileged channels to x (``maker.x_channels``), e.g. the object's mask
+  from the records' annotation images, which are then loaded with the images and kept aligned;
 * ``label``: the class index; ``index``: the sample's position in ``records``;
 * ``box``: float32 ``(x, y, width, height)`` of the object in z's pixel frame, NaN when unknown (no
   box, or a random augmentation moved it within a full-image z).
@@ -27,7 +29,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..errors import DataError
 from .cache import ArrayStore, ImageCache, digest, prepare_source
+from .image import decode_image
 from .records import Box, Record
 
 CacheOption = ImageCache | str | os.PathLike[str] | None
@@ -66,6 +70,11 @@ class PairedDataset(Dataset):
         cache: ``"memory"`` (per process), a folder (``.npz`` files shared by workers and runs), an
             :class:`ImageCache`, or None (decode every time).
         manager: the plugin manager that resolves a spec string.
+        dataset_name: the dataset's name, for error messages.
+
+    Raises:
+        DataError: the degradation reads an annotation image (``maker.needs_annotations``) that a record
+            lacks.
 
     Example:
         >>> pairs = PairedDataset(dataset.test, "lowres", split="test", size=224, crop=True)  # doctest: +SKIP
@@ -85,6 +94,7 @@ class PairedDataset(Dataset):
         fixed_z: bool = True,
         cache: CacheOption = "memory",
         manager: Any = None,
+        dataset_name: str = "",
     ) -> None:
         if isinstance(maker, str):
             from ..degradations import PairMaker
@@ -103,6 +113,8 @@ class PairedDataset(Dataset):
         self.pairs = ArrayStore(self.images.store.folder) if self.images is not None else None
         self._maker_key = json.dumps(self.maker.describe(), sort_keys=True, default=str)
         self.z_full_image = _z_uses_full_image(self.maker.describe())
+        self.needs_annotations: tuple[str, ...] = tuple(getattr(self.maker, "needs_annotations", ()))
+        _check_annotations(self.records, self.needs_annotations, dataset_name, getattr(self.maker, "spec", ""))
 
     def __len__(self) -> int:
         return len(self.records)
@@ -145,12 +157,16 @@ class PairedDataset(Dataset):
         if self.images is not None and self.pairs is not None and self.fixed:
             source_key = self.images.key(record, self.size, use_box=self.crop)
             if source_key is not None:  # (None: the file is missing, which _source reports)
-                key = digest("pair", source_key, self._maker_key, seed)
+                key = digest("pair", source_key, self._maker_key, seed, *self._annotation_keys(record))
                 cached = self.pairs.get(key)
                 if cached is not None:
                     return cached["x"], cached["z"], cached["box"]
         image, bbox = self._source(record)
-        x, z = self.maker(image, bbox, seed=seed)
+        if self.needs_annotations:
+            annotations = {name: self._annotation(record, name, image.shape[:2]) for name in self.needs_annotations}
+            x, z = self.maker(image, bbox, seed=seed, annotations=annotations)
+        else:
+            x, z = self.maker(image, bbox, seed=seed)
         box = self._box_in_z(image, bbox)
         if key is not None:
             self.pairs.put(key, {"x": x, "z": z, "box": box})
@@ -160,6 +176,26 @@ class PairedDataset(Dataset):
         if self.images is not None:
             return self.images.get(record, self.size, use_box=self.crop)
         return prepare_source(record, self.size, use_box=self.crop)
+
+    def _annotation_keys(self, record: Record) -> list[tuple[str, int, int]]:
+        """What identifies the annotation files a pair depends on (they change: the pair does)."""
+        keys = []
+        for name in self.needs_annotations:
+            path = record.annotations[name]
+            stat = path.stat() if path.is_file() else None
+            keys.append((str(path), stat.st_mtime_ns if stat else -1, stat.st_size if stat else -1))
+        return keys
+
+    def _annotation(self, record: Record, name: str, shape: tuple[int, int]) -> np.ndarray:
+        """``record``'s annotation image ``name`` as ``H x W`` uint8, at the working ``shape`` of its image."""
+        key = digest("annotation", *self._annotation_keys(record), name, shape) if self.images is not None else None
+        cached = self.images.store.get(key) if self.images is not None and key is not None else None
+        if cached is not None:
+            return cached["annotation"]
+        annotation = load_annotation(record, name, shape)
+        if self.images is not None and key is not None:
+            self.images.store.put(key, {"annotation": annotation})
+        return annotation
 
     def _box_in_z(self, image: np.ndarray, bbox: Box | None) -> np.ndarray:
         """The object's box in z's pixel frame: the whole of z when z is the box crop.
@@ -175,6 +211,45 @@ class PairedDataset(Dataset):
         sx, sy = self.size / image.shape[1], self.size / image.shape[0]
         x, y, w, h = bbox
         return np.array([x * sx, y * sy, w * sx, h * sy], np.float32)
+
+
+def load_annotation(record: Record, name: str, shape: tuple[int, int]) -> np.ndarray:
+    """Read ``record.annotations[name]`` as gray ``uint8`` and stretch it to ``shape`` ``(height, width)``.
+
+    Raises:
+        DataError: the file cannot be read, or its size differs from the record's image.
+    """
+    import cv2
+    from PIL import Image
+
+    path = record.annotations[name]
+    rgb, stored = decode_image(path)
+    with Image.open(record.path) as image:
+        expected = image.size
+    if stored != expected:
+        raise DataError(
+            f"{path}: the {name!r} annotation of {record.describe()} is {stored[0]}x{stored[1]} pixels; "
+            f"expected the image's {expected[0]}x{expected[1]}"
+        )
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    if gray.shape != tuple(shape):
+        shrink = gray.shape[0] >= shape[0] and gray.shape[1] >= shape[1]
+        interpolation = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+        gray = cv2.resize(gray, (shape[1], shape[0]), interpolation=interpolation)
+    return np.ascontiguousarray(gray)
+
+
+def _check_annotations(records: list[Record], names: tuple[str, ...], dataset: str, spec: str) -> None:
+    """Fail before any training when a record lacks an annotation image the degradation reads."""
+    for name in names:
+        for record in records:
+            if name not in record.annotations:
+                which = f"dataset {dataset!r}" if dataset else "the dataset"
+                has = ", ".join(sorted(record.annotations)) or "none"
+                raise DataError(
+                    f"{which} has no {name!r} annotation for record {record.id} ({record.describe()}); "
+                    f"degradation {spec!r} needs one for every image (this record's annotations: {has})"
+                )
 
 
 def _chw(view: np.ndarray) -> torch.Tensor:

@@ -6,10 +6,16 @@ so everything downstream -- splits, paired views, ``cqdkit inspect`` -- works th
 Boxes are always ``(x, y, width, height)`` in pixels of the stored image, 0-based, floats: ``x`` and ``y``
 are the left and top edges, so the box covers columns ``x .. x + width`` (CUB's convention; Stanford
 Cars' inclusive 1-based corners are converted on reading).
+
+Annotation images (:attr:`Record.annotations`) are per-pixel annotations stored as gray images of the same
+size as the record's image, by name: ``"mask"`` is the object's segmentation (255 inside, 0 outside, soft
+at the outline). Degradations that need one (e.g. a teacher that sees the mask as an extra channel) get it
+through :class:`cqdkit.degradations.Views`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +34,8 @@ class Record:
         label: class index, 0-based, into :attr:`ImageDataset.classes`.
         bbox: the object's box ``(x, y, width, height)``, or None when the dataset has none.
         origin: where the record was read from (``"images.txt line 12"``), for error messages.
+        annotations: per-pixel annotation images by name (``{"mask": Path(...)}``), each a gray image of
+            the same size as ``path``; empty when the dataset has none.
     """
 
     id: str
@@ -35,6 +43,7 @@ class Record:
     label: int
     bbox: Box | None = None
     origin: str = ""
+    annotations: Mapping[str, Path] = field(default_factory=dict, hash=False)
 
     def describe(self) -> str:
         """The file and, when known, the annotation it came from (for error messages)."""

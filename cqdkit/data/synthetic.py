@@ -19,12 +19,17 @@ and height), so the stretched box crop shows it at the same scale whatever the o
 The object is placed at a random position and scale (55-80 % of the image side), facing left or right,
 on a cluttered background of distractor pieces painted with the same colours and patterns (and a cut-off
 look-alike body), so that recognising the full image (instead of the box crop) is much harder. Boxes are
-the exact pixel extent of the object.
+the exact pixel extent of the object, and each image's segmentation mask (the object's anti-aliased
+coverage, 255 inside) is written as a gray PNG in CUB's ``segmentations/`` layout and offered as the
+records' ``"mask"`` annotation (:attr:`cqdkit.data.Record.annotations`).
 
 Images are generated with numpy and OpenCV, deterministically from the seed (each image from its own
 seed, so adding images never changes the others), and written once into the cache folder
 (``$CQDKIT_CACHE/synthetic/<version and parameters>``, atomically) in the CUB layout, where
 :func:`cqdkit.data.cub.read_cub` reads them.
+
+Adding the masks left the images byte-identical to those of earlier versions: the mask comes from the
+body's rasterisation, which draws no random numbers.
 """
 
 from __future__ import annotations
@@ -34,16 +39,17 @@ import itertools
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from ..errors import DataError
 from .cache import default_cache_dir
 from .cub import read_cub
-from .records import ImageDataset
+from .records import ImageDataset, Record
 
 #: Bump when the generator changes, so old caches are not reused.
 VERSION = 5
@@ -75,6 +81,9 @@ PATTERN_COLOUR = (60.0, 60.0, 60.0)
 #: Bend of the body's long edges, as a fraction of its height (the same for every class).
 BEND = 0.05
 
+
+#: Where the segmentation masks go, mirroring ``images/`` (CUB-200-2011's segmentation layout).
+SEGMENTATIONS = "segmentations"
 
 #: Part of the cache folder's name: editing the generator regenerates the data even without a VERSION bump.
 _GENERATOR_HASH = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:8]
@@ -123,9 +132,28 @@ def load_synthetic(root: str | os.PathLike[str] | None = None, *, skip_bad: bool
     """The synthetic dataset, generated into ``root`` (default: the cache folder) on first use.
 
     Options are the fields of :class:`SyntheticSpec` (``classes``, ``train_per_class``,
-    ``test_per_class``, ``image_size``, ``seed``).
+    ``test_per_class``, ``image_size``, ``seed``). Every record has a ``"mask"`` annotation.
     """
-    return read_cub(ensure_synthetic(SyntheticSpec(**options), root), skip_bad=skip_bad, name="synthetic")
+    dataset = read_cub(ensure_synthetic(SyntheticSpec(**options), root), skip_bad=skip_bad, name="synthetic")
+    dataset.train = [_with_mask(record, dataset.root) for record in dataset.train]
+    dataset.test = [_with_mask(record, dataset.root) for record in dataset.test]
+    return dataset
+
+
+def mask_path(root: Path, image: Path) -> Path:
+    """Where the segmentation mask of ``image`` (a file under ``root/images``) is stored.
+
+    Example:
+        >>> mask_path(Path("/d"), Path("/d/images/001.a/train_0000.png")).as_posix()
+        '/d/segmentations/001.a/train_0000.png'
+    """
+    return (root / SEGMENTATIONS / image.relative_to(root / "images")).with_suffix(".png")
+
+
+def _with_mask(record: Record, root: Path) -> Record:
+    """``record`` with its ``"mask"`` annotation (a folder written before masks existed has none)."""
+    path = mask_path(root, record.path)
+    return replace(record, annotations={**record.annotations, "mask": path}) if path.is_file() else record
 
 
 def ensure_synthetic(spec: SyntheticSpec, root: str | os.PathLike[str] | None = None) -> Path:
@@ -156,12 +184,14 @@ def write_synthetic(spec: SyntheticSpec, folder: Path) -> None:
     images, labels, splits, boxes = [], [], [], []
     for label, name in enumerate(names):
         (folder / "images" / name).mkdir(parents=True)
+        (folder / SEGMENTATIONS / name).mkdir(parents=True)
         for split, count in ((1, spec.train_per_class), (0, spec.test_per_class)):
             for index in range(count):
                 rng = np.random.default_rng([spec.seed, label, split, index])
-                image, box = draw_sample(attributes[label], spec.image_size, rng)
+                image, box, mask = render_sample(attributes[label], spec.image_size, rng)
                 relative = f"{name}/{'train' if split else 'test'}_{index:04d}.png"
                 cv2.imwrite(str(folder / "images" / relative), image[:, :, ::-1])
+                cv2.imwrite(str(mask_path(folder, folder / "images" / relative)), mask)
                 images.append(relative)
                 labels.append(label + 1)
                 splits.append(split)
@@ -174,10 +204,23 @@ def write_synthetic(spec: SyntheticSpec, folder: Path) -> None:
     _write_lines(folder / "bounding_boxes.txt", (f"{i} {x} {y} {w} {h}" for i, (x, y, w, h) in zip(ids, boxes)))
 
 
+class SyntheticSample(NamedTuple):
+    """One generated image with its annotations."""
+
+    image: np.ndarray  # size x size x 3 uint8 RGB
+    box: tuple[int, int, int, int]  # the object's exact pixel extent (x, y, width, height)
+    mask: np.ndarray  # size x size uint8: the object's coverage, 255 inside, soft at the outline
+
+
 def draw_sample(
     attributes: tuple[str, str, str], size: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     """One ``size x size`` RGB image of a class with the given attributes, and the object's exact box."""
+    return render_sample(attributes, size, rng)[:2]
+
+
+def render_sample(attributes: tuple[str, str, str], size: int, rng: np.random.Generator) -> SyntheticSample:
+    """Like :func:`draw_sample`, with the object's segmentation mask (the same random draws, the same image)."""
     colour, pattern, spacing = attributes
     canvas = _background(size, rng)
     grid = _grid(size)
@@ -205,7 +248,9 @@ def draw_sample(
         jitter=_jitter(rng) if spacing == "uneven" else None,
     )
     _fill(canvas, grid, window, mask, np.asarray(PALETTE[colour], np.float32), texture)
-    return np.clip(np.rint(canvas), 0, 255).astype(np.uint8), box
+    segmentation = np.zeros((size, size), np.uint8)
+    segmentation[window] = np.rint(mask * 255).astype(np.uint8)  # the body is painted last: all of it shows
+    return SyntheticSample(np.clip(np.rint(canvas), 0, 255).astype(np.uint8), box, segmentation)
 
 
 @dataclass(frozen=True)

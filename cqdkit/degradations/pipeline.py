@@ -7,12 +7,16 @@ The data path, in order::
 
 ``PairMaker`` compiles a spec once (plugin lookup, parameter checks, op construction) and is then called
 per sample; ``make_pair`` is the one-off shortcut.
+
+Annotation images (a segmentation mask, ...) travel with the source: the paired augmentation moves them
+with it, and an op that appends them to x as privileged channels (``x_channels``) cuts them as x was cut
+(:meth:`Views.in_x_frame`), so x's extra channels stay aligned with its RGB ones.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -21,7 +25,12 @@ from ..errors import DataError, PluginError, SpecError
 from .augment import PairedAugmentation
 from .image import Box, check_box, crop, resize_square, to_rgb_uint8
 from .spec import resolve_spec
-from .views import DegradationOp, Views
+from .views import NO_ANNOTATIONS, DegradationOp, Views
+
+#: The names of x's first three channels.
+RGB = ("red", "green", "blue")
+
+Annotations = Mapping[str, np.ndarray]
 
 
 def make_x(source: np.ndarray, box: Box | None, size: int, crop_to_box: bool) -> np.ndarray:
@@ -47,6 +56,9 @@ class PairMaker:
     Attributes:
         random: whether x or z changes with the seed.
         x_random: whether x itself changes with the seed (only the augmentation does that).
+        x_channels: the names of x's channels: red, green, blue, then those ops append (privileged
+            channels such as ``"mask"``); z always has the three RGB channels.
+        needs_annotations: the annotation images the ops read (pass them to the call).
 
     Raises:
         UnknownNameError, SpecError: a bad spec (see :func:`.spec.parse_spec`), a bad size, or an op that
@@ -66,31 +78,43 @@ class PairMaker:
             if index > 0 and getattr(op, "sets_x", False):
                 raise SpecError(f"{resolved[index][0].name} defines x and must come first in spec {spec!r}")
         self.needs_box = any(getattr(op, "needs_box", False) for op in self.ops)
+        self.x_channels: tuple[str, ...] = RGB + tuple(
+            str(channel) for op in self.ops for channel in getattr(op, "x_channels", ())
+        )
+        needed = (name for op in self.ops for name in getattr(op, "needs_annotations", ()))
+        self.needs_annotations: tuple[str, ...] = tuple(dict.fromkeys(needed))
         self.augmentation = PairedAugmentation() if self.augment else None
         self.x_random = self.augment
         self.random = self.augment or any(entry.random for entry, _ in resolved)
 
     def __call__(
-        self, image: np.ndarray, bbox: Sequence[float] | None = None, seed: int = 0
+        self,
+        image: np.ndarray,
+        bbox: Sequence[float] | None = None,
+        seed: int = 0,
+        annotations: Annotations | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Make the pair ``(x, z)``: two fresh ``size x size x 3`` ``uint8`` arrays.
+        """Make the pair ``(x, z)``: fresh ``size x size x C`` and ``size x size x 3`` ``uint8`` arrays.
+
+        ``C`` is ``len(x_channels)``: 3 unless an op appends privileged channels to x. ``annotations`` are
+        the sample's annotation images (``{"mask": H x W uint8}``, the size of ``image``); only those in
+        :attr:`needs_annotations` are used.
 
         Raises:
             SpecError: an image that is not HxW, HxWx3 or HxWx4 uint8/uint16, or a negative seed.
-            DataError: a bad box, or no box where one is needed.
+            DataError: a bad box, no box where one is needed, or a missing or misshapen annotation.
         """
-        source, box = self.source(image, bbox, seed)
+        source, box, extra = self._prepare(image, bbox, seed, annotations)
         if self.needs_box and box is None:
-            needing = zip(self.op_params, self.ops)
-            names = [name for (name, _), op in needing if getattr(op, "needs_box", False)]
+            names = self._ops_needing(lambda op: getattr(op, "needs_box", False))
             raise DataError(f"{', '.join(names)} needs an object box, and this sample has none")
         x = make_x(source, box, self.size, self.crop)
-        views = Views(source, box, x, x)
+        views = Views(source, box, x, x, extra, box if self.crop else None)
         for index, op in enumerate(self.ops, start=1):
             views = op(views, np.random.default_rng([seed, index]))
         x, z = views.x, views.z
-        self._check_output(x, "x")
-        self._check_output(z, "z")
+        self._check_output(x, "x", len(self.x_channels))
+        self._check_output(z, "z", 3)
         if np.may_share_memory(x, image):
             x = x.copy()
         if z is x or np.may_share_memory(z, image):
@@ -101,16 +125,50 @@ class PairMaker:
         self, image: np.ndarray, bbox: Sequence[float] | None = None, seed: int = 0
     ) -> tuple[np.ndarray, Box | None]:
         """The normalised (and, with ``augment``, augmented) source image and box that x and z come from."""
+        source, box, _ = self._prepare(image, bbox, seed, None)
+        return source, box
+
+    def _prepare(
+        self, image: np.ndarray, bbox: Sequence[float] | None, seed: int, annotations: Annotations | None
+    ) -> tuple[np.ndarray, Box | None, Annotations]:
+        """The source, its box and the needed annotations, augmented together (so they stay aligned)."""
         if not isinstance(seed, (int, np.integer)) or seed < 0:
             raise SpecError(f"expected a non-negative integer seed, got {seed!r}")
         source = to_rgb_uint8(image)
         box = None if bbox is None else check_box(bbox, source.shape)
+        extra = self._annotations(annotations or {}, source.shape[:2])
         if self.augmentation is not None:
-            source, box = self.augmentation(source, box, np.random.default_rng([seed, 0]))
-        return source, box
+            rng = np.random.default_rng([seed, 0])
+            if not extra:
+                source, box = self.augmentation(source, box, rng)
+                return source, box, NO_ANNOTATIONS
+            stacked, box = self.augmentation(np.dstack([source, *extra.values()]), box, rng)
+            source = np.ascontiguousarray(stacked[:, :, :3])
+            extra = {name: np.ascontiguousarray(stacked[:, :, 3 + k]) for k, name in enumerate(extra)}
+        return source, box, extra if extra else NO_ANNOTATIONS
 
-    def _check_output(self, view: np.ndarray, which: str) -> None:
-        shape = (self.size, self.size, 3)
+    def _annotations(self, given: Annotations, shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+        """The annotation images the ops need, checked against the image's ``(height, width)``."""
+        chosen = {}
+        for name in self.needs_annotations:
+            if name not in given:
+                names = self._ops_needing(lambda op: name in getattr(op, "needs_annotations", ()))
+                have = ", ".join(sorted(given)) or "none"
+                raise DataError(
+                    f"{', '.join(names)} needs the {name!r} annotation, and this sample has none (it has: {have})"
+                )
+            array = given[name]
+            if not isinstance(array, np.ndarray) or array.dtype != np.uint8 or array.shape != tuple(shape):
+                got = f"{array.shape} {array.dtype}" if isinstance(array, np.ndarray) else type(array).__name__
+                raise DataError(f"annotation {name!r} is {got}; expected {tuple(shape)} uint8 like the image")
+            chosen[name] = array
+        return chosen
+
+    def _ops_needing(self, predicate: Any) -> list[str]:
+        return [name for (name, _), op in zip(self.op_params, self.ops) if predicate(op)]
+
+    def _check_output(self, view: np.ndarray, which: str, channels: int) -> None:
+        shape = (self.size, self.size, channels)
         if not isinstance(view, np.ndarray) or view.shape != shape or view.dtype != np.uint8:
             got = f"{view.shape} {view.dtype}" if isinstance(view, np.ndarray) else type(view).__name__
             raise PluginError(
@@ -132,6 +190,7 @@ class PairMaker:
             "augmentation": dataclasses.asdict(self.augmentation) if self.augmentation else None,
             "random": self.random,
             "x_random": self.x_random,
+            "x_channels": list(self.x_channels),
         }
 
     def __repr__(self) -> str:

@@ -4,9 +4,12 @@ An upsampler is a callable ``upsampler(small, size) -> image`` taking an ``h x w
 returning a ``size x size x 3`` ``uint8`` one. Upsamplers are registered by name with a factory
 ``factory(weights=None) -> upsampler``; ``weights`` is the file a learned upsampler loads (the spec's
 ``weights=PATH``). A factory may be given as ``"module:attribute"`` so its module is imported only when a
-spec uses it; a learned super-resolution upsampler is added in one line::
+spec uses it. The learned super-resolution upsampler ``srcnn`` (paper appendix, Table 4) is registered
+that way, so torch loads only for specs such as ``lowres:size=56,upsample=srcnn,weights=sr.safetensors``
+(:mod:`cqdkit.degradations.srcnn`; train the weights with ``cqdkit sr-train``). Another one is added in
+one line::
 
-    register_upsampler("srcnn", "cqdkit.degradations.srcnn:make_srcnn")
+    register_upsampler("mysr", "mypackage.superres:make_mysr")
 
 This module imports only the standard library (spec validation uses it); OpenCV loads on first use.
 """
@@ -50,6 +53,7 @@ _REGISTRY: dict[str, UpsamplerFactory | str] = {
     "bilinear": _interpolation("LINEAR"),
     "nearest": _interpolation("NEAREST"),
     "lanczos": _interpolation("LANCZOS4"),
+    "srcnn": "cqdkit.degradations.srcnn:make_srcnn",
 }
 
 

@@ -16,8 +16,23 @@ Most ops transform the low-quality view z only::
 Optional attributes an op may define:
 
 - ``needs_box = True``: the op needs the sample's object box; a sample without one is an error.
-- ``sets_x = True``: the op defines the high-quality view x itself (``localization`` does); every other
-  op must leave x untouched.
+- ``needs_annotations = ("mask",)``: the op reads these annotation images (:attr:`Views.annotations`); a
+  sample without one of them is an error.
+- ``sets_x = True``: the op defines the high-quality view x itself (``localization`` does) and sets
+  :attr:`Views.region` to the part of the source that x shows; every other op must leave x untouched,
+  except for appending channels:
+- ``x_channels = ("mask",)``: the op appends these channels, in this order, to x (``H x W x 3`` becomes
+  ``H x W x (3 + k)``); x's first three channels stay RGB and z stays RGB. Privileged information for the
+  teacher: the student, which sees z, never gets it. Cut the channel with :meth:`Views.in_x_frame` so it
+  stays aligned with x's pixels::
+
+      class Mask:
+          needs_annotations = ("mask",)
+          x_channels = ("mask",)
+
+          def __call__(self, views: Views, rng: np.random.Generator) -> Views:
+              mask = views.in_x_frame(views.annotations["mask"])
+              return views._replace(x=np.dstack([views.x, mask]))
 - ``describe() -> dict``: JSON-able facts beyond the spec's parameters (e.g. which edge detector ran); they
   appear in :meth:`cqdkit.degradations.PairMaker.describe` and in a run's config.json.
 
@@ -26,11 +41,16 @@ Ops must be picklable (DataLoader workers receive them).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import NamedTuple, Protocol
 
 import numpy as np
 
-from .image import Box
+from .image import Box, crop, resize_square
+
+#: No annotations (read-only, so that no op can add to a shared default).
+NO_ANNOTATIONS: Mapping[str, np.ndarray] = MappingProxyType({})
 
 
 class Views(NamedTuple):
@@ -39,19 +59,35 @@ class Views(NamedTuple):
     Attributes:
         source: the whole image, ``H x W x 3`` ``uint8``, after the paired augmentation (if any).
         box: the object box ``(x, y, width, height)`` in ``source`` pixels, or None.
-        x: the high-quality view, ``size x size x 3`` ``uint8``.
+        x: the high-quality view, ``size x size x C`` ``uint8``: RGB, then any channels ops appended.
         z: the low-quality view being built, ``size x size x 3`` ``uint8``; before the first op it is x.
+        annotations: the sample's annotation images by name (``"mask"``), each ``H x W`` ``uint8`` aligned
+            with ``source`` (augmented with it); empty unless an op declares ``needs_annotations``.
+        region: the part of ``source`` that x shows, stretched to ``size x size``: the box when x is the
+            box crop, None when x is the whole source.
     """
 
     source: np.ndarray
     box: Box | None
     x: np.ndarray
     z: np.ndarray
+    annotations: Mapping[str, np.ndarray] = NO_ANNOTATIONS
+    region: Box | None = None
 
     @property
     def size(self) -> int:
         """The side of the square views x and z."""
         return self.x.shape[0]
+
+    def in_x_frame(self, array: np.ndarray) -> np.ndarray:
+        """An ``H x W`` array aligned with ``source``, cut and stretched exactly as x's RGB was.
+
+        Example:
+            >>> views = Views(np.zeros((4, 6, 3), np.uint8), None, np.zeros((2, 2, 3), np.uint8), None)
+            >>> views.in_x_frame(np.full((4, 6), 7, np.uint8)).tolist()
+            [[7, 7], [7, 7]]
+        """
+        return resize_square(crop(array, self.region) if self.region is not None else array, self.size)
 
 
 class DegradationOp(Protocol):

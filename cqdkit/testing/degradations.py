@@ -14,12 +14,17 @@ It compiles the spec with :class:`cqdkit.degradations.PairMaker` and checks, on 
 samples (tiny, non-square, gray, RGBA and 16-bit images; boxes touching the border; several output sizes;
 with and without ``crop`` and ``augment``):
 
-- x and z are ``size x size x 3`` ``uint8``; the input image is not modified;
+- z is ``size x size x 3`` ``uint8``, and so is x -- or ``size x size x (3 + k)`` when the ops declare
+  ``k`` privileged channels in ``x_channels``; the input image is not modified;
 - the same seed gives the same pair, also after pickling the PairMaker (DataLoader workers);
-- x is the plain stretched source or box crop, untouched by the op (unless the op declares ``sets_x``);
+- x (its RGB channels) is the plain stretched source or box crop, untouched by the op (unless the op
+  declares ``sets_x``);
 - and, on one textured image: different seeds give different z when the entry says ``random=True``,
   and the same z when it does not; ``describe()`` is JSON-able; an op that ``needs_box`` refuses a
-  sample without one.
+  sample without one, and one that ``needs_annotations`` a sample without them.
+
+Ops that declare ``needs_annotations`` get random annotation images of each sample's size (and a disc
+mask on the textured image).
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from ..errors import DataError
 from ..plugin import PluginManager
 
 Sample = tuple[np.ndarray, Box | None, int]  # image, box, seed
+Annotations = dict[str, np.ndarray]
 
 
 def check_degradation(
@@ -75,7 +81,8 @@ def check_degradation(
         maker = maker_for(size, crop, augment)
         if maker.needs_box and bbox is None:
             return
-        _check_pair(maker, image, bbox, seed, spec_or_name)
+        annotations = {name: _annotation(data, image.shape[:2], name) for name in maker.needs_annotations}
+        _check_pair(maker, image, bbox, seed, spec_or_name, annotations)
 
     check_sample()
 
@@ -132,15 +139,26 @@ def sample_bird(height: int = 300, width: int = 400, seed: int = 0) -> tuple[np.
     return image, box
 
 
+def disc_mask(height: int = 48, width: int = 64) -> np.ndarray:
+    """A soft-edged disc, ``height x width`` uint8 (an annotation image for :func:`textured_image`)."""
+    yy, xx = np.mgrid[0:height, 0:width]
+    distance = np.hypot(yy - height / 2, xx - width / 3) - height / 4
+    return np.clip(127.5 - 64 * distance, 0, 255).astype(np.uint8)
+
+
 def _check_seed_behaviour(maker: Any, spec: str) -> None:
     image = textured_image()
     box = (5.0, 4.0, 40.0, 30.0)
     json.dumps(maker.describe())
-    first = maker(image, bbox=box, seed=0)
+    annotations = {name: disc_mask() for name in maker.needs_annotations}
+    kept = {name: array.copy() for name, array in annotations.items()}
+    first = maker(image, bbox=box, seed=0, annotations=annotations)
     assert np.array_equal(image, textured_image()), f"{spec}: modified the input image"
-    again = maker(image, bbox=box, seed=0)
+    unchanged = all(np.array_equal(annotations[name], kept[name]) for name in kept)
+    assert unchanged, f"{spec}: modified an annotation image"
+    again = maker(image, bbox=box, seed=0, annotations=annotations)
     assert all(np.array_equal(a, b) for a, b in zip(first, again)), f"{spec}: same seed, different pair"
-    zs = [maker(image, bbox=box, seed=seed)[1] for seed in range(4)]
+    zs = [maker(image, bbox=box, seed=seed, annotations=annotations)[1] for seed in range(4)]
     distinct = len({z.tobytes() for z in zs})
     if maker.random:
         assert distinct == len(zs), f"{spec}: declared random, but different seeds gave the same z"
@@ -148,36 +166,53 @@ def _check_seed_behaviour(maker: Any, spec: str) -> None:
         assert distinct == 1, f"{spec}: declared not random (random=False), but z changes with the seed"
     clone = pickle.loads(pickle.dumps(maker))
     for seed in (0, 3):
-        x, z = maker(image, bbox=box, seed=seed)
-        x2, z2 = clone(image, bbox=box, seed=seed)
+        x, z = maker(image, bbox=box, seed=seed, annotations=annotations)
+        x2, z2 = clone(image, bbox=box, seed=seed, annotations=annotations)
         same = np.array_equal(x, x2) and np.array_equal(z, z2)
         assert same, f"{spec}: a pickled PairMaker gives another pair"
     if maker.needs_box:
-        try:
-            maker(image, seed=0)
-        except DataError:
-            pass
-        else:
-            raise AssertionError(f"{spec}: needs a box, but a sample without one raised no DataError")
+        _assert_refuses(lambda: maker(image, seed=0, annotations=annotations), f"{spec}: needs a box, but a sample without one")
+    for name in maker.needs_annotations:
+        others = {other: array for other, array in annotations.items() if other != name}
+        refused = f"{spec}: needs the {name!r} annotation, but a sample without it"
+        _assert_refuses(lambda: maker(image, bbox=box, seed=0, annotations=others), refused)
 
 
-def _check_pair(maker: Any, image: np.ndarray, bbox: Box | None, seed: int, spec: str) -> None:
+def _assert_refuses(call: Any, what: str) -> None:
+    try:
+        call()
+    except DataError:
+        return
+    raise AssertionError(f"{what} raised no DataError")
+
+
+def _check_pair(
+    maker: Any, image: np.ndarray, bbox: Box | None, seed: int, spec: str, annotations: Annotations
+) -> None:
     from ..degradations import make_x
 
     before = image.copy()
-    x, z = maker(image, bbox=bbox, seed=seed)
+    x, z = maker(image, bbox=bbox, seed=seed, annotations=annotations)
     options = f"size={maker.size}, crop={maker.crop}, augment={maker.augment}"
     what = f"{spec} ({options}, image {image.shape} {image.dtype})"
     assert np.array_equal(image, before), f"{what}: modified the input image"
-    for name, view in (("x", x), ("z", z)):
+    channels = len(maker.x_channels)
+    assert channels >= 3 and tuple(maker.x_channels[:3]) == ("red", "green", "blue"), f"{what}: x_channels"
+    for name, view, depth in (("x", x, channels), ("z", z, 3)):
         assert isinstance(view, np.ndarray), f"{what}: {name} is not a numpy array"
-        assert view.shape == (maker.size, maker.size, 3), f"{what}: {name} has shape {view.shape}"
+        assert view.shape == (maker.size, maker.size, depth), f"{what}: {name} has shape {view.shape}"
         assert view.dtype == np.uint8, f"{what}: {name} has dtype {view.dtype}"
-    again_x, again_z = maker(image, bbox=bbox, seed=seed)
+    again_x, again_z = maker(image, bbox=bbox, seed=seed, annotations=annotations)
     assert np.array_equal(x, again_x) and np.array_equal(z, again_z), f"{what}: same seed, different pair"
     if not any(getattr(op, "sets_x", False) for op in maker.ops):
         expected = make_x(*maker.source(image, bbox, seed), maker.size, maker.crop)
-        assert np.array_equal(x, expected), f"{what}: x is not the plain stretched source/crop"
+        assert np.array_equal(x[:, :, :3], expected), f"{what}: x is not the plain stretched source/crop"
+
+
+def _annotation(data: Any, shape: tuple[int, ...], name: str) -> np.ndarray:
+    """A random annotation image of ``shape``: mostly 0 and 255 (like a mask), some values between."""
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**16), label=f"annotation {name}"))
+    return rng.choice(np.array([0, 255, 128], np.uint8), size=shape, p=[0.45, 0.45, 0.1])
 
 
 @st.composite

@@ -362,16 +362,21 @@ def predict(
     *,
     batch_size: int = 128,
     name: str = "evaluate",
+    channels: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(logits, labels)`` of ``model`` on every sample's ``view``, in dataset order (single process)."""
+    """``(logits, labels)`` of ``model`` on every sample's ``view``, in dataset order (single process).
+
+    ``channels`` feeds only the view's first channels (an RGB model on an x with privileged channels).
+    """
     model.to(hardware.device).eval()
     normalizer.to(hardware.device)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=hardware.workers)
     outputs, targets = [], []
     with progress_bar(name, len(loader), hardware.progress and world()[0] == 0) as advance:
         for batch in loader:
+            images = batch[VIEWS[view]] if channels is None else batch[VIEWS[view]][:, :channels]
             with hardware.autocast():
-                outputs.append(model(_to_input(normalizer, batch[VIEWS[view]], hardware)).float().cpu())
+                outputs.append(model(_to_input(normalizer, images, hardware)).float().cpu())
             targets.append(batch[2])
             advance(1)
     return torch.cat(outputs), torch.cat(targets)

@@ -4,12 +4,18 @@
 train, paired x/z views) and trains each method's model at most once, in its own sub-directory, so that
 ``run``, ``table`` and ``tune`` share models instead of retraining them: A is trained once and reused as
 the teacher of CQD, the start of A→B and A+CQD, and across degradations that leave x unchanged.
+
+When the degradation appends privileged channels to x (a mask the student never sees), A and every model
+trained on x take ``in_chans`` = x's channel count, while the students keep RGB: A→B and A+CQD, which start
+from A's weights, are then impossible, and ``--method auto`` picks CQD.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import math
 import platform
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +57,7 @@ class TrainedModel:
     normalizer: Normalizer
     fit: FitResult
     directory: Path
+    in_chans: int  # input channels: x's for models trained on x, 3 (RGB z) for students
 
 
 class Experiment:
@@ -97,13 +104,29 @@ class Experiment:
         self.crop = self.data.has_boxes if cfg.crop is None else cfg.crop
         self.maker = PairMaker(cfg.degrade, size=cfg.image_size, crop=self.crop, augment=cfg.augment,
                                manager=self.manager)
+        if config.method == "auto" and self.privileged and METHODS[cfg.method].from_teacher:
+            self.config = cfg = dataclasses.replace(cfg, method="cqd")  # A's weights cannot start an RGB student
         train, val = split_train_val(self.data.train, cfg.val_fraction, cfg.seed)
-        paired = dict(maker=self.maker, seed=cfg.seed)
+        paired = dict(maker=self.maker, seed=cfg.seed, dataset_name=self.data.name)
         self.train_set = PairedDataset(train, split="train", fixed_z=cfg.fixed_train_z, **paired)
         self.val_set = PairedDataset(val, split="val", **paired)
         self.test_set = PairedDataset(self.data.test, split="test", **paired)
         self._models: dict[str, TrainedModel] = {}
         self.teacher_directory = Path(teacher_root) / f"a-{self.teacher_key()}" if teacher_root else self.directory / "a"
+
+    @property
+    def x_channels(self) -> int:
+        """x's channel count: 3, plus the privileged channels the degradation appends."""
+        return len(self.maker.x_channels)
+
+    @property
+    def privileged(self) -> bool:
+        """Whether x carries channels beyond RGB (which only models trained on x see)."""
+        return self.x_channels != 3
+
+    def in_chans(self, method: Method) -> int:
+        """Input channels of ``method``'s model: x's for a model trained on x, else RGB."""
+        return self.x_channels if method.view == "x" else 3
 
     # -- description --------------------------------------------------------------------------
 
@@ -135,7 +158,7 @@ class Experiment:
         """What x depends on: the dataset, the split and how x is cut and sized (not the degradation)."""
         cfg = self.config
         localization = any(op["name"] == "localization" for op in self.maker.describe().get("ops", []))
-        return {
+        pipeline: dict[str, Any] = {
             "dataset": cfg.dataset,
             "root": str(self.data.root),
             "dataset_options": cfg.dataset_options,
@@ -146,6 +169,11 @@ class Experiment:
             "seed": cfg.seed,
             "train_ids": hashlib.sha256(json.dumps(self.train_set.ids()).encode()).hexdigest()[:16],
         }
+        if self.privileged:  # which channels x carries, and how they are made
+            ops = self.maker.describe()["ops"]
+            pipeline["x_channels"] = list(self.maker.x_channels)
+            pipeline["x_ops"] = [op for op, made in zip(ops, self.maker.ops) if getattr(made, "x_channels", ())]
+        return pipeline
 
     def teacher_key(self) -> str:
         """A short hash of everything model A depends on."""
@@ -173,10 +201,18 @@ class Experiment:
                 f"method {method_name!r} starts from the teacher's weights and needs the same architecture "
                 f"for teacher and student (got {cfg.teacher!r} and {cfg.student!r})"
             )
+        in_chans = self.in_chans(method)
+        if method.from_teacher and in_chans != self.x_channels:
+            raise CqdkitError(
+                f"method {method_name!r} starts from the teacher's weights, but the teacher sees "
+                f"{self.x_channels} input channels ({', '.join(self.maker.x_channels)}: degradation "
+                f"{cfg.degrade!r} adds privileged channels to x) and the student {in_chans} (RGB z); "
+                "use --method cqd"
+            )
         teacher = self.model("a") if (method.from_teacher or method.distill) else None
         directory = self.teacher_directory if method_name == "a" else self.directory / method_name
         directory.mkdir(parents=True, exist_ok=True)
-        model, normalizer = self._build(architecture, method)
+        model, normalizer = self._build(architecture, method, in_chans)
         if method.from_teacher and teacher is not None:
             model.load_state_dict(teacher.model.state_dict())
         objective = Objective(view=method.view)
@@ -213,18 +249,19 @@ class Experiment:
                 "architecture": architecture,
                 "method": method_name,
                 "num_classes": self.data.num_classes,
-                "in_chans": 3,
+                "in_chans": in_chans,
+                "channels": list(self.maker.x_channels[:in_chans]),
                 "image_size": cfg.image_size,
                 "mean": normalizer.mean,
                 "std": normalizer.std,
                 "classes": self.data.classes,
                 "pipeline": self.maker.describe(),
             })
-        trained = TrainedModel(method, architecture, model, normalizer, result, directory)
+        trained = TrainedModel(method, architecture, model, normalizer, result, directory, in_chans)
         self._models[method_name] = trained
         return trained
 
-    def _build(self, architecture: str, method: Method) -> tuple[nn.Module, Normalizer]:
+    def _build(self, architecture: str, method: Method, in_chans: int) -> tuple[nn.Module, Normalizer]:
         """A fresh backbone with its seeded initialisation (the same for every method of a role)."""
         from ..models import create_backbone, load_weights, model_input_config
 
@@ -232,7 +269,8 @@ class Experiment:
         seed_text = f"{cfg.seed}:{architecture}"
         torch.manual_seed(int(hashlib.sha256(seed_text.encode()).hexdigest()[:8], 16))
         model = create_backbone(
-            architecture, num_classes=self.data.num_classes, pretrained=cfg.pretrained, manager=self.manager
+            architecture, num_classes=self.data.num_classes, pretrained=cfg.pretrained, in_chans=in_chans,
+            manager=self.manager,
         )
         weights = cfg.teacher_weights if method.role == "teacher" else cfg.student_weights
         if weights and not method.from_teacher:
@@ -264,14 +302,22 @@ class Experiment:
     # -- evaluation ---------------------------------------------------------------------------
 
     def evaluate(self, method_name: str, split: str = "test") -> dict[str, float]:
-        """Per-image top-1 accuracy of a method's model on the x and z views of ``split``."""
+        """Per-image top-1 accuracy of a method's model on the x and z views of ``split``.
+
+        With privileged channels in x, an RGB student is scored on x's RGB channels, and the teacher on z
+        scores NaN: z lacks the channels it needs.
+        """
         trained = self.model(method_name)
         dataset = {"test": self.test_set, "val": self.val_set}[split]
         scores = {}
-        for view in ("x", "z"):
+        for view, channels in (("x", self.x_channels), ("z", 3)):
+            if trained.in_chans > channels:
+                scores[f"{split}_{view}"] = math.nan
+                continue
             logits, labels = predict(
                 trained.model, trained.normalizer, dataset, view, self.hardware,
                 batch_size=max(self.config.batch_size, 64), name=f"{trained.method.title} on {split} {view}",
+                channels=trained.in_chans if trained.in_chans < channels else None,
             )
             scores[f"{split}_{view}"] = accuracy(logits, labels)
         return scores
