@@ -115,12 +115,12 @@ def find_model(run_dir: Path, model: str | None = None) -> Path:
 def load_exportable(path: Path) -> Exportable:
     """A run's model or a multires router, from its weights file."""
     if path.name == "router.safetensors":
-        from .routing.router import QualityRouter
+        from .routing.router import PixelRouter, QualityRouter
 
         router = QualityRouter.load(path).eval()
         size = router.image_size
-        return Exportable(router, (3, size, size), {"kind": "router", "qualities": router.qualities,
-                                                     "classes": router.classes})
+        return Exportable(PixelRouter(router).eval(), (3, size, size), {
+            "kind": "router", "qualities": list(router.qualities), "classes": router.classes})
     return load_trained(path)
 
 

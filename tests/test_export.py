@@ -78,3 +78,35 @@ def test_export_errors_name_what_is_missing(run_dir, tmp_path):
     assert result.exit_code == 2 and "results.json not found" in result.output
     result = CliRunner().invoke(cli, ["export", str(run_dir), "--format", "tflite"])
     assert result.exit_code == 2 and "tflite" in result.output
+
+
+def test_router_exports_as_one_graph_that_routes_and_classifies(tmp_path):
+    onnxruntime = pytest.importorskip("onnxruntime")
+    from cqdkit.models import create_backbone
+    from cqdkit.routing import Expert, QualityRouter
+    from cqdkit.train.engine import Normalizer
+
+    torch.manual_seed(0)
+    experts = [Expert("convnet-s", create_backbone("convnet-s", num_classes=4), Normalizer([0.5] * 3, [0.25] * 3))
+               for _ in range(2)]
+    router = QualityRouter(["clean", "lowres"], experts, num_classes=4, image_size=16)
+    pixels = torch.cat([torch.full((3, 3, 16, 16), 128.0), torch.rand(3, 3, 16, 16) * 255])
+    with torch.no_grad():
+        mean_spectrum = router.features(pixels / 255).mean(1)
+    threshold = float(mean_spectrum[:3].max() + mean_spectrum[3:].min()) / 2  # flat images below, noise above
+    features = router.spectrum.num_features
+    router.set_classifier(torch.stack([torch.zeros(features), torch.ones(features) / features]),
+                          torch.tensor([0.0, -threshold]), torch.zeros(features), torch.ones(features))
+    router.eval().save(tmp_path / "router.safetensors")
+
+    result = CliRunner().invoke(cli, ["export", str(tmp_path), "--format", "onnx"])
+    assert result.exit_code == 0, result.output
+    session = onnxruntime.InferenceSession(str(tmp_path / "export" / "router.onnx"))
+    exported = torch.from_numpy(session.run(None, {"images": pixels.numpy()})[0])
+    with torch.no_grad():
+        quality = router.predict_quality(pixels / 255)
+        expected = torch.stack([router.experts[q](router.normalizers[q](pixels[i:i + 1]))[0]
+                                for i, q in enumerate(quality.tolist())])
+    assert quality.tolist() == [0, 0, 0, 1, 1, 1]
+    torch.testing.assert_close(exported, expected, atol=1e-4, rtol=1e-4)
+    assert json.loads((tmp_path / "export" / "router.onnx.json").read_text())["qualities"] == ["clean", "lowres"]
