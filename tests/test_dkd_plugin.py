@@ -1,0 +1,86 @@
+"""The separately installable loss plugin in plugins/cqdkit-dkd: discovered, listed, conformant, trains."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from cqdkit.cli import cli
+from cqdkit.plugin import PluginManager, configure_autoload
+from cqdkit.testing import check_loss
+
+PLUGIN_SOURCE = Path(__file__).resolve().parents[1] / "plugins" / "cqdkit-dkd"
+TINY_RUN = [
+    "--degrade", "lowres:size=8",
+    "--dataset-option", "classes=3",
+    "--dataset-option", "train_per_class=6",
+    "--dataset-option", "test_per_class=3",
+    "--dataset-option", "image_size=32",
+    "--image-size", "16",
+    "--batch-size", "6",
+    "--epochs", "1",
+    "--teacher", "convnet-s",
+    "--student", "convnet-s",
+    "--method", "cqd",
+    "--quiet",
+]
+
+
+@pytest.fixture
+def dkd_installed(fake_distribution, monkeypatch):
+    """The plugin as an installed distribution: the real install if present, else an equivalent fake one."""
+    try:
+        importlib.metadata.distribution("cqdkit-dkd")
+    except importlib.metadata.PackageNotFoundError:
+        fake_distribution("cqdkit-dkd", "0.1.0", {"dkd": "cqdkit_dkd"})
+        monkeypatch.syspath_prepend(str(PLUGIN_SOURCE))
+    configure_autoload(None)
+    yield
+    configure_autoload(None)
+
+
+def test_dkd_is_listed_by_cqdkit_plugins(dkd_installed):
+    result = CliRunner().invoke(cli, ["plugins", "--json"])
+    assert result.exit_code == 0, result.output
+    [row] = [r for r in json.loads(result.stdout) if r["name"] == "dkd"]
+    assert row["kind"] == "loss" and row["plugin"] == "cqdkit-dkd" and not row["builtin"]
+
+
+def test_dkd_passes_the_conformance_check_and_is_kd_for_a_certain_teacher(dkd_installed):
+    manager = PluginManager(autoload=True)
+    check_loss("dkd", manager=manager)
+    # KD = TCKD + (1 - p_t[y]) NCKD: a teacher certain of its top class y leaves KD = TCKD = DKD(beta=0).
+    student = torch.randn(4, 5, generator=torch.Generator().manual_seed(0))
+    teacher = torch.tensor([[30.0, 0, 0, 0, 0]]).repeat(4, 1)
+    dkd = manager.loss("dkd").factory(temperature=1.0, alpha=1.0, beta=0.0)
+    kd = manager.loss("kl").factory(temperature=1.0)
+    assert dkd(student, teacher).item() == pytest.approx(kd(student, teacher).item(), rel=1e-4)
+
+
+def test_cqdkit_run_trains_a_student_with_dkd(dkd_installed, tmp_path, monkeypatch):
+    monkeypatch.setenv("CQDKIT_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    args = ["run", *TINY_RUN, "--loss", "dkd", "--temperature", "4", "--lambda", "1", "--out", str(out)]
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "config.json").read_text())["run"]["loss"] == "dkd"
+    scores = json.loads((out / "results.json").read_text())["models"]["cqd"]
+    assert 0.0 <= scores["test_x"] <= 1.0 and 0.0 <= scores["test_z"] <= 1.0
+    [epoch] = [json.loads(line) for line in (out / "cqd" / "log.jsonl").read_text().splitlines()]
+    assert epoch["distill"] > 0 and epoch["loss"] == pytest.approx(epoch["ce"] + epoch["distill"], rel=1e-5)
+
+
+def test_the_plugins_own_test_suite_passes():
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(PLUGIN_SOURCE / "tests")],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert " passed" in result.stdout and "failed" not in result.stdout
