@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -163,7 +164,8 @@ class PairedDataset(Dataset):
                     return cached["x"], cached["z"], cached["box"]
         image, bbox = self._source(record)
         if self.needs_annotations:
-            annotations = {name: self._annotation(record, name, image.shape[:2]) for name in self.needs_annotations}
+            shape = image.shape[:2]
+            annotations = {name: self._annotation(record, name, shape) for name in self.needs_annotations}
             x, z = self.maker(image, bbox, seed=seed, annotations=annotations)
         else:
             x, z = self.maker(image, bbox, seed=seed)
@@ -179,23 +181,18 @@ class PairedDataset(Dataset):
 
     def _annotation_keys(self, record: Record) -> list[tuple[str, int, int]]:
         """What identifies the annotation files a pair depends on (they change: the pair does)."""
-        keys = []
-        for name in self.needs_annotations:
-            path = record.annotations[name]
-            stat = path.stat() if path.is_file() else None
-            keys.append((str(path), stat.st_mtime_ns if stat else -1, stat.st_size if stat else -1))
-        return keys
+        return [_file_key(record.annotations[name]) for name in self.needs_annotations]
 
     def _annotation(self, record: Record, name: str, shape: tuple[int, int]) -> np.ndarray:
         """``record``'s annotation image ``name`` as ``H x W`` uint8, at the working ``shape`` of its image."""
-        key = digest("annotation", *self._annotation_keys(record), name, shape) if self.images is not None else None
-        cached = self.images.store.get(key) if self.images is not None and key is not None else None
-        if cached is not None:
-            return cached["annotation"]
-        annotation = load_annotation(record, name, shape)
-        if self.images is not None and key is not None:
-            self.images.store.put(key, {"annotation": annotation})
-        return annotation
+        if self.images is None:
+            return load_annotation(record, name, shape)
+        key = digest("annotation", _file_key(record.annotations[name]), shape)
+        cached = self.images.store.get(key)
+        if cached is None:
+            cached = {"annotation": load_annotation(record, name, shape)}
+            self.images.store.put(key, cached)
+        return cached["annotation"]
 
     def _box_in_z(self, image: np.ndarray, bbox: Box | None) -> np.ndarray:
         """The object's box in z's pixel frame: the whole of z when z is the box crop.
@@ -237,6 +234,15 @@ def load_annotation(record: Record, name: str, shape: tuple[int, int]) -> np.nda
         interpolation = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
         gray = cv2.resize(gray, (shape[1], shape[0]), interpolation=interpolation)
     return np.ascontiguousarray(gray)
+
+
+def _file_key(path: Path) -> tuple[str, int, int]:
+    """A file's path, modification time and size (-1, -1 when it is missing: reading it reports that)."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return str(path), -1, -1
+    return str(path), stat.st_mtime_ns, stat.st_size
 
 
 def _check_annotations(records: list[Record], names: tuple[str, ...], dataset: str, spec: str) -> None:

@@ -104,7 +104,7 @@ class PairMaker:
             SpecError: an image that is not HxW, HxWx3 or HxWx4 uint8/uint16, or a negative seed.
             DataError: a bad box, no box where one is needed, or a missing or misshapen annotation.
         """
-        source, box, extra = self._prepare(image, bbox, seed, annotations)
+        source, box, extra = self._prepare(image, bbox, seed, annotations or {})
         if self.needs_box and box is None:
             names = self._ops_needing(lambda op: getattr(op, "needs_box", False))
             raise DataError(f"{', '.join(names)} needs an object box, and this sample has none")
@@ -131,12 +131,12 @@ class PairMaker:
     def _prepare(
         self, image: np.ndarray, bbox: Sequence[float] | None, seed: int, annotations: Annotations | None
     ) -> tuple[np.ndarray, Box | None, Annotations]:
-        """The source, its box and the needed annotations, augmented together (so they stay aligned)."""
+        """The source, its box and the needed annotations (None: skip them), augmented together."""
         if not isinstance(seed, (int, np.integer)) or seed < 0:
             raise SpecError(f"expected a non-negative integer seed, got {seed!r}")
         source = to_rgb_uint8(image)
         box = None if bbox is None else check_box(bbox, source.shape)
-        extra = self._annotations(annotations or {}, source.shape[:2])
+        extra = self._annotations(annotations, source.shape[:2]) if annotations is not None else {}
         if self.augmentation is not None:
             rng = np.random.default_rng([seed, 0])
             if not extra:

@@ -171,7 +171,8 @@ def _check_seed_behaviour(maker: Any, spec: str) -> None:
         same = np.array_equal(x, x2) and np.array_equal(z, z2)
         assert same, f"{spec}: a pickled PairMaker gives another pair"
     if maker.needs_box:
-        _assert_refuses(lambda: maker(image, seed=0, annotations=annotations), f"{spec}: needs a box, but a sample without one")
+        refused = f"{spec}: needs a box, but a sample without one"
+        _assert_refuses(lambda: maker(image, seed=0, annotations=annotations), refused)
     for name in maker.needs_annotations:
         others = {other: array for other, array in annotations.items() if other != name}
         refused = f"{spec}: needs the {name!r} annotation, but a sample without it"

@@ -106,6 +106,7 @@ class Experiment:
                                manager=self.manager)
         if config.method == "auto" and self.privileged and METHODS[cfg.method].from_teacher:
             self.config = cfg = dataclasses.replace(cfg, method="cqd")  # A's weights cannot start an RGB student
+        self._check_channels(METHODS[cfg.method])
         train, val = split_train_val(self.data.train, cfg.val_fraction, cfg.seed)
         paired = dict(maker=self.maker, seed=cfg.seed, dataset_name=self.data.name)
         self.train_set = PairedDataset(train, split="train", fixed_z=cfg.fixed_train_z, **paired)
@@ -127,6 +128,16 @@ class Experiment:
     def in_chans(self, method: Method) -> int:
         """Input channels of ``method``'s model: x's for a model trained on x, else RGB."""
         return self.x_channels if method.view == "x" else 3
+
+    def _check_channels(self, method: Method) -> None:
+        """A model that starts from A's weights needs A's input channels."""
+        if method.from_teacher and self.in_chans(method) != self.x_channels:
+            raise CqdkitError(
+                f"method {method.name!r} starts from the teacher's weights, but the teacher sees "
+                f"{self.x_channels} input channels ({', '.join(self.maker.x_channels)}: degradation "
+                f"{self.config.degrade!r} adds privileged channels to x) and the student {self.in_chans(method)} "
+                "(RGB z); use --method cqd"
+            )
 
     # -- description --------------------------------------------------------------------------
 
@@ -201,14 +212,8 @@ class Experiment:
                 f"method {method_name!r} starts from the teacher's weights and needs the same architecture "
                 f"for teacher and student (got {cfg.teacher!r} and {cfg.student!r})"
             )
+        self._check_channels(method)
         in_chans = self.in_chans(method)
-        if method.from_teacher and in_chans != self.x_channels:
-            raise CqdkitError(
-                f"method {method_name!r} starts from the teacher's weights, but the teacher sees "
-                f"{self.x_channels} input channels ({', '.join(self.maker.x_channels)}: degradation "
-                f"{cfg.degrade!r} adds privileged channels to x) and the student {in_chans} (RGB z); "
-                "use --method cqd"
-            )
         teacher = self.model("a") if (method.from_teacher or method.distill) else None
         directory = self.teacher_directory if method_name == "a" else self.directory / method_name
         directory.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,6 @@
+"""Let the tests import ``cqdkit_privileged`` from this source tree, installed or not."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
