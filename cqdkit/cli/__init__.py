@@ -20,6 +20,7 @@ from .degrade import degrade
 from .experiments import table, tune
 from .explain import explain
 from .export import export
+from .multires import multires
 from .inspect import inspect_
 from .run import run
 
@@ -109,6 +110,7 @@ cli.add_command(table)
 cli.add_command(tune)
 cli.add_command(explain)
 cli.add_command(export)
+cli.add_command(multires)
 
 
 def main() -> None:
