@@ -96,10 +96,12 @@ class DistillLoss(PluginEntry):
     """A distillation loss L2(g(z), f(x)) of Equation 1.
 
     ``factory(temperature=T)`` returns ``loss(student_logits, teacher_logits) -> scalar tensor``, the mean
-    over the batch.
+    over the batch. A loss that also uses the ground-truth labels (decoupled KD splits the target class
+    from the others) sets ``needs_labels`` and is called as ``loss(student_logits, teacher_logits, labels)``.
     """
 
     factory: Callable[..., Any]
+    needs_labels: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -44,6 +44,9 @@ def check_loss(
     - with ``minimum_at_teacher``: has a zero gradient when the student's logits equal the teacher's, and
       no smaller value nearby (disable it for losses whose minimum is elsewhere).
 
+    A loss whose entry sets ``needs_labels`` gets labels too: each row's is the teacher's lowest-scoring
+    class, so they follow the rows when the batch is repeated or permuted.
+
     Args:
         name_or_entry: a registered loss name, or the :class:`~cqdkit.plugin.DistillLoss` itself.
         manager: where to look the name up (the process-wide manager by default).
@@ -62,6 +65,8 @@ def check_loss(
     generator = torch.Generator().manual_seed(seed)
     for temperature in temperatures:
         loss = entry.factory(temperature=temperature)
+        if entry.needs_labels:
+            loss = _with_row_labels(loss)
         label = f"loss {entry.name!r} at temperature {temperature}"
         for batch_size in (1, 8):
             student, teacher = _random_logits(batch_size, num_classes, generator)
@@ -72,6 +77,12 @@ def check_loss(
         _check_low_precision(loss, student, teacher, label)
         if minimum_at_teacher:
             _check_minimum_at_teacher(loss, teacher, generator, label)
+
+
+def _with_row_labels(loss: Callable[..., torch.Tensor]) -> LossFn:
+    """Call a loss that needs labels with each row's label a function of that row (the teacher's
+    lowest-scoring class, never its top one), so repeating or permuting the batch moves the labels along."""
+    return lambda student, teacher: loss(student, teacher, teacher.argmin(dim=1))
 
 
 def _random_logits(
