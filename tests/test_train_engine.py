@@ -150,6 +150,23 @@ def test_distillation_pulls_student_towards_teacher(tmp_path):
     assert (logits.argmax(1) == 0).float().mean() > 0.9
 
 
+def test_a_loss_that_needs_labels_gets_each_batch_s_ground_truth(tmp_path):
+    data = PairedTensors()
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def labelled(student, teacher, labels):
+        seen.append((teacher.detach().clone(), labels.clone()))
+        return ((student.float() - teacher) ** 2).mean()
+
+    teacher_logits_ = torch.arange(len(data), dtype=torch.float32).repeat(3, 1).T  # row i is all i
+    objective = Objective(view="z", distill=labelled, lam=1.0, teacher=TeacherSignal(cached=teacher_logits_),
+                          distill_labels=True)
+    fit(tiny_model(), NORMALIZER, data, objective, Optimization(epochs=1, batch_size=8), CPU, tmp_path)
+    assert sum(len(labels) for _, labels in seen) == len(data)
+    for teacher, labels in seen:  # the labels are those of the very samples whose teacher logits came along
+        assert torch.equal(labels, data.labels[teacher[:, 0].long()])
+
+
 def test_online_and_cached_teacher_give_the_same_signal():
     data = PairedTensors()
     frozen = FrozenTeacher(tiny_model(seed=3))

@@ -123,9 +123,10 @@ class Objective:
     """What a method minimises: CE on ``view`` plus ``lam * distill(student logits, f(x))`` if distilling."""
 
     view: str  # "x" or "z"
-    distill: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    distill: Callable[..., torch.Tensor] | None = None
     lam: float = 0.0
     teacher: TeacherSignal | None = None
+    distill_labels: bool = False  # call distill(student, teacher, labels) (DistillLoss.needs_labels)
 
     def __post_init__(self) -> None:
         if self.view not in VIEWS:
@@ -293,7 +294,8 @@ def fit(
                 distill_value = torch.zeros((), device=hardware.device)
                 if objective.distill is not None and objective.teacher is not None:
                     target = objective.teacher(batch[0], indices, hardware)
-                    distill_value = objective.distill(logits, target)
+                    extra = (labels,) if objective.distill_labels else ()
+                    distill_value = objective.distill(logits, target, *extra)
                     loss = ce + objective.lam * distill_value
                 _check_finite(loss, epoch, step, directory, size)
                 optimizer.zero_grad(set_to_none=True)

@@ -222,11 +222,13 @@ class Experiment:
             model.load_state_dict(teacher.model.state_dict())
         objective = Objective(view=method.view)
         if method.distill and teacher is not None:
+            loss = self.manager.loss(cfg.loss)
             objective = Objective(
                 view="z",
-                distill=self.manager.loss(cfg.loss).factory(temperature=cfg.temperature),
+                distill=loss.factory(temperature=cfg.temperature),
                 lam=float(cfg.lam),
                 teacher=self._teacher_signal(teacher),
+                distill_labels=loss.needs_labels,
             )
         optimization = Optimization(
             epochs=cfg.epochs,

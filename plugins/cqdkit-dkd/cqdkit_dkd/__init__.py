@@ -28,4 +28,5 @@ def cqdkit_losses() -> Iterator[DistillLoss]:
         name="dkd",
         summary="Decoupled KD (Zhao et al. 2022): T^2 (alpha TCKD + beta NCKD), alpha=1, beta=8",
         factory=dkd,
+        needs_labels=True,
     )
