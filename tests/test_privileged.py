@@ -112,3 +112,16 @@ def test_a_dataset_without_masks_is_a_clear_error_and_boxes_work(privileged_inst
     assert boxed.exit_code == 0, boxed.output
     teacher = json.loads((tmp_path / "boxes" / "a" / "model.json").read_text())
     assert teacher["in_chans"] == 4 and teacher["channels"][-1] == "box"
+
+
+def test_privileged_channels_follow_the_localization_crop(privileged_installed):
+    from cqdkit.degradations import PairMaker
+
+    manager = PluginManager(autoload=True)
+    image = np.zeros((40, 60, 3), np.uint8)
+    mask = np.zeros((40, 60), np.uint8)
+    mask[10:30, 20:50] = 255  # the object fills its box exactly
+    maker = PairMaker("localization+privileged:channels=mask", size=16, crop=False, manager=manager)
+    x, z = maker(image, bbox=(20, 10, 30, 20), seed=0, annotations={"mask": mask})
+    assert x.shape == (16, 16, 4) and z.shape == (16, 16, 3)
+    assert (x[..., 3] == 255).all()  # x is the box crop, so its mask channel is all object

@@ -22,4 +22,4 @@ class Localization:
         assert views.box is not None  # PairMaker refuses samples without a box (needs_box)
         size = views.size
         x = resize_square(crop(views.source, views.box), size)
-        return views._replace(x=x, z=resize_square(views.source, size))
+        return views._replace(x=x, z=resize_square(views.source, size), region=views.box)
