@@ -125,3 +125,12 @@ def test_privileged_channels_follow_the_localization_crop(privileged_installed):
     x, z = maker(image, bbox=(20, 10, 30, 20), seed=0, annotations={"mask": mask})
     assert x.shape == (16, 16, 4) and z.shape == (16, 16, 3)
     assert (x[..., 3] == 255).all()  # x is the box crop, so its mask channel is all object
+
+
+def test_table_leaves_out_the_rows_that_start_from_a_privileged_teacher(privileged_installed, tmp_path):
+    result = invoke("table", "--degrade", "privileged:channels=mask", *TINY, "--epochs", "1", "--out", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    table = json.loads((tmp_path / "table.json").read_text())
+    values = table["raw"]["privileged:channels=mask"]
+    assert values["A→B/B"] == [] and values["A+CQD/B"] == []  # need the teacher's 4-channel input
+    assert len(values["CQD/B"]) == 1 and len(values["B/B"]) == 1

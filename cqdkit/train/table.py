@@ -61,7 +61,7 @@ def run_table(
         for degradation in degradations:
             overrides = {"degrade": degradation, "seed": seed, "method": "auto"}
             overrides.update((tuned or {}).get(degradation, {}))
-            config = dataclasses.replace(base, **overrides).resolved()
+            config = dataclasses.replace(base, **overrides)  # resolved by Experiment (method auto: a-cqd or cqd)
             experiment = Experiment(
                 config,
                 out / f"seed-{seed}" / slug(degradation),
@@ -76,8 +76,10 @@ def run_table(
             }
             scores: dict[str, dict[str, float]] = {}
             for row, method, view in ROWS:
-                if method in ("a-b", "a-cqd") and config.teacher != config.student:
-                    continue
+                starts_from_teacher = method in ("a-b", "a-cqd")
+                if starts_from_teacher and (experiment.config.teacher != experiment.config.student
+                                            or experiment.privileged):
+                    continue  # the student cannot start from A's weights: another architecture or input
                 if method not in scores:
                     scores[method] = experiment.evaluate(method)
                 raw[degradation][row].append(scores[method][f"test_{view}"])
@@ -89,8 +91,8 @@ def run_table(
         "rows": [row for row, _, _ in ROWS] + [GAP_ROW],
         "degradations": degradations,
         "seeds": seeds,
-        "teacher": config.teacher,
-        "student": config.student,
+        "teacher": experiment.config.teacher,
+        "student": experiment.config.student,
         "dataset": base.dataset,
         "settings": settings,
         "raw": raw,
