@@ -26,7 +26,6 @@ from .console import console, err_console
 if TYPE_CHECKING:
     import numpy as np
 
-    from ..explain.report import Explanation
     from ..train.experiment import Experiment
 
 #: How many class pairs the confusion analysis shows (the paper's Figure 7).
@@ -145,7 +144,6 @@ def _analyse(experiment: "Experiment", trained: list, chosen: "np.ndarray", show
     boxes' area fractions, and the images, labels and maps of the examples.
     """
     import numpy as np
-    import torch
     from torch.utils.data import DataLoader, Subset
 
     from ..explain.saliency import saliency

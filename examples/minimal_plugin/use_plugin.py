@@ -8,7 +8,6 @@ makes ``cqdkit plugins`` list it and ``cqdkit run --degrade occlude`` use it fro
 """
 
 import argparse
-import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
