@@ -262,7 +262,7 @@ def _blocks(explanation: Explanation, summary: dict[str, Any], files: dict[str, 
         ]
     blocks.append(("h2", f"Class pairs confused less by {second} than by {first}"))
     blocks.append(("p", "Pairwise confusion c(i, j) + c(j, i), c(i, j) being the fraction of the test images "
-                        f"of class i classified as class j (rows of the confusion matrix normalised per class)."))
+                        "of class i classified as class j (rows of the confusion matrix normalised per class)."))
     if not explanation.pairs:
         blocks.append(("p", f"No class pair is confused less by {second} than by {first}."))
     else:
