@@ -21,6 +21,7 @@ from .experiments import table, tune
 from .explain import explain
 from .export import export
 from .multires import multires
+from .superres import sr_train
 from .inspect import inspect_
 from .run import run
 
@@ -111,6 +112,7 @@ cli.add_command(tune)
 cli.add_command(explain)
 cli.add_command(export)
 cli.add_command(multires)
+cli.add_command(sr_train)
 
 
 def main() -> None:
