@@ -11,12 +11,12 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import DataError
+from ..files import atomic_write
 from .image import Size, decode_image
 from .problems import box_outside
 from .records import Box, Record
@@ -67,16 +67,11 @@ class ArrayStore:
         if self.folder is None:
             self._memory[key] = arrays
             return
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npz")
-        try:
-            with os.fdopen(handle, "wb") as file:
+        def write(temporary: str) -> None:
+            with open(temporary, "wb") as file:
                 np.savez(file, **arrays)
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+
+        atomic_write(self._path(key), write)
 
     def __len__(self) -> int:
         if self.folder is None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ import torch
 from torch import nn
 
 from ..errors import DataError
+from ..files import atomic_write
 
 #: Keys under which common training scripts nest the state dict in a ``.pth`` checkpoint.
 _NESTED_KEYS = ("state_dict", "model")
@@ -183,15 +183,7 @@ def save_weights(model: nn.Module, path: str | os.PathLike[str]) -> Path:
         raise DataError(
             f"weights are saved as safetensors: expected a path ending in .safetensors, got {str(path)!r}"
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
     # Copies break any storage sharing between tensors, which safetensors refuses.
     tensors = {key: value.detach().cpu().clone().contiguous() for key, value in model.state_dict().items()}
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    os.close(handle)
-    try:
-        save_file(tensors, temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda temporary: save_file(tensors, temporary))
     return path
