@@ -188,3 +188,16 @@ def test_an_annotation_of_another_size_than_its_image_is_refused(mask_ops, tmp_p
     pairs = PairedDataset([record], "append-mask", size=16, manager=mask_ops, cache=None)
     with pytest.raises(DataError, match=r"small.png: the 'mask' annotation .* is 24x20 pixels; expected .* 48x48"):
         pairs[0]
+
+
+def test_cub_reader_attaches_the_official_segmentations_where_present(tmp_path: Path):
+    from tests.data_fixtures import write_cub
+
+    folder = write_cub(tmp_path, classes=2, train=1, test=1)
+    mask = folder / "segmentations" / "001.Class_1" / "img_0.png"
+    mask.parent.mkdir(parents=True)
+    cv2.imwrite(str(mask), np.full((30, 40), 255, np.uint8))
+    data = load_dataset("cub", folder)
+    by_path = {record.path.relative_to(folder / "images").as_posix(): record for record in data.train + data.test}
+    assert by_path["001.Class_1/img_0.png"].annotations == {"mask": mask}
+    assert all(record.annotations == {} for key, record in by_path.items() if key != "001.Class_1/img_0.png")

@@ -22,6 +22,8 @@ from .records import Box, ImageDataset, Record
 
 REQUIRED = ("images.txt", "image_class_labels.txt", "train_test_split.txt", "classes.txt")
 BOXES = "bounding_boxes.txt"
+#: CUB's segmentation release (segmentations.tgz), unpacked next to images/: one PNG mask per image.
+SEGMENTATIONS = "segmentations"
 
 
 def find_cub_root(root: str | os.PathLike[str]) -> Path:
@@ -124,7 +126,9 @@ def _record(
     if not path.is_file():
         problems.report(f"{where}: image file {path} is missing")
         return None
-    return Record(image_id, path, class_ids[class_id], bbox, where)
+    mask = (root / SEGMENTATIONS / relative).with_suffix(".png")
+    annotations = {"mask": mask} if mask.is_file() else {}
+    return Record(image_id, path, class_ids[class_id], bbox, where, annotations)
 
 
 def _lines(

@@ -39,7 +39,7 @@ import itertools
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple
@@ -48,8 +48,8 @@ import numpy as np
 
 from ..errors import DataError
 from .cache import default_cache_dir
-from .cub import read_cub
-from .records import ImageDataset, Record
+from .cub import SEGMENTATIONS, read_cub
+from .records import ImageDataset
 
 #: Bump when the generator changes, so old caches are not reused.
 VERSION = 5
@@ -83,7 +83,6 @@ BEND = 0.05
 
 
 #: Where the segmentation masks go, mirroring ``images/`` (CUB-200-2011's segmentation layout).
-SEGMENTATIONS = "segmentations"
 
 #: Part of the cache folder's name: editing the generator regenerates the data even without a VERSION bump.
 _GENERATOR_HASH = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:8]
@@ -134,10 +133,7 @@ def load_synthetic(root: str | os.PathLike[str] | None = None, *, skip_bad: bool
     Options are the fields of :class:`SyntheticSpec` (``classes``, ``train_per_class``,
     ``test_per_class``, ``image_size``, ``seed``). Every record has a ``"mask"`` annotation.
     """
-    dataset = read_cub(ensure_synthetic(SyntheticSpec(**options), root), skip_bad=skip_bad, name="synthetic")
-    dataset.train = [_with_mask(record, dataset.root) for record in dataset.train]
-    dataset.test = [_with_mask(record, dataset.root) for record in dataset.test]
-    return dataset
+    return read_cub(ensure_synthetic(SyntheticSpec(**options), root), skip_bad=skip_bad, name="synthetic")
 
 
 def mask_path(root: Path, image: Path) -> Path:
@@ -147,13 +143,7 @@ def mask_path(root: Path, image: Path) -> Path:
         >>> mask_path(Path("/d"), Path("/d/images/001.a/train_0000.png")).as_posix()
         '/d/segmentations/001.a/train_0000.png'
     """
-    return (root / SEGMENTATIONS / image.relative_to(root / "images")).with_suffix(".png")
-
-
-def _with_mask(record: Record, root: Path) -> Record:
-    """``record`` with its ``"mask"`` annotation (a folder written before masks existed has none)."""
-    path = mask_path(root, record.path)
-    return replace(record, annotations={**record.annotations, "mask": path}) if path.is_file() else record
+    return (root / SEGMENTATIONS / image.relative_to(root / "images")).with_suffix(".png")  # as cub reads it
 
 
 def ensure_synthetic(spec: SyntheticSpec, root: str | os.PathLike[str] | None = None) -> Path:
