@@ -169,7 +169,7 @@ def _export_onnx(module: nn.Module, example: torch.Tensor, path: Path) -> None:
     batch = torch.export.Dim("batch", min=1, max=65536)
     try:
         torch.onnx.export(module, (example,), str(path), input_names=["images"], output_names=["logits"],
-                          dynamo=True, dynamic_shapes=({0: batch},), verbose=False)
+                          dynamo=True, dynamic_shapes=({0: batch},), external_data=False, verbose=False)
     except ImportError as error:
         raise CqdkitError(f"ONNX export needs the onnx and onnxscript packages ({error}); "
                           "pip install onnx onnxscript") from error
