@@ -133,4 +133,5 @@ def test_table_leaves_out_the_rows_that_start_from_a_privileged_teacher(privileg
     table = json.loads((tmp_path / "table.json").read_text())
     values = table["raw"]["privileged:channels=mask"]
     assert values["A→B/B"] == [] and values["A+CQD/B"] == []  # need the teacher's 4-channel input
+    assert values["A/B"] == []  # the teacher needs the mask, which z lacks
     assert len(values["CQD/B"]) == 1 and len(values["B/B"]) == 1

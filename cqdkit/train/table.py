@@ -82,7 +82,9 @@ def run_table(
                     continue  # the student cannot start from A's weights: another architecture or input
                 if method not in scores:
                     scores[method] = experiment.evaluate(method)
-                raw[degradation][row].append(scores[method][f"test_{view}"])
+                value = scores[method][f"test_{view}"]
+                if not math.isnan(value):  # NaN: a privileged teacher cannot be tested on RGB z
+                    raw[degradation][row].append(value)
             if world()[0] == 0:
                 experiment.write_config()
                 atomic_write_json(experiment.directory / "results.json", {"models": scores})
