@@ -28,9 +28,12 @@ import torch
 from torch import nn
 
 from .errors import CqdkitError, DataError
+from .files import atomic_write
 
 FORMATS = ("onnx", "torchscript")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
+#: Largest logit difference between an export and torch accepted by the built-in check.
+TOLERANCE = 1e-3
 
 
 class Classifier(nn.Module):
@@ -150,6 +153,9 @@ def export_model(
         else:
             torch.jit.trace(exportable.module, example).save(str(path))
     difference = _check(path, format, exportable.module, exportable.input_shape)
+    if difference is not None and not difference <= TOLERANCE:
+        raise CqdkitError(f"{path}: the export's logits differ from torch's by {difference:.3g} on a random "
+                          f"batch (tolerance {TOLERANCE}); the file is kept for inspection but should not be used")
     metadata = {
         **exportable.description,
         "format": format,
@@ -161,7 +167,7 @@ def export_model(
         "max_abs_difference_vs_torch": difference,
     }
     metadata_path = path.with_name(path.name + ".json")
-    metadata_path.write_text(json.dumps(metadata, indent=2))
+    atomic_write(metadata_path, lambda temporary: Path(temporary).write_text(json.dumps(metadata, indent=2)))
     return ExportResult(path, metadata_path, difference)
 
 

@@ -43,6 +43,7 @@ def invoke(*args: str):
         (["lowres,lowres"], "more than once: lowres"),
         # A spec's own commas stay with it; specs from repeated options join the list.
         (["lowres:size=16,upsample=bicubic,tps", "tps"], "more than once: tps"),
+        (["lowres", "lowres:size=50"], "more than once: lowres, lowres:size=50"),
     ],
 )
 def test_bad_quality_lists_fail_before_training(tmp_path, degrade, message):

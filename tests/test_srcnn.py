@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import json
 import os
 import pickle
@@ -147,6 +149,10 @@ def test_spec_through_pair_maker(random_weights):
     assert x.shape == z.shape == (64, 64, 3) and z.dtype == np.uint8
     assert np.array_equal(x, x_ref) and not np.array_equal(z, z_bicubic)
     assert maker.describe()["ops"][0]["params"]["weights"] == str(random_weights)
+    # the record names the weights by content, so a retrained file changes caches and run records
+    described = maker.describe()["ops"][0]
+    assert described["weights_file"] == str(Path(random_weights).resolve())
+    assert described["weights_sha256"] == hashlib.sha256(Path(random_weights).read_bytes()).hexdigest()
 
 
 def test_spec_passes_the_conformance_kit(random_weights):

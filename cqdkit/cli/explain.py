@@ -72,7 +72,7 @@ def explain_run(
     experiment = Experiment(config, run_dir, resume=True, progress=progress)
     config = experiment.config
     student = config.method if config.method in ("cqd", "a-cqd") else (
-        "a-cqd" if config.teacher == config.student else "cqd")
+        "a-cqd" if config.teacher == config.student and not experiment.privileged else "cqd")
     methods = ("b", student)
     trained = []
     for method in methods:
@@ -213,7 +213,7 @@ def _pair_examples(test: Any, labels: "np.ndarray", b_predictions: "np.ndarray",
         confused = np.flatnonzero((labels == own) & (b_predictions == other))
         index = int(confused[0]) if confused.size else int(np.flatnonzero(labels == own)[0])
         x, z = test[index][:2]
-        views.append((x.permute(1, 2, 0).numpy(), z.permute(1, 2, 0).numpy()))
+        views.append((x[:3].permute(1, 2, 0).numpy(), z.permute(1, 2, 0).numpy()))  # x's RGB only
     return views
 
 

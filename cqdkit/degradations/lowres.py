@@ -7,6 +7,10 @@ for a 224-pixel input and scales with the input size: the paper's 50 px at 224 i
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+from typing import Any
+
 import cv2
 import numpy as np
 
@@ -21,6 +25,14 @@ class LowRes:
     def __init__(self, size: int = 50, upsample: str = "bicubic", weights: str | None = None) -> None:
         self.size, self.upsample, self.weights = size, upsample, weights
         self.upsampler = make_upsampler(upsample, weights=weights)
+
+    def describe(self) -> dict[str, Any]:
+        """What ran; a learned upsampler's weights by absolute path and content hash, so that caches and
+        run records notice a retrained file."""
+        if self.weights is None:
+            return {}
+        path = Path(self.weights).resolve()
+        return {"weights_file": str(path), "weights_sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
 
     def small_size(self, size: int) -> int:
         """The side of the shrunk image for views of ``size`` pixels (never more than ``size``)."""

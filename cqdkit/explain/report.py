@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ..files import atomic_write
 from .confusion import PairReduction
 
 #: What tau measures, as stated in every report.
@@ -115,6 +116,17 @@ class Explanation:
         return payload
 
 
+def _json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by None (JSON has no NaN)."""
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def write_report(out: Path, explanation: Explanation) -> dict[str, Path]:
     """Write the figures and the three reports into ``out``; returns their paths by name."""
     out = Path(out)
@@ -129,7 +141,8 @@ def write_report(out: Path, explanation: Explanation) -> dict[str, Path]:
         pairs_figure(paths["confusions"], explanation)
     summary = explanation.summary()
     paths["json"] = out / "report.json"
-    paths["json"].write_text(json.dumps(summary, indent=2) + "\n")
+    text = json.dumps(_json_safe(summary), indent=2, allow_nan=False) + "\n"  # NaN -> null: valid JSON
+    atomic_write(paths["json"], lambda temporary: Path(temporary).write_text(text))
     blocks = _blocks(explanation, summary, {name: path.name for name, path in paths.items()})
     paths["markdown"] = out / "report.md"
     paths["markdown"].write_text(_markdown(blocks))

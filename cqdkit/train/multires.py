@@ -193,9 +193,12 @@ def _check_qualities(qualities: list[str]) -> None:
         raise CqdkitError("multires needs at least one degradation spec (--degrade)")
     if CLEAN in qualities:
         raise CqdkitError(f"{CLEAN!r} is always the first quality (the views x); give only degradation specs")
-    repeated = sorted({q for q in qualities if qualities.count(q) > 1})
+    from ..degradations import parse_spec
+
+    parsed = [parse_spec(q) for q in qualities]  # with defaults: lowres and lowres:size=50 are the same
+    repeated = sorted({q for q, ops in zip(qualities, parsed) if parsed.count(ops) > 1})
     if repeated:
-        raise CqdkitError(f"degradation specs given more than once: {', '.join(repeated)}")
+        raise CqdkitError(f"the same degradation given more than once: {', '.join(repeated)}")
 
 
 def _train_mixed(experiments: list[Any], out: Path) -> tuple[nn.Module, Normalizer, Path]:

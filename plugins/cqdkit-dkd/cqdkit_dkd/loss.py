@@ -11,8 +11,8 @@ around a target class t into two parts:
 ``KD = TCKD + (1 - p_t[t]) * NCKD``: plain KD damps NCKD exactly where the teacher is confident. DKD weighs
 the two freely, ``T**2 * mean_i (alpha * TCKD_i + beta * NCKD_i)``, with the paper's alpha = 1, beta = 8.
 
-The target class is the ground-truth label when the caller passes ``labels``. Without labels -- cqdkit's
-trainer calls distillation losses with the two logits only -- it is the teacher's top class.
+The target class is the ground-truth label when the caller passes ``labels`` (cqdkit's trainer does: the
+plugin's entry sets ``needs_labels``). Called with the two logits only, it is the teacher's top class.
 
 Example:
     >>> import torch
