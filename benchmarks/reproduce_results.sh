@@ -65,4 +65,13 @@ echo "explain: ${SECONDS}s"
 cqdkit table --degrade privileged:channels=mask --no-crop --teacher convnet-m --student convnet-s --seeds 3 \
   --quiet --out "$OUT/privileged"
 cp "$OUT/privileged/table.json" "$RESULTS/privileged.json"
+cqdkit tune --degrade privileged:channels=mask --no-crop --teacher convnet-m --student convnet-s \
+  --temperatures 1,10 --lambdas 2,20,50 --quiet --out "$OUT/privileged-tune"
+cp "$OUT/privileged-tune/tune.json" "$RESULTS/privileged-tune.json"
+cqdkit table --degrade privileged:channels=mask --no-crop --teacher convnet-m --student convnet-s --seeds 3 \
+  --tuned "$RESULTS/privileged-tune.json" --quiet --out "$OUT/privileged-tuned"
+cp "$OUT/privileged-tuned/table.json" "$RESULTS/privileged-tuned.json"
+cqdkit table --degrade privileged:channels=mask --no-crop --teacher convnet-m --student convnet-s --seeds 2 \
+  --image-size 96 --quiet --out "$OUT/privileged-96"
+cp "$OUT/privileged-96/table.json" "$RESULTS/privileged-96px.json"
 echo "privileged: ${SECONDS}s"
