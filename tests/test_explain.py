@@ -20,6 +20,7 @@ from cqdkit.explain.report import Explanation, write_report
 from cqdkit.explain.saliency import saliency
 from cqdkit.explain.tau import box_fraction
 from cqdkit.train.engine import Normalizer
+from tests.test_run_cli import TINY as RUN_TINY
 
 # -- saliency ----------------------------------------------------------------------------------
 
@@ -255,16 +256,7 @@ def test_report_without_tau_says_why(tmp_path):
 
 # -- the command -------------------------------------------------------------------------------
 
-TINY = [
-    "--dataset-option", "classes=3",
-    "--dataset-option", "train_per_class=8",
-    "--dataset-option", "test_per_class=4",
-    "--dataset-option", "image_size=48",
-    "--image-size", "32",
-    "--batch-size", "8",
-    "--epochs", "1",
-    "--quiet",
-]
+TINY = [*RUN_TINY, "--epochs", "1"]  # the later --epochs wins
 
 
 @pytest.fixture(autouse=True)

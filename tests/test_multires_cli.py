@@ -13,19 +13,9 @@ from cqdkit.errors import CqdkitError
 from cqdkit.models.weights import read_state_dict
 from cqdkit.routing import QualityRouter
 from cqdkit.train.multires import MixedViews
+from tests.test_run_cli import TINY as RUN_TINY
 
-TINY = [
-    "--dataset-option", "classes=3",
-    "--dataset-option", "train_per_class=8",
-    "--dataset-option", "test_per_class=4",
-    "--dataset-option", "image_size=48",
-    "--image-size", "32",
-    "--batch-size", "8",
-    "--epochs", "1",
-    "--teacher", "convnet-s",
-    "--student", "convnet-s",
-    "--quiet",
-]
+TINY = [*RUN_TINY, "--epochs", "1"]  # the later --epochs wins
 
 @pytest.fixture(autouse=True)
 def private_cache(tmp_path_factory, monkeypatch):
