@@ -17,6 +17,7 @@ from tests.test_run_cli import TINY as RUN_TINY
 
 TINY = [*RUN_TINY, "--epochs", "1"]  # the later --epochs wins
 
+
 @pytest.fixture(autouse=True)
 def private_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("CQDKIT_CACHE", str(tmp_path_factory.getbasetemp() / "cqdkit-cache"))
