@@ -1,13 +1,16 @@
-"""Shared fixtures: cqdkit's own pytest plugin plus a fake installed distribution factory."""
+"""Shared fixtures: cqdkit's own pytest plugin, a fake installed distribution factory, and plugins/ packages."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import sys
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from cqdkit.plugin import configure_autoload
 
 pytest_plugins = ["cqdkit.testing"]
 
@@ -43,3 +46,25 @@ def fake_distribution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
     yield make
     for module in imported:
         sys.modules.pop(module, None)
+
+
+PLUGIN_PACKAGES = Path(__file__).resolve().parents[1] / "plugins"
+
+
+@pytest.fixture
+def plugin_package(fake_distribution, monkeypatch) -> Iterator[Callable[[str, dict[str, str]], None]]:
+    """Make a package of ``plugins/`` installed: the real install if present, else an equivalent fake one.
+
+    ``plugin_package("cqdkit-sepia", {"sepia": "cqdkit_sepia"})`` (the distribution and its entry points).
+    """
+
+    def install(dist: str, entry_points: dict[str, str]) -> None:
+        try:
+            importlib.metadata.distribution(dist)
+        except importlib.metadata.PackageNotFoundError:
+            fake_distribution(dist, "0.1.0", entry_points)
+            monkeypatch.syspath_prepend(str(PLUGIN_PACKAGES / dist))
+        configure_autoload(None)
+
+    yield install
+    configure_autoload(None)

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
-from pathlib import Path
 
 import pytest
 import torch
 from click.testing import CliRunner
 
 from cqdkit.cli import cli
-from cqdkit.plugin import PluginManager, configure_autoload
+from cqdkit.plugin import PluginManager
 from cqdkit.testing import check_loss
 
-PLUGIN_SOURCE = Path(__file__).resolve().parents[1] / "plugins" / "cqdkit-dkd"
 TINY_RUN = [
     "--degrade", "lowres:size=8",
     "--dataset-option", "classes=3",
@@ -32,16 +29,9 @@ TINY_RUN = [
 
 
 @pytest.fixture
-def dkd_installed(fake_distribution, monkeypatch):
-    """The plugin as an installed distribution: the real install if present, else an equivalent fake one."""
-    try:
-        importlib.metadata.distribution("cqdkit-dkd")
-    except importlib.metadata.PackageNotFoundError:
-        fake_distribution("cqdkit-dkd", "0.1.0", {"dkd": "cqdkit_dkd"})
-        monkeypatch.syspath_prepend(str(PLUGIN_SOURCE))
-    configure_autoload(None)
-    yield
-    configure_autoload(None)
+def dkd_installed(plugin_package):
+    """The plugin as an installed distribution (see the ``plugin_package`` fixture)."""
+    plugin_package("cqdkit-dkd", {"dkd": "cqdkit_dkd"})
 
 
 def test_dkd_is_listed_by_cqdkit_plugins(dkd_installed):

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,23 +10,15 @@ from click.testing import CliRunner
 
 from cqdkit.cli import cli
 from cqdkit.errors import SpecError
-from cqdkit.plugin import PluginManager, configure_autoload
+from cqdkit.plugin import PluginManager
 from cqdkit.testing import check_degradation
 
-PLUGIN_SOURCE = Path(__file__).resolve().parents[1] / "plugins" / "cqdkit-sepia"
 
 
 @pytest.fixture
-def sepia_installed(fake_distribution, monkeypatch):
-    """The plugin as an installed distribution: the real install if present, else an equivalent fake one."""
-    try:
-        importlib.metadata.distribution("cqdkit-sepia")
-    except importlib.metadata.PackageNotFoundError:
-        fake_distribution("cqdkit-sepia", "0.1.0", {"sepia": "cqdkit_sepia"})
-        monkeypatch.syspath_prepend(str(PLUGIN_SOURCE))
-    configure_autoload(None)
-    yield
-    configure_autoload(None)
+def sepia_installed(plugin_package):
+    """The plugin as an installed distribution (see the ``plugin_package`` fixture)."""
+    plugin_package("cqdkit-sepia", {"sepia": "cqdkit_sepia"})
 
 
 def test_example_plugin_is_listed_by_cqdkit_plugins(sepia_installed):

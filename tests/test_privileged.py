@@ -6,23 +6,20 @@ RGB z. Model A is built with in_chans = x's channels, and the student learns fro
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from cqdkit.cli import cli
-from cqdkit.plugin import PluginManager, configure_autoload
+from cqdkit.plugin import PluginManager
 from cqdkit.testing import check_degradation
 from cqdkit.train.config import RunConfig
 from cqdkit.train.experiment import Experiment
 
 from .data_fixtures import write_cub
 
-PLUGIN_SOURCE = Path(__file__).resolve().parents[1] / "plugins" / "cqdkit-privileged"
 
 SMALL = ["--image-size", "32", "--batch-size", "8", "--epochs", "2", "--teacher", "convnet-s",
          "--student", "convnet-s", "--quiet"]
@@ -31,17 +28,10 @@ TINY = ["--dataset-option", "classes=3", "--dataset-option", "train_per_class=8"
 
 
 @pytest.fixture
-def privileged_installed(fake_distribution, monkeypatch, tmp_path_factory):
-    """The plugin as an installed distribution: the real install if present, else an equivalent fake one."""
+def privileged_installed(plugin_package, monkeypatch, tmp_path_factory):
+    """The plugin as an installed distribution (see the ``plugin_package`` fixture)."""
     monkeypatch.setenv("CQDKIT_CACHE", str(tmp_path_factory.getbasetemp() / "cqdkit-cache"))
-    try:
-        importlib.metadata.distribution("cqdkit-privileged")
-    except importlib.metadata.PackageNotFoundError:
-        fake_distribution("cqdkit-privileged", "0.1.0", {"privileged": "cqdkit_privileged"})
-        monkeypatch.syspath_prepend(str(PLUGIN_SOURCE))
-    configure_autoload(None)
-    yield
-    configure_autoload(None)
+    plugin_package("cqdkit-privileged", {"privileged": "cqdkit_privileged"})
 
 
 def invoke(*args: str):
