@@ -29,6 +29,7 @@ from torch import nn
 
 from .errors import CqdkitError, DataError
 from .files import atomic_write
+from .train.engine import Normalizer
 
 FORMATS = ("onnx", "torchscript")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
@@ -41,14 +42,11 @@ class Classifier(nn.Module):
 
     def __init__(self, backbone: nn.Module, mean: list[float], std: list[float]) -> None:
         super().__init__()
+        self.normalizer = Normalizer(mean, std)
         self.backbone = backbone
-        mean_t = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
-        std_t = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
-        self.register_buffer("scale", 1.0 / (255.0 * std_t))
-        self.register_buffer("shift", mean_t / std_t)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.backbone(images.float() * self.scale - self.shift)
+        return self.backbone(self.normalizer(images))
 
 
 @dataclass(frozen=True)
