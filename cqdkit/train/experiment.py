@@ -217,7 +217,7 @@ class Experiment:
         teacher = self.model("a") if (method.from_teacher or method.distill) else None
         directory = self.teacher_directory if method_name == "a" else self.directory / method_name
         directory.mkdir(parents=True, exist_ok=True)
-        model, normalizer = self._build(architecture, method, in_chans)
+        model, normalizer = self.initial_model(method)
         if method.from_teacher and teacher is not None:
             model.load_state_dict(teacher.model.state_dict())
         objective = Objective(view=method.view)
@@ -268,16 +268,18 @@ class Experiment:
         self._models[method_name] = trained
         return trained
 
-    def _build(self, architecture: str, method: Method, in_chans: int) -> tuple[nn.Module, Normalizer]:
-        """A fresh backbone with its seeded initialisation (the same for every method of a role)."""
+    def initial_model(self, method: Method) -> tuple[nn.Module, Normalizer]:
+        """``method``'s backbone, freshly built with its seeded initialisation (the same for every method of
+        a role, so rows compare fairly), or its ``--pretrained`` / weights-file start, and its normalisation."""
         from ..models import create_backbone, load_weights, model_input_config
 
         cfg = self.config
+        architecture = cfg.teacher if method.role == "teacher" else cfg.student
         seed_text = f"{cfg.seed}:{architecture}"
         torch.manual_seed(int(hashlib.sha256(seed_text.encode()).hexdigest()[:8], 16))
         model = create_backbone(
-            architecture, num_classes=self.data.num_classes, pretrained=cfg.pretrained, in_chans=in_chans,
-            manager=self.manager,
+            architecture, num_classes=self.data.num_classes, pretrained=cfg.pretrained,
+            in_chans=self.in_chans(method), manager=self.manager,
         )
         weights = cfg.teacher_weights if method.role == "teacher" else cfg.student_weights
         if weights and not method.from_teacher:

@@ -218,8 +218,7 @@ def _train_mixed(experiments: list[Any], out: Path) -> tuple[nn.Module, Normaliz
     }
     key = hashlib.sha256(json.dumps(depends, sort_keys=True, default=str).encode()).hexdigest()[:12]
     directory = out / f"mixed-{key}"
-    method = METHODS["b"]  # the same initial weights as method b
-    model, normalizer = first._build(cfg.student, method, first.in_chans(method))
+    model, normalizer = first.initial_model(METHODS["b"])  # the same initial weights as method b
     union = MixedViews([(first.train_set, "x")] + [(e.train_set, "z") for e in experiments])
     fit(model, normalizer, union, Objective(view="x"), optimization, first.hardware, directory,
         name="A+B", resume=first.resume, on_epoch=union.set_epoch)
