@@ -112,8 +112,9 @@ class PairedDataset(Dataset):
         self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
         self.images = _image_cache(cache)
         self.pairs = ArrayStore(self.images.store.folder) if self.images is not None else None
-        self._maker_key = json.dumps(self.maker.describe(), sort_keys=True, default=str)
-        self.z_full_image = _z_uses_full_image(self.maker.describe())
+        description = self.maker.describe()
+        self._maker_key = json.dumps(description, sort_keys=True, default=str)
+        self.z_full_image = _z_uses_full_image(description)
         self.needs_annotations: tuple[str, ...] = tuple(getattr(self.maker, "needs_annotations", ()))
         _check_annotations(self.records, self.needs_annotations, dataset_name, getattr(self.maker, "spec", ""))
 
