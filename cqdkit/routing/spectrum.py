@@ -23,15 +23,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import CqdkitError
+from ..models.srcnn import rgb_to_luma
 
 #: Side of the resized spectrum, as in the paper.
 SPECTRUM_SIZE = 65
 #: Added to the magnitude before the logarithm (magnitudes are orthonormal: an image in [0, 1] has a DC
 #: term of at most its side, and 8-bit quantisation noise is about 1e-3 per frequency).
 EPSILON = 1e-4
-
-#: ITU-R BT.601 luma weights.
-_LUMA = (0.299, 0.587, 0.114)
 
 
 def grayscale(images: torch.Tensor) -> torch.Tensor:
@@ -40,8 +38,7 @@ def grayscale(images: torch.Tensor) -> torch.Tensor:
         raise CqdkitError(f"expected images of shape (batch, 1 or 3, height, width), got {tuple(images.shape)}")
     if images.shape[1] == 1:
         return images[:, 0]
-    weights = torch.tensor(_LUMA, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
-    return (images * weights).sum(dim=1)
+    return rgb_to_luma(images)[:, 0]
 
 
 def dft_matrices(n: int, *, shift: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
