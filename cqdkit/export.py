@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from .errors import CqdkitError, DataError
-from .files import atomic_write
+from .files import atomic_write_text
 from .train.engine import Normalizer
 
 FORMATS = ("onnx", "torchscript")
@@ -165,7 +165,7 @@ def export_model(
         "max_abs_difference_vs_torch": difference,
     }
     metadata_path = path.with_name(path.name + ".json")
-    atomic_write(metadata_path, lambda temporary: Path(temporary).write_text(json.dumps(metadata, indent=2)))
+    atomic_write_text(metadata_path, json.dumps(metadata, indent=2))
     return ExportResult(path, metadata_path, difference)
 
 

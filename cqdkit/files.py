@@ -1,17 +1,26 @@
 """Atomic file writes: readers see the old file or the new one, never a torn one.
 
+Every file cqdkit writes (checkpoints, weights, caches, JSON, reports) goes through :func:`atomic_write`
+or one of the helpers built on it::
+
     >>> from pathlib import Path
-    >>> atomic_write(Path("/tmp/cqdkit-doctest.txt"), lambda tmp: Path(tmp).write_text("done"))
-    >>> Path("/tmp/cqdkit-doctest.txt").read_text()
-    'done'
+    >>> atomic_write_json(Path("/tmp/cqdkit-doctest.json"), {"done": True})
+    >>> Path("/tmp/cqdkit-doctest.json").read_text()
+    '{\\n  "done": true\\n}\\n'
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
 
 
 def atomic_write(path: Path, write: Callable[[str], object]) -> None:
@@ -33,6 +42,43 @@ def atomic_write(path: Path, write: Callable[[str], object]) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    atomic_write(path, lambda temporary: Path(temporary).write_bytes(data))
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: Path, payload: Any) -> None:
+    """Write ``payload`` as indented, key-sorted JSON to ``path`` atomically."""
+    atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
+
+
+def atomic_save_tensors(
+    path: Path, tensors: Mapping[str, torch.Tensor], metadata: dict[str, str] | None = None
+) -> None:
+    """``safetensors.torch.save_file`` through a temporary file and an atomic rename.
+
+    Tensors are copied to contiguous CPU memory first (safetensors refuses shared or strided storage).
+    """
+    from safetensors.torch import save_file
+
+    contiguous = {k: v.detach().cpu().clone().contiguous() for k, v in tensors.items()}
+    atomic_write(path, lambda temporary: save_file(contiguous, temporary, metadata=metadata))
+
+
+def sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _umask() -> int:

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ..errors import DataError, SpecError
-
-if TYPE_CHECKING:
-    import numpy as np
+from ..errors import SpecError
 
 GAP = 4  # white pixels between the tiles of grid.png
 
@@ -36,6 +32,7 @@ def degrade(spec: str, images: tuple[Path, ...], out_dir: Path, seed: int, size:
     import numpy as np
 
     from ..degradations import PairMaker
+    from ..images import load_image, write_png
 
     maker = PairMaker(spec, size=size, crop=crop)
     box = _parse_bbox(bbox) if bbox else None
@@ -44,19 +41,19 @@ def degrade(spec: str, images: tuple[Path, ...], out_dir: Path, seed: int, size:
     table = Table("image", "x", "z", title=f"cqdkit degrade {spec!r}")
     pairs, stems = [], set()
     for path in images:
-        image = _read_image(path)
+        image = load_image(path)
         x, z = maker(image, bbox=box, seed=seed)
         stem = path.stem if path.stem not in stems else f"{path.stem}-{len(stems)}"
         stems.add(stem)
         x_path, z_path = out_dir / f"{stem}_x.png", out_dir / f"{stem}_z.png"
-        _write_png(x_path, x)
-        _write_png(z_path, z)
+        write_png(x_path, x)
+        write_png(z_path, z)
         pairs.append((x, z))
         table.add_row(str(path), str(x_path), str(z_path))
     white = np.full((size, GAP, 3), 255, np.uint8)
     rows = [np.hstack([tile for pair in pairs for tile in (pair[i], white)][:-1]) for i in (0, 1)]
     grid = np.vstack([rows[0], np.full((GAP, rows[0].shape[1], 3), 255, np.uint8), rows[1]])
-    _write_png(out_dir / "grid.png", grid)
+    write_png(out_dir / "grid.png", grid)
     console.print(table)
     for op in maker.describe()["ops"]:
         extra = {k: v for k, v in op.items() if k not in ("name", "params")}
@@ -73,27 +70,3 @@ def _parse_bbox(text: str) -> tuple[float, ...]:
     if len(values) != 4:
         raise SpecError(f"--bbox expects four numbers X,Y,W,H (pixels), got {text!r}")
     return values
-
-
-def _read_image(path: Path) -> np.ndarray:
-    import cv2
-
-    if not path.is_file():
-        raise DataError(f"image file {str(path)!r} does not exist")
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise DataError(f"cannot read image {str(path)!r}: unreadable, corrupt or in a format OpenCV lacks")
-    if image.dtype.name not in ("uint8", "uint16"):
-        raise DataError(f"image {str(path)!r} has {image.dtype} pixels; expected 8- or 16-bit")
-    if image.ndim == 3 and image.shape[2] == 3:
-        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    if image.ndim == 3 and image.shape[2] == 4:
-        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA)
-    return image
-
-
-def _write_png(path: Path, rgb: np.ndarray) -> None:
-    import cv2
-
-    if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
-        raise DataError(f"cannot write {str(path)!r}")

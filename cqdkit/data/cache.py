@@ -17,9 +17,8 @@ import numpy as np
 
 from ..errors import DataError
 from ..files import atomic_write
-from .image import Size, decode_image
-from .problems import box_outside
-from .records import Box, Record
+from ..images import Box, Size, box_outside, clip_box, decode_image
+from .records import Record
 
 CACHE_ENV = "CQDKIT_CACHE"
 
@@ -154,17 +153,11 @@ def prepare_source(record: Record, size: int, *, use_box: bool) -> tuple[np.ndar
     if reason:
         raise DataError(f"{record.describe()}: {reason}")
     sx, sy = target[0] / stored[0], target[1] / stored[1]
-    x, y, width, height = _clip(record.bbox, stored)
+    clipped = clip_box(record.bbox, *stored)
+    assert clipped is not None  # box_outside allows one pixel of overshoot, not a box outside the image
+    x, y, width, height = clipped
     return image, (x * sx, y * sy, width * sx, height * sy)
 
 
 def _target(stored: Size, scale: float) -> Size:
     return max(1, math.ceil(stored[0] * scale - 1e-6)), max(1, math.ceil(stored[1] * scale - 1e-6))
-
-
-def _clip(box: Box, stored: Size) -> Box:
-    """The box clipped to the image (annotations may overshoot by a pixel)."""
-    x, y, width, height = box
-    x0, y0 = max(0.0, x), max(0.0, y)
-    x1, y1 = min(float(stored[0]), x + width), min(float(stored[1]), y + height)
-    return x0, y0, x1 - x0, y1 - y0

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
-from .problems import Problems, check_box
+from .problems import Problems
 from .records import ImageDataset, Record
 
 BOX_FIELDS = ("bbox_x1", "bbox_y1", "bbox_x2", "bbox_y2")
@@ -103,7 +103,7 @@ def _record(path: Path, image_id: str, values: dict[str, Any], where: str, num_c
     if not 1 <= class_id <= num_classes:
         problems.report(f"{where}: class {class_id} is out of range; expected 1 to {num_classes}")
         return None
-    box = check_box((x1 - 1.0, y1 - 1.0, x2 - x1 + 1.0, y2 - y1 + 1.0), where, problems)
+    box = problems.check_box((x1 - 1.0, y1 - 1.0, x2 - x1 + 1.0, y2 - y1 + 1.0), where)
     if box is None:
         return None
     if not path.is_file():

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import DataError
-from .problems import Problems, check_box
+from .problems import Problems
 from .records import Box, ImageDataset, Record
 
 REQUIRED = ("images.txt", "image_class_labels.txt", "train_test_split.txt", "classes.txt")
@@ -180,4 +180,4 @@ def _parse_box(fields: list[str], where: str, problems: Problems) -> Box | None:
     except ValueError:
         problems.report(f"{where}: expected four numbers 'x y width height', got {' '.join(fields)!r}")
         return None
-    return check_box((x, y, width, height), where, problems)
+    return problems.check_box((x, y, width, height), where)

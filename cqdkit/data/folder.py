@@ -18,8 +18,8 @@ import os
 from pathlib import Path
 
 from ..errors import DataError
-from .image import IMAGE_EXTENSIONS
-from .problems import Problems, check_box
+from ..images import IMAGE_EXTENSIONS
+from .problems import Problems
 from .records import Box, ImageDataset, Record
 
 BOX_COLUMNS = ("path", "x", "y", "width", "height")
@@ -102,5 +102,5 @@ def _read_boxes(root: Path, problems: Problems) -> dict[str, tuple[str, Box | No
                 problems.report(f"{where}: expected numbers for x,y,width,height, got {','.join(row[1:])!r}")
                 boxes[Path(row[0].strip()).as_posix()] = (where, None)
                 continue
-            boxes[Path(row[0].strip()).as_posix()] = (where, check_box((x, y, width, height), where, problems))
+            boxes[Path(row[0].strip()).as_posix()] = (where, problems.check_box((x, y, width, height), where))
     return boxes

@@ -32,8 +32,8 @@ from torch.utils.data import Dataset
 
 from ..errors import DataError
 from .cache import ArrayStore, ImageCache, digest, prepare_source
-from .image import decode_image
-from .records import Box, Record
+from ..images import Box, decode_image, image_size
+from .records import Record
 
 CacheOption = ImageCache | str | os.PathLike[str] | None
 
@@ -218,12 +218,10 @@ def load_annotation(record: Record, name: str, shape: tuple[int, int]) -> np.nda
         DataError: the file cannot be read, or its size differs from the record's image.
     """
     import cv2
-    from PIL import Image
 
     path = record.annotations[name]
     rgb, stored = decode_image(path)
-    with Image.open(record.path) as image:
-        expected = image.size
+    expected = image_size(record.path)
     if stored != expected:
         raise DataError(
             f"{path}: the {name!r} annotation of {record.describe()} is {stored[0]}x{stored[1]} pixels; "

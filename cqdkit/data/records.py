@@ -19,8 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-#: A bounding box ``(x, y, width, height)``, 0-based pixels of the stored image.
-Box = tuple[float, float, float, float]
+from ..images import Box
+
 
 
 @dataclass(frozen=True)

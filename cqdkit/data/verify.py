@@ -9,8 +9,8 @@ from __future__ import annotations
 import dataclasses
 
 from ..errors import DataError
-from .image import decode_image
-from .problems import Problems, box_outside
+from ..images import box_outside, decode_image
+from .problems import Problems
 from .records import ImageDataset, Record
 
 

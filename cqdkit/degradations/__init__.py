@@ -26,7 +26,7 @@ _LAZY: dict[str, str] = {
     "PairMaker": ".pipeline",
     "parse_spec": ".spec",
     "split_specs": ".spec",
-    "to_rgb_uint8": ".image",
+    "to_rgb_uint8": "cqdkit.images",
     "Views": ".views",
     "DegradationOp": ".views",
     "PairedAugmentation": ".augment",

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .image import Box
+from ..images import Box
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from typing import ClassVar
 import cv2
 import numpy as np
 
-from .image import scaled_pixels
+from ..images import scaled_pixels
 from .views import Views
 
 @dataclass(frozen=True)

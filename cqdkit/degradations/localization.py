@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .image import crop, resize_square
+from ..images import crop, resize_square
 from .views import Views
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .image import scaled_pixels
+from ..images import scaled_pixels
 from .upsample import make_upsampler
 from .views import Views
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import DataError, PluginError, SpecError
 from .augment import PairedAugmentation
-from .image import Box, check_box, crop, resize_square, to_rgb_uint8
+from ..images import Box, crop, fit_box, resize_square, to_rgb_uint8
 from .spec import resolve_spec
 from .views import NO_ANNOTATIONS, DegradationOp, Views
 
@@ -135,7 +135,7 @@ class PairMaker:
         if not isinstance(seed, (int, np.integer)) or seed < 0:
             raise SpecError(f"expected a non-negative integer seed, got {seed!r}")
         source = to_rgb_uint8(image)
-        box = None if bbox is None else check_box(bbox, source.shape)
+        box = None if bbox is None else fit_box(bbox, source.shape)
         extra = self._annotations(annotations, source.shape[:2]) if annotations is not None else {}
         if self.augmentation is not None:
             rng = np.random.default_rng([seed, 0])

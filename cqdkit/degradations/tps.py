@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .image import scaled_pixels
+from ..images import scaled_pixels
 from .views import Views
 
 #: Far-field singular values below this fraction of the largest are dropped.

@@ -47,7 +47,7 @@ from typing import NamedTuple, Protocol
 
 import numpy as np
 
-from .image import Box, crop, resize_square
+from ..images import Box, crop, resize_square
 
 #: No annotations (read-only, so that no op can add to a shared default).
 NO_ANNOTATIONS: Mapping[str, np.ndarray] = MappingProxyType({})

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from ..files import atomic_write
+from ..files import atomic_write_text
 from .confusion import PairReduction
 
 #: What tau measures, as stated in every report.
@@ -142,12 +142,12 @@ def write_report(out: Path, explanation: Explanation) -> dict[str, Path]:
     summary = explanation.summary()
     paths["json"] = out / "report.json"
     text = json.dumps(_json_safe(summary), indent=2, allow_nan=False) + "\n"  # NaN -> null: valid JSON
-    atomic_write(paths["json"], lambda temporary: Path(temporary).write_text(text))
+    atomic_write_text(paths["json"], text)
     blocks = _blocks(explanation, summary, {name: path.name for name, path in paths.items()})
     paths["markdown"] = out / "report.md"
-    paths["markdown"].write_text(_markdown(blocks))
+    atomic_write_text(paths["markdown"], _markdown(blocks))
     paths["html"] = out / "report.html"
-    paths["html"].write_text(_html(blocks, title=f"cqdkit explain: {explanation.run}"))
+    atomic_write_text(paths["html"], _html(blocks, title=f"cqdkit explain: {explanation.run}"))
     return paths
 
 

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from ..errors import DataError
-from ..files import atomic_write
+from ..files import atomic_save_tensors
 
 #: Keys under which common training scripts nest the state dict in a ``.pth`` checkpoint.
 _NESTED_KEYS = ("state_dict", "model")
@@ -176,14 +176,10 @@ def save_weights(model: nn.Module, path: str | os.PathLike[str]) -> Path:
     Raises:
         DataError: ``path`` does not end in ``.safetensors``.
     """
-    from safetensors.torch import save_file
-
     path = Path(path)
     if path.suffix.lower() != ".safetensors":
         raise DataError(
             f"weights are saved as safetensors: expected a path ending in .safetensors, got {str(path)!r}"
         )
-    # Copies break any storage sharing between tensors, which safetensors refuses.
-    tensors = {key: value.detach().cpu().clone().contiguous() for key, value in model.state_dict().items()}
-    atomic_write(path, lambda temporary: save_file(tensors, temporary))
+    atomic_save_tensors(path, model.state_dict())
     return path

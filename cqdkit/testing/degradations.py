@@ -38,7 +38,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ..degradations.image import Box
+from ..images import Box
 from ..errors import DataError
 from ..plugin import PluginManager
 

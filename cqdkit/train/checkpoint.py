@@ -9,7 +9,6 @@ is ever unpickled.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 from collections.abc import Mapping
@@ -19,36 +18,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from ..errors import TrainingError
-from ..files import atomic_write
+from ..files import atomic_save_tensors, atomic_write_json, sha256
 
 LATEST = "latest.json"
 KEEP = 2  # complete checkpoints kept on disk
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a torn one."""
-    atomic_write(path, lambda temporary: Path(temporary).write_bytes(data))
-
-
-def atomic_write_json(path: Path, payload: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(payload, indent=2, sort_keys=True) + "\n").encode())
-
-
-def atomic_save_tensors(path: Path, tensors: Mapping[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
-    """``safetensors.torch.save_file`` through a temporary file and an atomic rename."""
-    contiguous = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    atomic_write(path, lambda temporary: save_file(contiguous, temporary, metadata=metadata))
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass

@@ -27,7 +27,7 @@ from torch import nn
 from .. import __version__
 from ..errors import CqdkitError
 from ..plugin import PluginManager, get_plugin_manager
-from .checkpoint import atomic_write_json
+from ..files import atomic_write_json
 from .config import RunConfig
 from .engine import (
     FitResult,

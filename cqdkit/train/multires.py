@@ -30,7 +30,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import CqdkitError
-from .checkpoint import atomic_write_bytes, atomic_write_json
+from ..files import atomic_write_bytes, atomic_write_json
 from .config import RunConfig
 from .engine import VIEWS, Hardware, Normalizer, Objective, Optimization, fit, predict, save_model, world
 from .table import slug

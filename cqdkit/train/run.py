@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CqdkitError
-from .checkpoint import atomic_write_json
+from ..files import atomic_write_json
 from .config import RunConfig
 from .distributed import setup
 from .engine import world

@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader
 from ..errors import CqdkitError, TrainingError
 from ..models.srcnn import ARCH, SRCNN, rgb_to_luma, super_resolve
 from ..models.weights import save_weights
-from .checkpoint import atomic_write_json
+from ..files import atomic_write_json
 from .config import RunConfig
 from .engine import resolve_device
 

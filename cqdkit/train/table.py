@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import atomic_write_bytes, atomic_write_json
+from ..files import atomic_write_bytes, atomic_write_json
 from .config import RunConfig
 from .engine import world
 

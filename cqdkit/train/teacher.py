@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from ..errors import TrainingError
-from .checkpoint import atomic_save_tensors
+from ..files import atomic_save_tensors
 
 
 class FrozenTeacher(nn.Module):

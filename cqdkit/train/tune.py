@@ -11,7 +11,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import atomic_write_json
+from ..files import atomic_write_json
 from .config import RunConfig
 from .engine import world
 from .table import slug

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from cqdkit.degradations import Views
-from cqdkit.degradations.image import box_pixels
+from cqdkit.images import box_pixels
 
 from . import CHANNELS
 
