@@ -29,7 +29,10 @@ from torch.utils.data import DataLoader
 from cqdkit.data import PairedDataset, load_dataset
 from cqdkit.models import create_backbone, model_input_config
 from cqdkit.plugin import get_plugin_manager
-from cqdkit.train.engine import Hardware, Normalizer, Objective, Optimization, TeacherSignal, fit, predict
+from cqdkit.models.preprocessing import Normalizer
+from cqdkit.train.engine import Objective, Optimization, TeacherSignal, fit
+from cqdkit.train.evaluate import predict
+from cqdkit.train.hardware import Hardware
 from cqdkit.train.teacher import FrozenTeacher
 
 
@@ -54,7 +57,7 @@ def baseline_epochs(model, normalizer, dataset, batch_size, epochs, seed) -> lis
 def cqdkit_epochs(model, normalizer, dataset, objective, batch_size, epochs, seed) -> list[float]:
     with tempfile.TemporaryDirectory() as directory:
         optimization = Optimization(epochs=epochs, batch_size=batch_size, lr=0.01, lr_end=0.001, seed=seed)
-        result = fit(model, normalizer, dataset, objective, optimization, Hardware(progress=False), Path(directory))
+        result = fit(model, normalizer, dataset, objective, optimization, Hardware(), Path(directory))
     return [row["seconds"] for row in result.history]
 
 
@@ -79,7 +82,7 @@ def main() -> None:
     normalizer = Normalizer(*_mean_std(create_backbone(args.model, num_classes=classes)))
     teacher = FrozenTeacher(create_backbone(args.teacher, num_classes=classes))
     teacher_normalizer = Normalizer(*_mean_std(teacher.model))
-    cached, _ = predict(teacher, teacher_normalizer, dataset, "x", Hardware(progress=False))
+    cached, _ = predict(teacher, teacher_normalizer, dataset, "x", Hardware())
     loss = get_plugin_manager().loss("softce").factory(temperature=10.0)
     objectives = {
         "b": Objective(view="z"),

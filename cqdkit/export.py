@@ -29,7 +29,7 @@ from torch import nn
 
 from .errors import CqdkitError, DataError
 from .files import atomic_write_text
-from .train.engine import Normalizer
+from .models.preprocessing import Normalizer
 
 FORMATS = ("onnx", "torchscript")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
@@ -116,11 +116,11 @@ def find_model(run_dir: Path, model: str | None = None) -> Path:
 def load_exportable(path: Path) -> Exportable:
     """A run's model or a multires router, from its weights file."""
     if path.name == "router.safetensors":
-        from .routing.router import PixelRouter, QualityRouter
+        from .routing.router import QualityRouter
 
         router = QualityRouter.load(path).eval()
         size = router.image_size
-        return Exportable(PixelRouter(router).eval(), (3, size, size), {
+        return Exportable(router, (3, size, size), {
             "kind": "router", "qualities": list(router.qualities), "classes": router.classes})
     return load_trained(path)
 

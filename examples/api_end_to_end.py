@@ -35,7 +35,7 @@ plt.imsave(args.out / "pairs.png", np.vstack(rows))
 print(f"{data.num_classes} classes, {len(data.train)} training images; x | z pairs in {args.out / 'pairs.png'}")
 
 # 2. Models: A on x (the teacher), B on z alone, and the A+CQD student on z, distilled from A.
-experiment = Experiment(config, args.out, progress=False)
+experiment = Experiment(config, args.out)
 for method in ("a", "b", "a-cqd"):
     scores = experiment.evaluate(method)  # trains the method's model on first use (A only once)
     print(f"{method:>5}: test accuracy on x {100 * scores['test_x']:5.1f}%, on z {100 * scores['test_z']:5.1f}%")

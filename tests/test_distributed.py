@@ -11,7 +11,9 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from cqdkit.train.engine import Hardware, Normalizer, Objective, Optimization, fit
+from cqdkit.models.preprocessing import Normalizer
+from cqdkit.train.engine import Objective, Optimization, fit
+from cqdkit.train.hardware import Hardware
 
 from .test_train_engine import PairedTensors
 
@@ -29,7 +31,7 @@ def _worker(rank: int, world_size: int, init_file: str, out: str) -> None:
     try:
         torch.set_num_threads(1)
         model = model_without_dropout()
-        hardware = Hardware(device=torch.device("cpu"), progress=False)
+        hardware = Hardware(device=torch.device("cpu"))
         fit(model, NORMALIZER, PairedTensors(), Objective(view="z"), OPT, hardware, Path(out))
         if rank == 0:
             torch.save(model.state_dict(), os.path.join(out, "final.pt"))
@@ -40,7 +42,7 @@ def _worker(rank: int, world_size: int, init_file: str, out: str) -> None:
 @pytest.mark.slow
 def test_two_gloo_processes_match_one(tmp_path):
     single = model_without_dropout()
-    fit(single, NORMALIZER, PairedTensors(), Objective(view="z"), OPT, Hardware(progress=False), tmp_path / "one")
+    fit(single, NORMALIZER, PairedTensors(), Objective(view="z"), OPT, Hardware(), tmp_path / "one")
 
     out = tmp_path / "two"
     out.mkdir()

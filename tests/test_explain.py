@@ -19,7 +19,7 @@ from cqdkit.explain.confusion import PairReduction, confusion_matrix, pairwise_c
 from cqdkit.explain.report import Explanation, write_report
 from cqdkit.explain.saliency import saliency
 from cqdkit.explain.tau import box_fraction
-from cqdkit.train.engine import Normalizer
+from cqdkit.models.preprocessing import Normalizer
 from tests.test_run_cli import TINY as RUN_TINY
 
 # -- saliency ----------------------------------------------------------------------------------

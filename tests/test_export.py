@@ -30,7 +30,7 @@ def _test_images(run_dir):
     from cqdkit.train.config import RunConfig
     from cqdkit.train.experiment import Experiment
 
-    experiment = Experiment(RunConfig.load(run_dir / "config.json"), run_dir, progress=False)
+    experiment = Experiment(RunConfig.load(run_dir / "config.json"), run_dir)
     items = [experiment.test_set[i] for i in range(len(experiment.test_set))]
     return torch.stack([torch.as_tensor(item[1]) for item in items])
 
@@ -84,7 +84,7 @@ def test_router_exports_as_one_graph_that_routes_and_classifies(tmp_path):
     onnxruntime = pytest.importorskip("onnxruntime")
     from cqdkit.models import create_backbone
     from cqdkit.routing import Expert, QualityRouter
-    from cqdkit.train.engine import Normalizer
+    from cqdkit.models.preprocessing import Normalizer
 
     torch.manual_seed(0)
     experts = [Expert("convnet-s", create_backbone("convnet-s", num_classes=4), Normalizer([0.5] * 3, [0.25] * 3))
@@ -92,7 +92,7 @@ def test_router_exports_as_one_graph_that_routes_and_classifies(tmp_path):
     router = QualityRouter(["clean", "lowres"], experts, num_classes=4, image_size=16)
     pixels = torch.cat([torch.full((3, 3, 16, 16), 128.0), torch.rand(3, 3, 16, 16) * 255])
     with torch.no_grad():
-        mean_spectrum = router.features(pixels / 255).mean(1)
+        mean_spectrum = router.features(pixels).mean(1)
     threshold = float(mean_spectrum[:3].max() + mean_spectrum[3:].min()) / 2  # flat images below, noise above
     features = router.spectrum.num_features
     router.set_classifier(torch.stack([torch.zeros(features), torch.ones(features) / features]),
@@ -104,7 +104,7 @@ def test_router_exports_as_one_graph_that_routes_and_classifies(tmp_path):
     session = onnxruntime.InferenceSession(str(tmp_path / "export" / "router.onnx"))
     exported = torch.from_numpy(session.run(None, {"images": pixels.numpy()})[0])
     with torch.no_grad():
-        quality = router.predict_quality(pixels / 255)
+        quality = router.predict_quality(pixels)
         expected = torch.stack([router.experts[q](router.normalizers[q](pixels[i:i + 1]))[0]
                                 for i, q in enumerate(quality.tolist())])
     assert quality.tolist() == [0, 0, 0, 1, 1, 1]

@@ -12,7 +12,8 @@ from cqdkit.cli import cli
 from cqdkit.errors import CqdkitError
 from cqdkit.models.weights import read_state_dict
 from cqdkit.routing import QualityRouter
-from cqdkit.train.multires import MixedViews
+from cqdkit.data.sample import Sample
+from cqdkit.train.multires import MixedQualities
 from tests.test_run_cli import TINY as RUN_TINY
 
 TINY = [*RUN_TINY, "--epochs", "1"]  # the later --epochs wins
@@ -53,29 +54,29 @@ class FakePairs:
     def __len__(self) -> int:
         return self.n
 
-    def __getitem__(self, i: int):
+    def __getitem__(self, i: int) -> Sample:
         value = torch.tensor([self.base + i])
-        return value, -value, (self.base + i) % 3, i, torch.zeros(4)
+        return Sample(value, -value, (self.base + i) % 3, i, torch.zeros(4))
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
 
-def test_mixed_views_concatenate_the_chosen_views():
+def test_mixed_qualities_concatenate_the_chosen_views_as_z():
     clean, degraded = FakePairs(3, 0), FakePairs(2, 100)
-    union = MixedViews([(clean, "x"), (degraded, "z")])
+    union = MixedQualities([(clean, "x"), (degraded, "z")])
     assert len(union) == 5
     items = [union[i] for i in range(5)]
-    assert [int(item[0]) for item in items] == [0, 1, 2, -100, -101]
-    assert all(torch.equal(item[0], item[1]) for item in items)  # the chosen view fills both slots
-    assert [item[3] for item in items] == [0, 1, 2, 3, 4]  # indices into the union
-    assert [item[2] for item in items] == [0, 1, 2, 1, 2]
+    assert [int(item.z) for item in items] == [0, 1, 2, -100, -101]  # z: the image at the part's quality
+    assert [int(item.x) for item in items] == [0, 1, 2, 100, 101]  # x: always the high-quality view
+    assert [item.index for item in items] == [0, 1, 2, 3, 4]  # indices into the union
+    assert [item.label for item in items] == [0, 1, 2, 1, 2]
     union.set_epoch(4)
     assert clean.epoch == degraded.epoch == 4
     with pytest.raises(IndexError):
         union[5]
     with pytest.raises(CqdkitError, match="view"):
-        MixedViews([(clean, "y")])
+        MixedQualities([(clean, "y")])
 
 
 @pytest.mark.slow

@@ -81,7 +81,7 @@ def test_teacher_key_includes_the_privileged_channels(privileged_installed, tmp_
     def key(degrade: str) -> str:
         options = {"classes": 2, "train_per_class": 3, "test_per_class": 1, "image_size": 48}
         config = RunConfig(degrade=degrade, dataset_options=options, image_size=32)
-        return Experiment(config, tmp_path / degrade.replace(":", "_"), progress=False).teacher_key()
+        return Experiment(config, tmp_path / degrade.replace(":", "_")).teacher_key()
 
     plain, lowres = key("gray"), key("lowres")
     masked, boxed = key("privileged"), key("privileged:channels=box")

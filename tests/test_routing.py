@@ -18,14 +18,13 @@ from cqdkit.models import create_backbone, model_input_config
 from cqdkit.routing import (
     Expert,
     LogSpectrum,
-    PixelRouter,
     QualityRouter,
     fit_quality_classifier,
     grayscale,
     quality_accuracy,
 )
 from cqdkit.routing.spectrum import dft_matrices, resize_matrix
-from cqdkit.train.engine import Normalizer
+from cqdkit.models.preprocessing import Normalizer
 
 SIZE = 32
 CLASSES = 4
@@ -52,11 +51,11 @@ def textures(count: int, size: int, seed: int) -> np.ndarray:
 
 
 def lowres_pairs(count: int, seed: int, size: int = SIZE) -> tuple[torch.Tensor, torch.Tensor]:
-    """Float ``(N, 3, S, S)`` originals and their bicubic-upsampled low-resolution versions (in [0, 1])."""
+    """uint8 ``(N, 3, S, S)`` originals and their bicubic-upsampled low-resolution versions (pixels 0..255)."""
     maker = PairMaker("lowres:size=100,upsample=bicubic", size=size)  # 100 px at 224 -> about 14 px at 32
     pairs = [maker(image, seed=i) for i, image in enumerate(textures(count, size, seed))]
-    x = torch.from_numpy(np.stack([p[0] for p in pairs])).permute(0, 3, 1, 2).float() / 255
-    z = torch.from_numpy(np.stack([p[1] for p in pairs])).permute(0, 3, 1, 2).float() / 255
+    x = torch.from_numpy(np.stack([p[0] for p in pairs])).permute(0, 3, 1, 2).contiguous()
+    z = torch.from_numpy(np.stack([p[1] for p in pairs])).permute(0, 3, 1, 2).contiguous()
     return x, z
 
 
@@ -164,7 +163,7 @@ def test_fitting_checks_the_feature_blocks(fitted):
 
 
 def expert_output(router: QualityRouter, k: int, images: torch.Tensor) -> torch.Tensor:
-    return router.experts[k](router.normalizers[k](images * 255))
+    return router.experts[k](router.normalizers[k](images))
 
 
 @torch.no_grad()
@@ -194,15 +193,13 @@ def test_router_with_a_perfect_classifier_matches_the_oracle(fitted):
 @torch.no_grad()
 def test_unfitted_router_sends_everything_to_the_first_expert():
     router = make_router(("clean", "lowres", "tps"))
-    images = torch.rand(4, 3, SIZE, SIZE)
+    images = torch.rand(4, 3, SIZE, SIZE) * 255
     assert torch.equal(router.predict_quality(images), torch.zeros(4, dtype=torch.long))
     torch.testing.assert_close(router(images), expert_output(router, 0, images))
 
 
 def test_bad_input_and_construction_errors():
     router = make_router()
-    with pytest.raises(CqdkitError, match="float images"):
-        router(torch.zeros(1, 3, SIZE, SIZE, dtype=torch.uint8))
     with pytest.raises(CqdkitError, match=f"\\(batch, 3, {SIZE}, {SIZE}\\)"):
         router(torch.rand(1, 3, SIZE, SIZE + 1))
     with pytest.raises(CqdkitError, match="shape"):
@@ -235,10 +232,12 @@ def test_router_exports_with_torch_export_and_tracing(fitted):
 
 
 @torch.no_grad()
-def test_pixel_router_takes_0_to_255(fitted):
+def test_router_takes_uint8_or_float_pixels_alike(fitted):
     router, x, z, _ = fitted
     images = torch.cat([x[:2], z[:2]])
-    torch.testing.assert_close(PixelRouter(router)(images * 255), router(images))
+    assert images.dtype == torch.uint8
+    torch.testing.assert_close(router(images), router(images.float()))
+    torch.testing.assert_close(router.features(images), router.features(images.float()))
 
 
 @torch.no_grad()

@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save_file
 
 from cqdkit.cli.superres import sr_train
 from cqdkit.degradations import PairMaker
-from cqdkit.degradations.srcnn import load_srcnn, make_srcnn
+from cqdkit.degradations.srcnn_upsampler import load_srcnn, make_srcnn
 from cqdkit.errors import CqdkitError, SpecError
 from cqdkit.models.srcnn import SRCNN, rgb_to_luma, super_resolve, with_luma
 from cqdkit.models.weights import save_weights

@@ -8,24 +8,18 @@ from pathlib import Path
 import pytest
 import torch
 from torch import nn
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 
+from cqdkit.data.sample import Sample
 from cqdkit.errors import TrainingError
+from cqdkit.models.preprocessing import Normalizer
 from cqdkit.train.checkpoint import load_checkpoint
-from cqdkit.train.engine import (
-    Hardware,
-    Normalizer,
-    Objective,
-    Optimization,
-    TeacherSignal,
-    accuracy,
-    fit,
-    linear_lr,
-    predict,
-)
+from cqdkit.train.engine import Objective, Optimization, TeacherSignal, fit, linear_lr
+from cqdkit.train.evaluate import accuracy, predict
+from cqdkit.train.hardware import Hardware
 from cqdkit.train.teacher import FrozenTeacher, cache_key, teacher_logits
 
-CPU = Hardware(device=torch.device("cpu"), progress=False)
+CPU = Hardware(device=torch.device("cpu"))
 
 
 class PairedTensors(Dataset):
@@ -45,8 +39,8 @@ class PairedTensors(Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, i: int):
-        return self.x[i], self.z[i], int(self.labels[i]), i, torch.full((4,), float("nan"))
+    def __getitem__(self, i: int) -> Sample:
+        return Sample(self.x[i], self.z[i], int(self.labels[i]), i, torch.full((4,), float("nan")))
 
 
 def tiny_model(seed: int = 0, classes: int = 3) -> nn.Module:
@@ -173,8 +167,8 @@ def test_online_and_cached_teacher_give_the_same_signal():
     online = TeacherSignal(teacher=frozen, normalizer=NORMALIZER)
     logits, _ = predict(frozen, NORMALIZER, data, "x", CPU)
     cached = TeacherSignal(cached=logits)
-    x = torch.stack([data[i][0] for i in (5, 2)])
-    torch.testing.assert_close(online(x, torch.tensor([5, 2]), CPU), cached(x, torch.tensor([5, 2]), CPU))
+    batch = default_collate([data[5], data[2]])
+    torch.testing.assert_close(online(batch, CPU), cached(batch, CPU))
 
 
 def test_frozen_teacher_stays_in_eval_mode_without_gradients():

@@ -17,7 +17,8 @@ from ..plugin import configure_autoload, get_plugin_manager
 from .console import err_console
 from .plugins import list_group, plugins
 from .degrade import degrade
-from .experiments import table, tune
+from .table import table
+from .tune import tune
 from .explain import explain
 from .export import export
 from .multires import multires

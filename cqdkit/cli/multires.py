@@ -10,7 +10,7 @@ from rich.markdown import Markdown
 
 from ..degradations.spec import split_specs
 from .console import console
-from .options import config_from_options, dataset_options, model_options, training_options
+from .options import config_from_options, dataset_options, model_options, reporter_from_options, training_options
 
 
 @click.command()
@@ -32,8 +32,8 @@ def multires(**options: Any) -> None:
     from ..train.multires import run_multires, to_markdown
 
     qualities = [spec for value in options["degrade"] for spec in split_specs(value)]
-    base = config_from_options({**options, "degrade": ""})
-    result = run_multires(base, qualities, Path(options["out"]), progress=not options["quiet"])
+    base = config_from_options(options, degrade="")
+    result = run_multires(base, qualities, Path(options["out"]), reporter=reporter_from_options(options))
     console.print(Markdown(to_markdown(result)))
     console.print(f"written to {options['out']}/table3.md, table3.json, router.safetensors, router.json "
                   f"({result['wall_seconds']:.0f} s)", style="dim")

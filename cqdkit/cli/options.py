@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 if TYPE_CHECKING:
+    from ..reporting import Reporter
     from ..train.config import RunConfig
 
 F = Callable[..., Any]
@@ -22,17 +23,8 @@ def _stack(*decorators: F) -> F:
     return apply
 
 
-dataset_options = _stack(
-    click.option("--dataset", default="synthetic", show_default=True, help="Dataset plugin name."),
-    click.option("--root", type=click.Path(file_okay=False), help="Dataset folder (not needed for synthetic)."),
-    click.option("--skip-bad", is_flag=True, help="Skip unreadable samples (listed in config.json) instead of failing."),
-    click.option("--dataset-option", "dataset_option", multiple=True, metavar="KEY=VALUE",
-                 help="A dataset option, e.g. classes=20 for synthetic (repeatable)."),
-)
-
-
-def parse_key_values(pairs: tuple[str, ...]) -> dict[str, str]:
-    """``("a=1", "b=x")`` to ``{"a": "1", "b": "x"}``; a pair without ``=`` is a usage error."""
+def parse_key_values(ctx: click.Context | None, param: click.Parameter | None, pairs: tuple[str, ...]) -> dict[str, str]:
+    """``("a=1", "b=x")`` to ``{"a": "1", "b": "x"}`` (a click callback); a pair without ``=`` is a usage error."""
     parsed: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -40,6 +32,15 @@ def parse_key_values(pairs: tuple[str, ...]) -> dict[str, str]:
             raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--dataset-option")
         parsed[key.strip()] = value.strip()
     return parsed
+
+
+dataset_options = _stack(
+    click.option("--dataset", default="synthetic", show_default=True, help="Dataset plugin name."),
+    click.option("--root", type=click.Path(file_okay=False), help="Dataset folder (not needed for synthetic)."),
+    click.option("--skip-bad", is_flag=True, help="Skip unreadable samples (listed in config.json) instead of failing."),
+    click.option("--dataset-option", "dataset_options", multiple=True, metavar="KEY=VALUE", callback=parse_key_values,
+                 help="A dataset option, e.g. classes=20 for synthetic (repeatable)."),
+)
 
 model_options = _stack(
     click.option("--teacher", help="Teacher backbone, a cqdkit or timm name [paper: vggm; cpu: convnet-s]."),
@@ -62,52 +63,32 @@ training_options = _stack(
     click.option("--momentum", type=float, default=0.9, show_default=True),
     click.option("--crop/--no-crop", default=None, help="x is the box crop ('localized'); default: when boxes exist."),
     click.option("--augment", is_flag=True, help="Random paired geometry, identical for x and z."),
-    click.option("--redraw-z", is_flag=True, help="Draw a new z every epoch (paper: one fixed z per image)."),
+    click.option("--fixed-z/--redraw-z", "fixed_train_z", default=True,
+                 help="One fixed z per training image (the paper), or a new z every epoch."),
     click.option("--profile", type=click.Choice(["auto", "paper", "cpu"]), default="auto", show_default=True,
                  help="Default hyperparameters: the paper's, or CPU-sized (auto: cpu for synthetic)."),
     click.option("--seed", type=int, default=0, show_default=True),
     click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto."),
     click.option("--workers", type=int, default=0, show_default=True, help="DataLoader worker processes."),
     click.option("--compile", is_flag=True, help="torch.compile the models."),
-    click.option("--no-amp", is_flag=True, help="Disable bf16 autocast on CUDA."),
+    click.option("--amp/--no-amp", default=True, help="bf16 autocast on CUDA."),
     click.option("--quiet", is_flag=True, help="No progress bars."),
 )
 
 
-def config_from_options(options: dict[str, Any]) -> "RunConfig":
-    """A RunConfig from the parsed click options of :data:`training_options` and friends."""
+def config_from_options(options: dict[str, Any], **overrides: Any) -> RunConfig:
+    """A RunConfig from parsed click options: every option named like a RunConfig field sets it."""
+    import dataclasses
+
     from ..train.config import RunConfig
 
-    return RunConfig(
-        degrade=options.get("degrade", "tps"),
-        teacher=options["teacher"],
-        student=options["student"],
-        method=options.get("method", "auto"),
-        loss=options["loss"],
-        dataset=options["dataset"],
-        root=options["root"],
-        dataset_options=parse_key_values(options.get("dataset_option", ())),
-        skip_bad=options["skip_bad"],
-        crop=options["crop"],
-        augment=options["augment"],
-        fixed_train_z=not options["redraw_z"],
-        image_size=options["image_size"],
-        epochs=options["epochs"],
-        batch_size=options["batch_size"],
-        lr=options["lr"],
-        lr_end=options["lr_end"],
-        momentum=options["momentum"],
-        weight_decay=options["weight_decay"],
-        temperature=options["temperature"],
-        lam=options["lam"],
-        pretrained=options["pretrained"],
-        teacher_weights=options["teacher_weights"],
-        student_weights=options["student_weights"],
-        seed=options["seed"],
-        device=options["device"],
-        amp=not options["no_amp"],
-        compile=options["compile"],
-        workers=options["workers"],
-        profile=options["profile"],
-        out=options.get("out"),
-    )
+    values = {f.name: options[f.name] for f in dataclasses.fields(RunConfig) if f.name in options}
+    return RunConfig(**{**values, **overrides})
+
+
+def reporter_from_options(options: dict[str, Any]) -> Reporter:
+    """Progress bars and messages on the error console (``--quiet``: messages only)."""
+    from ..reporting import Reporter
+    from .console import err_console
+
+    return Reporter(err_console, bars=not options.get("quiet"))

@@ -7,8 +7,9 @@ from typing import Any
 import click
 from rich.table import Table
 
+from ..train.methods import METHODS, method_names
 from .console import console
-from .options import config_from_options, dataset_options, model_options, training_options
+from .options import config_from_options, dataset_options, model_options, reporter_from_options, training_options
 
 _RESUMABLE = {"out", "resume", "device", "workers", "quiet"}
 
@@ -17,10 +18,10 @@ _RESUMABLE = {"out", "resume", "device", "workers", "quiet"}
 @click.option("--degrade", default="tps", show_default=True, help="Degradation spec, e.g. lowres:size=32+jpeg.")
 @click.option(
     "--method",
-    type=click.Choice(["auto", "a", "b", "a-b", "cqd", "a-cqd"]),
+    type=click.Choice(method_names(auto=True)),
     default="auto",
     show_default=True,
-    help="Student method (auto: a-cqd when teacher == student, else cqd).",
+    help="Student method (auto: a-cqd when the student can start from the teacher, else cqd).",
 )
 @dataset_options
 @model_options
@@ -43,21 +44,20 @@ def run(ctx: click.Context, **options: Any) -> None:
                 "--resume continues the saved run with its saved settings; drop "
                 + ", ".join("--" + name.replace("_", "-") for name in given)
             )
-    config = config_from_options(options)
-    results = run_experiment(config, resume=options["resume"], progress=not options["quiet"])
+    results = run_experiment(config_from_options(options), resume=options["resume"],
+                             reporter=reporter_from_options(options))
     print_summary(results)
 
 
 def print_summary(results: dict[str, Any]) -> None:
     """Accuracy of the teacher and the student on the test x (A) and z (B) views, like Table 1."""
-    titles = {"a": "A", "b": "B", "a-b": "A→B", "cqd": "CQD", "a-cqd": "A+CQD"}
     table = Table(title=f"{results['degrade']} on {results['dataset']}: per-image top-1 accuracy (%)")
     for column in ("method", "model", "test A (x)", "test B (z)", "train images/s"):
         table.add_column(column, justify="right" if column.startswith(("test", "train")) else "left")
     for method, scores in results["models"].items():
-        model = results["teacher"] if method == "a" else results["student"]
+        model = results["teacher"] if METHODS[method].role == "teacher" else results["student"]
         table.add_row(
-            titles.get(method, method),
+            METHODS[method].title,
             model,
             _percent(scores["test_x"]),
             _percent(scores["test_z"]),

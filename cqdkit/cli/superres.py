@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from .console import console, err_console
-from .options import dataset_options, parse_key_values
+from .options import dataset_options
 
 
 @click.command("sr-train")
@@ -41,7 +41,7 @@ def sr_train(**options: Any) -> None:
         options["out"],
         dataset=options["dataset"],
         root=options["root"],
-        dataset_options=parse_key_values(options["dataset_option"]),
+        dataset_options=options["dataset_options"],
         skip_bad=options["skip_bad"],
         size=options["size"],
         image_size=options["image_size"],

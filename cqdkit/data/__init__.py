@@ -7,7 +7,7 @@ Everything a trainer needs::
     dataset = load_dataset("synthetic")                 # or load_dataset("cub", "~/data/CUB_200_2011")
     train, val = split_train_val(dataset.train, 0.1, seed=0)
     pairs = PairedDataset(train, "lowres", size=224, split="train")
-    x, z, label, index, box = pairs[0]
+    sample = pairs[0]                                  # a Sample: sample.x, sample.z, sample.label, ...
 
 Importing this package is cheap (numpy, PIL, OpenCV and torch load on first use of a name below).
 """
@@ -25,6 +25,7 @@ _LAZY: dict[str, str] = {
     "DEFAULT_VAL_FRACTION": ".split",
     "ImageCache": ".cache",
     "PairedDataset": ".paired",
+    "Sample": ".sample",
     "SyntheticSpec": ".synthetic",
     "decode_image": "cqdkit.images",
     "default_cache_dir": ".cache",

@@ -1,10 +1,11 @@
 """Paired views: each sample as a high-quality view x and its low-quality view z.
 
-:class:`PairedDataset` is a ``torch.utils.data.Dataset`` of ``(x, z, label, index, box)``:
+:class:`PairedDataset` is a ``torch.utils.data.Dataset`` of :class:`~cqdkit.data.sample.Sample`
+``(x, z, label, index, box)``:
 
 * ``x``, ``z``: ``C x size x size`` and ``3 x size x size`` uint8 tensors (the trainer normalises on the
   device); ``x`` is the box crop (``crop=True``) or the full image, and ``z`` is made from it by the
-  degradation (the ``localization`` degradation makes z from the full image instead). ``C`` is 3, or more
+  degradation (an op that sets x itself, like ``localization``, makes z from the full image instead). ``C`` is 3, or more
   when the degradation appends privileged channels to x (``maker.x_channels``), e.g. the object's mask
   from the records' annotation images, which are then loaded with the images and kept aligned;
 * ``label``: the class index; ``index``: the sample's position in ``records``;
@@ -34,6 +35,7 @@ from ..errors import DataError
 from .cache import ArrayStore, ImageCache, digest, prepare_source
 from ..images import Box, decode_image, image_size
 from .records import Record
+from .sample import Sample
 
 CacheOption = ImageCache | str | os.PathLike[str] | None
 
@@ -54,7 +56,8 @@ def _word(text: str) -> int:
 
 
 class PairedDataset(Dataset):
-    """``(x, z, label, index, box)`` for each record, with z made by a degradation.
+    """A :class:`~cqdkit.data.sample.Sample` ``(x, z, label, index, box)`` for each record, with z made by a
+    degradation.
 
     Args:
         records: the samples (one split: train, val or test).
@@ -114,7 +117,7 @@ class PairedDataset(Dataset):
         self.pairs = ArrayStore(self.images.store.folder) if self.images is not None else None
         description = self.maker.describe()
         self._maker_key = json.dumps(description, sort_keys=True, default=str)
-        self.z_full_image = _z_uses_full_image(description)
+        self.z_full_image = bool(getattr(self.maker, "sets_x", False))  # z then shows the whole source
         self.needs_annotations: tuple[str, ...] = tuple(getattr(self.maker, "needs_annotations", ()))
         _check_annotations(self.records, self.needs_annotations, dataset_name, getattr(self.maker, "spec", ""))
 
@@ -146,12 +149,12 @@ class PairedDataset(Dataset):
         """Whether every sample's views are the same in every epoch (so they are cached)."""
         return not self.redraw
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int, int, torch.Tensor]:
+    def __getitem__(self, index: int) -> Sample:
         if not 0 <= index < len(self.records):
             raise IndexError(f"index {index} out of range for {len(self.records)} samples")
         record = self.records[index]
         x, z, box = self._views(index, record)
-        return _chw(x), _chw(z), record.label, index, torch.from_numpy(box)
+        return Sample(_chw(x), _chw(z), record.label, index, torch.from_numpy(box))
 
     def _views(self, index: int, record: Record) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         seed = self.seed_of(index)
@@ -267,8 +270,3 @@ def _image_cache(cache: CacheOption) -> ImageCache | None:
     if isinstance(cache, str) and cache == "memory":
         return ImageCache()
     return ImageCache(cache)
-
-
-def _z_uses_full_image(description: dict[str, Any]) -> bool:
-    """Whether the degradation makes z from the full image rather than from x (``localization``)."""
-    return any(op.get("name") == "localization" for op in description.get("ops", []))

@@ -18,6 +18,10 @@ class Localization:
     needs_box = True
     sets_x = True
 
+    def describe_x(self) -> dict[str, bool]:
+        """x is the box crop, exactly what ``crop=True`` makes (so A is shared with cropped pipelines)."""
+        return {"crop": True}
+
     def __call__(self, views: Views, rng: np.random.Generator) -> Views:
         assert views.box is not None  # PairMaker refuses samples without a box (needs_box)
         size = views.size

@@ -56,6 +56,7 @@ class PairMaker:
     Attributes:
         random: whether x or z changes with the seed.
         x_random: whether x itself changes with the seed (only the augmentation does that).
+        sets_x: whether an op defines x itself (``localization``); z is then made from the whole source.
         x_channels: the names of x's channels: red, green, blue, then those ops append (privileged
             channels such as ``"mask"``); z always has the three RGB channels.
         needs_annotations: the annotation images the ops read (pass them to the call).
@@ -78,6 +79,7 @@ class PairMaker:
             if index > 0 and getattr(op, "sets_x", False):
                 raise SpecError(f"{resolved[index][0].name} defines x and must come first in spec {spec!r}")
         self.needs_box = any(getattr(op, "needs_box", False) for op in self.ops)
+        self.sets_x = any(getattr(op, "sets_x", False) for op in self.ops)
         self.x_channels: tuple[str, ...] = RGB + tuple(
             str(channel) for op in self.ops for channel in getattr(op, "x_channels", ())
         )
@@ -192,6 +194,26 @@ class PairMaker:
             "x_random": self.x_random,
             "x_channels": list(self.x_channels),
         }
+
+    def describe_x(self) -> dict[str, Any]:
+        """What x depends on (z aside): its size, crop and augmentation, and the ops that set x or append
+        channels to it. Two pipelines with equal descriptions make the same x from the same sample.
+
+        An op that sets x describes its x with ``describe_x()`` (``localization``: ``{"crop": True}``, the
+        box crop, as ``crop=True`` makes it); without that method the op itself is the description.
+        """
+        description: dict[str, Any] = {"image_size": self.size, "crop": self.crop, "augment": self.augment}
+        ops = self.describe()["ops"]
+        x_ops = []
+        for described, op in zip(ops, self.ops):
+            if getattr(op, "sets_x", False) and callable(getattr(op, "describe_x", None)):
+                description.update(op.describe_x())
+            elif getattr(op, "sets_x", False) or getattr(op, "x_channels", ()):
+                x_ops.append(described)
+        if x_ops or len(self.x_channels) != len(RGB):
+            description["x_channels"] = list(self.x_channels)
+            description["x_ops"] = x_ops
+        return description
 
     def __repr__(self) -> str:
         return f"PairMaker({self.spec!r}, size={self.size}, crop={self.crop}, augment={self.augment})"

@@ -6,7 +6,7 @@ returning a ``size x size x 3`` ``uint8`` one. Upsamplers are registered by name
 ``weights=PATH``). A factory may be given as ``"module:attribute"`` so its module is imported only when a
 spec uses it. The learned super-resolution upsampler ``srcnn`` (paper appendix, Table 4) is registered
 that way, so torch loads only for specs such as ``lowres:size=56,upsample=srcnn,weights=sr.safetensors``
-(:mod:`cqdkit.degradations.srcnn`; train the weights with ``cqdkit sr-train``). Another one is added in
+(:mod:`cqdkit.degradations.srcnn_upsampler`; train the weights with ``cqdkit sr-train``). Another one is added in
 one line::
 
     register_upsampler("mysr", "mypackage.superres:make_mysr")
@@ -53,7 +53,7 @@ _REGISTRY: dict[str, UpsamplerFactory | str] = {
     "bilinear": _interpolation("LINEAR"),
     "nearest": _interpolation("NEAREST"),
     "lanczos": _interpolation("LANCZOS4"),
-    "srcnn": "cqdkit.degradations.srcnn:make_srcnn",
+    "srcnn": "cqdkit.degradations.srcnn_upsampler:make_srcnn",
 }
 
 

@@ -18,9 +18,11 @@ Optional attributes an op may define:
 - ``needs_box = True``: the op needs the sample's object box; a sample without one is an error.
 - ``needs_annotations = ("mask",)``: the op reads these annotation images (:attr:`Views.annotations`); a
   sample without one of them is an error.
-- ``sets_x = True``: the op defines the high-quality view x itself (``localization`` does) and sets
-  :attr:`Views.region` to the part of the source that x shows; every other op must leave x untouched,
-  except for appending channels:
+- ``sets_x = True``: the op defines the high-quality view x itself (``localization`` does), makes z from
+  the whole source, and sets :attr:`Views.region` to the part of the source that x shows; it must come
+  first. It may define ``describe_x() -> dict`` describing its x for sharing teachers between pipelines
+  (``localization``: ``{"crop": True}``); without it, a teacher is shared only with the same op. Every
+  other op must leave x untouched, except for appending channels:
 - ``x_channels = ("mask",)``: the op appends these channels, in this order, to x (``H x W x 3`` becomes
   ``H x W x (3 + k)``); x's first three channels stay RGB and z stays RGB. Privileged information for the
   teacher: the student, which sees z, never gets it. Cut the channel with :meth:`Views.in_x_frame` so it

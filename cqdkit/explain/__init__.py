@@ -11,6 +11,6 @@ One concept per module, each usable on its own::
     tau = box_fraction(maps, boxes)                      # share of it inside each (x0, y0, x1, y1) box
     pairs = top_reductions(confusion_matrix(y, b_pred, n), confusion_matrix(y, cqd_pred, n), k=5)
 
-``cqdkit explain RUN_DIR`` (:mod:`cqdkit.cli.explain`) runs all of them on a run's test set and writes
-the figures and a report. Importing this package itself imports nothing heavy.
+:func:`cqdkit.explain.analysis.explain_run` runs all of them on a run's test set and writes the figures and
+a report (what ``cqdkit explain RUN_DIR`` does). Importing this package itself imports nothing heavy.
 """

@@ -1,5 +1,5 @@
-"""Backbones: cqdkit's own architectures (VGG-M, ConvNet-S/M), the adapter to timm's model zoo, and
-loading/saving weights.
+"""Backbones: cqdkit's own architectures (VGG-M, ConvNet-S/M), the adapter to timm's model zoo, the
+preprocessing each expects, and loading/saving weights.
 
 Public names are imported on first access, so ``import cqdkit.models`` does not import torch::
 
@@ -15,8 +15,10 @@ from cqdkit.lazy import lazy_attributes
 
 _LAZY: dict[str, str] = {
     "create_backbone": "cqdkit.models.backbone",
-    "model_input_config": "cqdkit.models.backbone",
-    "InputConfig": "cqdkit.models.backbone",
+    "model_input_config": "cqdkit.models.preprocessing",
+    "InputConfig": "cqdkit.models.preprocessing",
+    "Normalizer": "cqdkit.models.preprocessing",
+    "save_model": "cqdkit.models.weights",
     "load_weights": "cqdkit.models.weights",
     "save_weights": "cqdkit.models.weights",
     "read_state_dict": "cqdkit.models.weights",

@@ -19,12 +19,13 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from ..errors import DataError
-from ..files import atomic_save_tensors
+from ..files import atomic_save_tensors, atomic_write_json
 
 #: Keys under which common training scripts nest the state dict in a ``.pth`` checkpoint.
 _NESTED_KEYS = ("state_dict", "model")
@@ -183,3 +184,10 @@ def save_weights(model: nn.Module, path: str | os.PathLike[str]) -> Path:
         )
     atomic_save_tensors(path, model.state_dict())
     return path
+
+
+def save_model(path: Path, model: nn.Module, description: dict[str, Any]) -> None:
+    """A trained model as ``path`` (safetensors weights) plus ``path.json`` describing how to rebuild it
+    (architecture, classes, preprocessing, ...)."""
+    atomic_save_tensors(path, model.state_dict())
+    atomic_write_json(path.with_suffix(".json"), description)

@@ -15,10 +15,9 @@ _LAZY: dict[str, str] = {
     "grayscale": "cqdkit.routing.spectrum",
     "QualityRouter": "cqdkit.routing.router",
     "Expert": "cqdkit.routing.router",
-    "PixelRouter": "cqdkit.routing.router",
-    "spectrum_features": "cqdkit.routing.train",
-    "fit_quality_classifier": "cqdkit.routing.train",
-    "quality_accuracy": "cqdkit.routing.train",
+    "spectrum_features": "cqdkit.routing.fit",
+    "fit_quality_classifier": "cqdkit.routing.fit",
+    "quality_accuracy": "cqdkit.routing.fit",
 }
 
 __getattr__, __dir__ = lazy_attributes(__name__, _LAZY)

@@ -2,7 +2,7 @@
 
 The paper's multi-resolution model (section 2.3, Figure 5) with any number of qualities::
 
-    images (B, 3, H, W) in [0, 1] --grayscale--> log spectrum (65 x 65) --linear--> quality q
+    pixels (B, 3, H, W) 0..255 --/255, grayscale--> log spectrum (65 x 65) --linear--> quality q
     images --expert k (its own normalisation)--> logits_k, for every k;  output = logits_q per image
 
 Every expert runs on every image and the output is gathered by the predicted quality, so one forward
@@ -14,8 +14,8 @@ Example::
 
     router = QualityRouter(["clean", "lowres"], [Expert("convnet-s", a, a_norm), Expert("convnet-s", g, g_norm)],
                            num_classes=12, image_size=64)
-    fit_quality_classifier(router, [clean_features, lowres_features])   # cqdkit.routing.train
-    logits = router(images)                # (B, 12), each row from the expert of the image's quality
+    fit_quality_classifier(router, [clean_features, lowres_features])   # cqdkit.routing.fit
+    logits = router(pixels)                # uint8 (B, 3, 64, 64) in; (B, 12) out, each row from its quality's expert
     router.save(Path("router.safetensors"))  # + router.json
 """
 
@@ -31,7 +31,8 @@ import torch
 from torch import nn
 
 from ..errors import CqdkitError, DataError
-from ..train.engine import Normalizer, save_model
+from ..models.preprocessing import Normalizer
+from ..models.weights import save_model
 from .spectrum import EPSILON, SPECTRUM_SIZE, LogSpectrum, grayscale
 
 FORMAT = "cqdkit-router"
@@ -62,7 +63,9 @@ class QualityRouter(nn.Module):
         info: free-form JSON-able description saved with the router (class names, degradation specs...).
 
     The quality classifier starts at zero (every image goes to expert 0) until fitted with
-    :func:`cqdkit.routing.train.fit_quality_classifier` or :meth:`set_classifier`.
+    :func:`cqdkit.routing.fit.fit_quality_classifier` or :meth:`set_classifier`.
+
+    Images are pixels 0..255 (uint8 or float), like every model wrapper of cqdkit takes them.
     """
 
     def __init__(
@@ -108,19 +111,16 @@ class QualityRouter(nn.Module):
     # -- quality -------------------------------------------------------------------------------
 
     def check_images(self, images: torch.Tensor) -> None:
-        """Raise :class:`CqdkitError` unless ``images`` is a float ``(B, 3, S, S)`` batch."""
+        """Raise :class:`CqdkitError` unless ``images`` is a ``(B, 3, S, S)`` batch of pixels."""
         expected = (3, self.image_size, self.image_size)
         if not isinstance(images, torch.Tensor) or images.dim() != 4 or tuple(images.shape[1:]) != expected:
             shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
             raise CqdkitError(f"the router expects images of shape (batch, {', '.join(map(str, expected))}), got {shape}")
-        if not images.is_floating_point():
-            raise CqdkitError(f"the router expects float images in [0, 1], got dtype {images.dtype} "
-                              "(divide uint8 images by 255)")
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
-        """``(B, out_size**2)`` log-magnitude spectra of float images in [0, 1]."""
+        """``(B, out_size**2)`` log-magnitude spectra of pixels 0..255 (computed on the [0, 1] scale)."""
         self.check_images(images)
-        return self.spectrum(grayscale(images)).flatten(1)
+        return self.spectrum(grayscale(images.float() / 255.0)).flatten(1)
 
     def quality_logits(self, images: torch.Tensor) -> torch.Tensor:
         """``(B, K)`` scores of the K qualities."""
@@ -154,8 +154,7 @@ class QualityRouter(nn.Module):
     def expert_logits(self, images: torch.Tensor) -> torch.Tensor:
         """``(K, B, num_classes)``: every expert's logits for every image."""
         self.check_images(images)
-        scaled = images * 255.0  # the normalisers take the 0..255 range of uint8 images
-        return torch.stack([expert(norm(scaled)).float() for expert, norm in zip(self.experts, self.normalizers)])
+        return torch.stack([expert(norm(images)).float() for expert, norm in zip(self.experts, self.normalizers)])
 
     def route(self, images: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
         """``(B, num_classes)`` logits of expert ``quality[i]`` for image ``i`` (an oracle gives the truth)."""
@@ -164,7 +163,7 @@ class QualityRouter(nn.Module):
         return torch.gather(stacked, 0, index)[0]
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Logits of each image's predicted-quality expert, for float ``(B, 3, S, S)`` images in [0, 1]."""
+        """Logits of each image's predicted-quality expert, for ``(B, 3, S, S)`` pixels 0..255."""
         return self.route(images, self.predict_quality(images))
 
     # -- files ---------------------------------------------------------------------------------
@@ -229,15 +228,3 @@ class QualityRouter(nn.Module):
         except RuntimeError as error:
             raise DataError(f"weights {path} do not match the router described in {meta_path}: {error}") from error
         return router.eval()
-
-
-class PixelRouter(nn.Module):
-    """A :class:`QualityRouter` fed float pixel values 0..255 instead of [0, 1] (the input contract of
-    :mod:`cqdkit.export`): ``PixelRouter(router)(255 * images) == router(images)``."""
-
-    def __init__(self, router: QualityRouter) -> None:
-        super().__init__()
-        self.router = router
-
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.router(pixels / 255.0)

@@ -17,10 +17,14 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .engine import Optimization
+    from .hardware import Hardware
 
 from ..errors import CqdkitError
-from .methods import METHODS
+from .methods import AUTO, METHODS
 
 #: The paper's protocol (ImageNet-pretrained vgg-m / vgg16 on CUB or Cars).
 PAPER_PROFILE: dict[str, Any] = {
@@ -49,26 +53,34 @@ CPU_PROFILE: dict[str, Any] = {
 }
 
 
+def option(name: str, default: Any = None, **kwargs: Any) -> Any:
+    """A RunConfig field whose command-line option is ``name`` (when it is not ``--field-name``)."""
+    if "default_factory" not in kwargs:
+        kwargs["default"] = default
+    return field(metadata={"option": name}, **kwargs)
+
+
 @dataclass
 class RunConfig:
     """A whole CQD run: data, degradation, models, method, optimisation and where to write.
 
     ``None`` for a profile field (teacher, student, image_size, epochs, batch_size, lr, lr_end, temperature,
-    lam) means "use the profile's value" -- see :meth:`resolved`.
+    lam) means "use the profile's value" -- see :meth:`resolved`. Each field is the command-line option of
+    the same name (``lam`` is ``--lambda``; see :meth:`option_name`).
     """
 
     degrade: str = "tps"
     teacher: str | None = None  # None: the profile's (vggm for the paper, convnet-s on the CPU)
     student: str | None = None
-    method: str = "auto"  # "auto": a-cqd when teacher == student, else cqd
+    method: str = AUTO  # "auto": a-cqd when the student can start from the teacher, else cqd
     loss: str = "softce"
     dataset: str = "synthetic"
     root: str | None = None
-    dataset_options: dict[str, Any] = field(default_factory=dict)
+    dataset_options: dict[str, Any] = option("--dataset-option", default_factory=dict)
     skip_bad: bool = False
     crop: bool | None = None  # x is the box crop (the paper's "localized" images); None: when boxes exist
     augment: bool = False  # paired random geometry, applied to x and z alike
-    fixed_train_z: bool = True  # the paper: one z per training image; False redraws z every epoch
+    fixed_train_z: bool = option("--redraw-z", True)  # the paper: one z per training image
     val_fraction: float = 0.1
     image_size: int | None = None
     epochs: int | None = None
@@ -78,19 +90,25 @@ class RunConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     temperature: float | None = None
-    lam: float | None = None
+    lam: float | None = option("--lambda")
     pretrained: bool = False
     teacher_weights: str | None = None
     student_weights: str | None = None
     seed: int = 0
     device: str = "auto"
-    amp: bool = True  # bf16 autocast on CUDA (ignored on the CPU)
+    amp: bool = option("--no-amp", True)  # bf16 autocast on CUDA (ignored on the CPU)
     channels_last: bool = True  # on CUDA
     compile: bool = False
     workers: int = 0
     cache_teacher: bool = True
     profile: str = "auto"  # "paper", "cpu", or "auto" (cpu for the synthetic dataset)
     out: str | None = None
+
+    @staticmethod
+    def option_name(name: str) -> str:
+        """The command-line option of field ``name``: ``"lam"`` -> ``"--lambda"``."""
+        metadata = {f.name: f.metadata for f in dataclasses.fields(RunConfig)}
+        return metadata[name].get("option", "--" + name.replace("_", "-"))
 
     def profile_values(self) -> dict[str, Any]:
         profile = self.profile
@@ -101,26 +119,24 @@ class RunConfig:
         return dict(PAPER_PROFILE if profile == "paper" else CPU_PROFILE)
 
     def resolved(self) -> RunConfig:
-        """A copy with every ``None`` profile field filled in and the method chosen; validates."""
+        """A copy with every ``None`` profile field filled in; validates.
+
+        The method stays as given (``auto`` included): which method ``auto`` means depends on x's
+        channels too, which the experiment knows (:func:`cqdkit.train.methods.resolve`).
+        """
         values = dataclasses.asdict(self)
         for key, default in self.profile_values().items():
             if values[key] is None:
                 values[key] = default
-        if values["method"] == "auto":
-            values["method"] = "a-cqd" if values["teacher"] == values["student"] else "cqd"
         config = RunConfig(**values)
         config.validate()
         return config
 
     def validate(self) -> None:
-        if self.method not in METHODS:
-            raise CqdkitError(f"unknown method {self.method!r}; expected one of {', '.join(METHODS)}")
-        if self.method in ("a-b", "a-cqd") and self.teacher != self.student:
-            raise CqdkitError(
-                f"method {self.method!r} starts the student from the teacher's weights, so teacher and student "
-                f"must be the same architecture (got teacher {self.teacher!r}, student {self.student!r}); "
-                "use --method cqd for a different student"
-            )
+        if self.method != AUTO and self.method not in METHODS:
+            raise CqdkitError(f"unknown method {self.method!r}; expected one of {AUTO}, {', '.join(METHODS)}")
+        if self.method != AUTO and self.teacher is not None and self.student is not None:
+            METHODS[self.method].check(teacher=self.teacher, student=self.student)
         checks = {
             "epochs": (self.epochs, 1),
             "batch_size": (self.batch_size, 1),
@@ -135,6 +151,20 @@ class RunConfig:
             raise CqdkitError(f"lambda must be non-negative, got {self.lam}")
         if not 0 <= self.val_fraction < 1:
             raise CqdkitError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+
+    def optimization(self) -> Optimization:
+        """The SGD settings of this (resolved) config."""
+        from .engine import Optimization
+
+        return Optimization(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, lr_end=self.lr_end,
+                            momentum=self.momentum, weight_decay=self.weight_decay, seed=self.seed)
+
+    def hardware(self) -> Hardware:
+        """Where and how this config computes (``device`` resolved: ``auto`` picks CUDA when present)."""
+        from .hardware import Hardware, resolve_device
+
+        return Hardware(device=resolve_device(self.device), amp=self.amp, channels_last=self.channels_last,
+                        compile=self.compile, workers=self.workers)
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

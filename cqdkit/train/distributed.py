@@ -35,3 +35,15 @@ def setup(device: str) -> Iterator[str]:
         yield f"cuda:{local_rank}" if use_cuda else "cpu"
     finally:
         dist.destroy_process_group()
+
+
+def world() -> tuple[int, int]:
+    """``(rank, world_size)`` of this process (``(0, 1)`` without torch.distributed)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def is_main_process() -> bool:
+    """Whether this process writes files and prints results (rank 0, or the only process)."""
+    return world()[0] == 0

@@ -6,14 +6,16 @@ Data flows exactly as in the paper's Equation 1::
 
 where ``view`` is x for method A and z for every other method, and f(x_i) comes from the frozen teacher
 (cached logits or an online forward pass). Images travel as uint8 and are normalised on the device.
+
+:func:`fit` sets up (optimizer, schedule, resume, DDP), then alternates :func:`train_one_epoch` and a
+checkpoint; the loop itself knows nothing about files.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,17 +26,14 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from ..data.sample import Sample, check_view
 from ..errors import TrainingError
-from .checkpoint import (
-    atomic_save_tensors,
-    atomic_write_bytes,
-    atomic_write_json,
-    load_checkpoint,
-    restore_rng,
-    save_checkpoint,
-)
-
-VIEWS = {"x": 0, "z": 1}
+from ..files import atomic_write_text
+from ..models.preprocessing import Normalizer
+from ..reporting import Reporter
+from .checkpoint import load_checkpoint, restore_rng, save_checkpoint
+from .distributed import world
+from .hardware import Hardware
 
 
 @dataclass(frozen=True)
@@ -48,52 +47,6 @@ class Optimization:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     seed: int = 0
-
-
-@dataclass(frozen=True)
-class Hardware:
-    """Where and how to compute."""
-
-    device: torch.device = torch.device("cpu")
-    amp: bool = True  # bf16 autocast, CUDA only
-    channels_last: bool = True  # CUDA only
-    compile: bool = False
-    workers: int = 0
-    progress: bool = True
-
-    @property
-    def cuda(self) -> bool:
-        return self.device.type == "cuda"
-
-    def autocast(self):
-        if self.cuda and self.amp:
-            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-        return nullcontext()
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when available; a CUDA device asked for but missing is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise TrainingError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
-    return device
-
-
-class Normalizer(nn.Module):
-    """uint8 ``(N, C, H, W)`` images to the float input a backbone expects: ``(x / 255 - mean) / std``."""
-
-    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
-        super().__init__()
-        self.mean, self.std = [float(m) for m in mean], [float(s) for s in std]
-        mean_t = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
-        std_t = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
-        self.register_buffer("scale", 1.0 / (255.0 * std_t))
-        self.register_buffer("shift", mean_t / std_t)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return images.float() * self.scale - self.shift
 
 
 class TeacherSignal:
@@ -110,12 +63,13 @@ class TeacherSignal:
             raise ValueError("give either cached logits or an online teacher")
         self.cached, self.teacher, self.normalizer = cached, teacher, normalizer
 
-    def __call__(self, x: torch.Tensor, indices: torch.Tensor, hardware: Hardware) -> torch.Tensor:
+    def __call__(self, batch: Sample, hardware: Hardware) -> torch.Tensor:
+        """The teacher's logits on the batch's high-quality views x."""
         if self.cached is not None:
-            return self.cached[indices.cpu()].to(hardware.device, non_blocking=True)
+            return self.cached[batch.index.cpu()].to(hardware.device, non_blocking=True)
         assert self.teacher is not None and self.normalizer is not None
         with torch.no_grad(), hardware.autocast():
-            return self.teacher(_to_input(self.normalizer, x, hardware)).float()
+            return self.teacher(hardware.to_input(self.normalizer, batch.x)).float()
 
 
 @dataclass
@@ -129,10 +83,20 @@ class Objective:
     distill_labels: bool = False  # call distill(student, teacher, labels) (DistillLoss.needs_labels)
 
     def __post_init__(self) -> None:
-        if self.view not in VIEWS:
-            raise ValueError(f"view must be 'x' or 'z', got {self.view!r}")
+        check_view(self.view)
         if (self.distill is None) != (self.teacher is None):
             raise ValueError("a distillation objective needs both a loss and a teacher")
+
+    def loss(self, logits: torch.Tensor, batch: Sample, labels: torch.Tensor, hardware: Hardware) -> tuple[
+            torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(loss, ce, distill)`` of a batch: Equation 1 when distilling, else ``distill`` is 0."""
+        ce = F.cross_entropy(logits.float(), labels)
+        if self.distill is None or self.teacher is None:
+            return ce, ce, torch.zeros((), device=ce.device)
+        target = self.teacher(batch, hardware)
+        extra = (labels,) if self.distill_labels else ()
+        distill = self.distill(logits, target, *extra)
+        return ce + self.lam * distill, ce, distill
 
 
 @dataclass
@@ -149,13 +113,6 @@ class FitResult:
         return images / seconds if seconds else float("nan")
 
 
-def world() -> tuple[int, int]:
-    """``(rank, world_size)`` of this process (``(0, 1)`` without torch.distributed)."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
 def linear_lr(epochs: int, lr: float, lr_end: float) -> Callable[[int], float]:
     """Multiplier of ``lr`` at each epoch: linear from ``lr`` (first epoch) to ``lr_end`` (last epoch)."""
 
@@ -166,29 +123,6 @@ def linear_lr(epochs: int, lr: float, lr_end: float) -> Callable[[int], float]:
         return (lr + (lr_end - lr) * t) / lr
 
     return factor
-
-
-def _to_input(normalizer: Normalizer, images: torch.Tensor, hardware: Hardware) -> torch.Tensor:
-    images = normalizer(images.to(hardware.device, non_blocking=True))
-    if hardware.cuda and hardware.channels_last:
-        images = images.contiguous(memory_format=torch.channels_last)
-    return images
-
-
-@contextmanager
-def progress_bar(description: str, total: int, enabled: bool) -> Iterator[Callable[[int], None]]:
-    """A transient rich progress bar on a terminal (nothing in logs); yields ``advance(n)``."""
-    from ..cli.console import err_console
-
-    if not enabled or not err_console.is_terminal:
-        yield lambda n=1: None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=err_console, transient=True) as progress:
-        task = progress.add_task(description, total=total)
-        yield lambda n=1: progress.advance(task, n)
 
 
 def make_loader(
@@ -227,6 +161,7 @@ def fit(
     name: str = "model",
     resume: bool = True,
     on_epoch: Callable[[int], None] | None = None,
+    reporter: Reporter | None = None,
 ) -> FitResult:
     """Train ``model`` in place for ``optimization.epochs`` epochs, checkpointing into ``directory``.
 
@@ -240,32 +175,93 @@ def fit(
     rank, size = world()
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    model.to(hardware.device)
+    hardware.prepare(model)
     normalizer.to(hardware.device)
-    if hardware.cuda and hardware.channels_last:
-        model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(
-        model.parameters(),
-        lr=optimization.lr,
-        momentum=optimization.momentum,
-        weight_decay=optimization.weight_decay,
+        model.parameters(), lr=optimization.lr, momentum=optimization.momentum, weight_decay=optimization.weight_decay
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, linear_lr(optimization.epochs, optimization.lr, optimization.lr_end)
     )
-    result = FitResult()
-    start = 0
-    state = load_checkpoint(directory) if resume else None
-    if state is not None:
-        model.load_state_dict(state.model)
-        optimizer.load_state_dict(state.optimizer)
-        scheduler.load_state_dict(state.scheduler)
-        restore_rng(state.rng["tensors"], state.rng["json"])
-        result.history = list(state.extra.get("history", []))
-        start = result.resumed_from = state.epoch
-    if start >= optimization.epochs:
+    result = _resume(directory, model, optimizer, scheduler) if resume else FitResult()
+    if result.resumed_from >= optimization.epochs:
         return result
+    trainable = _wrap(model, hardware, size)
+    loader, sampler = make_loader(dataset, optimization.batch_size, hardware, shuffle=True, seed=optimization.seed)
+    reporter = reporter if reporter is not None and rank == 0 else Reporter.silent()
+    for epoch in range(result.resumed_from, optimization.epochs):
+        sampler.set_epoch(epoch)
+        if on_epoch is not None:
+            on_epoch(epoch)
+        lr = optimizer.param_groups[0]["lr"]
+        began = time.perf_counter()
+        with reporter.progress(f"{name} epoch {epoch + 1}/{optimization.epochs}", len(loader)) as advance:
+            totals = train_one_epoch(
+                trainable, normalizer, loader, objective, optimizer, hardware,
+                on_step=advance, on_bad_loss=lambda loss, step: _stop(loss, epoch, step, directory),
+            )
+        scheduler.step()
+        result.history.append(_epoch_row(epoch, lr, totals, time.perf_counter() - began, size))
+        if rank == 0:
+            _save(directory, epoch + 1, model, optimizer, scheduler, result)
+        if size > 1:
+            dist.barrier()
+    return result
 
+
+def train_one_epoch(
+    model: nn.Module,
+    normalizer: Normalizer,
+    loader: DataLoader,
+    objective: Objective,
+    optimizer: torch.optim.Optimizer,
+    hardware: Hardware,
+    *,
+    on_step: Callable[[int], None] = lambda n: None,
+    on_bad_loss: Callable[[torch.Tensor, int], None] | None = None,
+) -> dict[str, float]:
+    """One pass over ``loader``: a step of ``objective`` per batch. Returns the epoch's sums
+    (``loss``, ``ce``, ``distill`` and ``correct`` summed over images, and ``images``).
+
+    ``on_bad_loss(loss, step)`` is called (and must raise) when the loss is not finite; every process of a
+    distributed run learns of it together, so none waits forever in an all-reduce.
+    """
+    model.train()
+    totals = {"loss": 0.0, "ce": 0.0, "distill": 0.0, "correct": 0.0, "images": 0}
+    for step, batch in enumerate(loader):
+        labels = batch.label.to(hardware.device, non_blocking=True)
+        with hardware.autocast():
+            logits = model(hardware.to_input(normalizer, batch.view(objective.view)))
+        loss, ce, distill = objective.loss(logits, batch, labels, hardware)
+        if on_bad_loss is not None and not _finite_everywhere(loss):
+            on_bad_loss(loss, step)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        n = labels.shape[0]
+        totals["loss"] += float(loss.detach()) * n
+        totals["ce"] += float(ce.detach()) * n
+        totals["distill"] += float(distill.detach()) * n
+        totals["correct"] += float((logits.detach().argmax(1) == labels).sum())
+        totals["images"] += n
+        on_step(1)
+    return totals
+
+
+def _resume(directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any) -> FitResult:
+    """Load the newest checkpoint of ``directory`` into the model, optimizer, schedule and RNGs."""
+    state = load_checkpoint(directory)
+    if state is None:
+        return FitResult()
+    model.load_state_dict(state.model)
+    optimizer.load_state_dict(state.optimizer)
+    scheduler.load_state_dict(state.scheduler)
+    restore_rng(state.rng["tensors"], state.rng["json"])
+    return FitResult(history=list(state.extra.get("history", [])), resumed_from=state.epoch)
+
+
+def _wrap(model: nn.Module, hardware: Hardware, size: int) -> nn.Module:
+    """The module the loop trains: DDP across processes, compiled when asked."""
     trainable: nn.Module = model
     if size > 1:
         trainable = nn.parallel.DistributedDataParallel(
@@ -273,78 +269,41 @@ def fit(
         )
     if hardware.compile:
         trainable = torch.compile(trainable)
-    loader, sampler = make_loader(dataset, optimization.batch_size, hardware, shuffle=True, seed=optimization.seed)
-    view = VIEWS[objective.view]
-    for epoch in range(start, optimization.epochs):
-        sampler.set_epoch(epoch)
-        if on_epoch is not None:
-            on_epoch(epoch)
-        trainable.train()
-        totals = {"loss": 0.0, "ce": 0.0, "distill": 0.0, "correct": 0.0, "images": 0}
-        began = time.perf_counter()
-        description = f"{name} epoch {epoch + 1}/{optimization.epochs}"
-        with progress_bar(description, len(loader), hardware.progress and rank == 0) as advance:
-            for step, batch in enumerate(loader):
-                images, labels, indices = batch[view], batch[2], batch[3]
-                labels = labels.to(hardware.device, non_blocking=True)
-                with hardware.autocast():
-                    logits = trainable(_to_input(normalizer, images, hardware))
-                ce = F.cross_entropy(logits.float(), labels)
-                loss = ce
-                distill_value = torch.zeros((), device=hardware.device)
-                if objective.distill is not None and objective.teacher is not None:
-                    target = objective.teacher(batch[0], indices, hardware)
-                    extra = (labels,) if objective.distill_labels else ()
-                    distill_value = objective.distill(logits, target, *extra)
-                    loss = ce + objective.lam * distill_value
-                _check_finite(loss, epoch, step, directory, size)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                n = labels.shape[0]
-                totals["loss"] += float(loss.detach()) * n
-                totals["ce"] += float(ce.detach()) * n
-                totals["distill"] += float(distill_value.detach()) * n
-                totals["correct"] += float((logits.detach().argmax(1) == labels).sum())
-                totals["images"] += n
-                advance(1)
-        seconds = time.perf_counter() - began
-        lr = optimizer.param_groups[0]["lr"]
-        scheduler.step()
-        images = max(int(totals["images"]), 1)
-        row = {
-            "epoch": epoch + 1,
-            "lr": lr,
-            "loss": totals["loss"] / images,
-            "ce": totals["ce"] / images,
-            "distill": totals["distill"] / images,
-            "train_acc": totals["correct"] / images,
-            "images": int(totals["images"]) * size,
-            "seconds": seconds,
-        }
-        result.history.append(row)
-        if rank == 0:
-            lines = "".join(json.dumps(entry) + "\n" for entry in result.history)
-            atomic_write_bytes(directory / "log.jsonl", lines.encode())
-            save_checkpoint(
-                directory,
-                epoch=epoch + 1,
-                model=model,
-                optimizer=optimizer,
-                scheduler=scheduler,
-                extra={"history": result.history},
-            )
-        if size > 1:
-            dist.barrier()
-    return result
+    return trainable
 
 
-def _check_finite(loss: torch.Tensor, epoch: int, step: int, directory: Path, size: int) -> None:
+def _epoch_row(epoch: int, lr: float, totals: dict[str, float], seconds: float, size: int) -> dict[str, Any]:
+    """One line of ``log.jsonl``: per-image means of the epoch's sums, and its speed."""
+    images = max(int(totals["images"]), 1)
+    return {
+        "epoch": epoch + 1,
+        "lr": lr,
+        "loss": totals["loss"] / images,
+        "ce": totals["ce"] / images,
+        "distill": totals["distill"] / images,
+        "train_acc": totals["correct"] / images,
+        "images": int(totals["images"]) * size,
+        "seconds": seconds,
+    }
+
+
+def _save(directory: Path, epochs_done: int, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+          result: FitResult) -> None:
+    """The log so far and the checkpoint of ``epochs_done`` completed epochs."""
+    atomic_write_text(directory / "log.jsonl", "".join(json.dumps(row) + "\n" for row in result.history))
+    save_checkpoint(directory, epoch=epochs_done, model=model, optimizer=optimizer, scheduler=scheduler,
+                    extra={"history": result.history})
+
+
+def _finite_everywhere(loss: torch.Tensor) -> bool:
+    """Whether the loss is finite in every process (all stop together, or the others wait forever)."""
     finite = torch.isfinite(loss.detach()).float()
-    if size > 1:  # every process must stop together, or the others wait forever in all-reduce
+    if world()[1] > 1:
         dist.all_reduce(finite, op=dist.ReduceOp.MIN)
-    if finite.item() == 1.0:
-        return
+    return finite.item() == 1.0
+
+
+def _stop(loss: torch.Tensor, epoch: int, step: int, directory: Path) -> None:
     state = load_checkpoint(directory) if directory.exists() else None
     kept = f"the last good checkpoint (epoch {state.epoch}) is kept in {directory}" if state else (
         "no checkpoint was written yet")
@@ -352,44 +311,3 @@ def _check_finite(loss: torch.Tensor, epoch: int, step: int, directory: Path, si
         f"the training loss became {loss.item()} at epoch {epoch + 1}, batch {step + 1}; training stopped and {kept}. "
         "Lower the learning rate (--lr) or lambda (--lambda), then continue with --resume."
     )
-
-
-@torch.no_grad()
-def predict(
-    model: nn.Module,
-    normalizer: Normalizer,
-    dataset: Dataset,
-    view: str,
-    hardware: Hardware,
-    *,
-    batch_size: int = 128,
-    name: str = "evaluate",
-    channels: int | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(logits, labels)`` of ``model`` on every sample's ``view``, in dataset order (single process).
-
-    ``channels`` feeds only the view's first channels (an RGB model on an x with privileged channels).
-    """
-    model.to(hardware.device).eval()
-    normalizer.to(hardware.device)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=hardware.workers)
-    outputs, targets = [], []
-    with progress_bar(name, len(loader), hardware.progress and world()[0] == 0) as advance:
-        for batch in loader:
-            images = batch[VIEWS[view]] if channels is None else batch[VIEWS[view]][:, :channels]
-            with hardware.autocast():
-                outputs.append(model(_to_input(normalizer, images, hardware)).float().cpu())
-            targets.append(batch[2])
-            advance(1)
-    return torch.cat(outputs), torch.cat(targets)
-
-
-def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
-    """Per-image top-1 accuracy in [0, 1]."""
-    return float((logits.argmax(1) == labels).float().mean()) if len(labels) else float("nan")
-
-
-def save_model(path: Path, model: nn.Module, description: dict[str, Any]) -> None:
-    """Final weights as ``path`` (safetensors) plus ``path.json`` describing how to rebuild the model."""
-    atomic_save_tensors(path, model.state_dict())
-    atomic_write_json(path.with_suffix(".json"), description)

@@ -25,25 +25,16 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..errors import CqdkitError
-from ..plugin import PluginManager, get_plugin_manager
 from ..files import atomic_write_json
+from ..models.preprocessing import Normalizer
+from ..models.weights import save_model
+from ..plugin import PluginManager, get_plugin_manager
+from ..reporting import Reporter
 from .config import RunConfig
-from .engine import (
-    FitResult,
-    Hardware,
-    Normalizer,
-    Objective,
-    Optimization,
-    TeacherSignal,
-    accuracy,
-    fit,
-    predict,
-    resolve_device,
-    save_model,
-    world,
-)
-from .methods import METHODS, Method
+from .distributed import is_main_process
+from .engine import FitResult, Objective, TeacherSignal, fit
+from .evaluate import accuracy, predict
+from .methods import AUTO, Method, get_method, resolve
 from .teacher import FrozenTeacher, teacher_logits
 
 
@@ -64,12 +55,14 @@ class Experiment:
     """Data and models of one CQD experiment.
 
     Args:
-        config: the run's settings (resolved on construction).
+        config: the run's settings (resolved on construction; ``method="auto"`` becomes the distilled
+            method the architectures and x's channels allow).
         directory: where models, logs and results go.
         teacher_root: a folder shared with other experiments; model A then lives in
             ``teacher_root/a-<key>``, the key hashing everything A depends on (the x pipeline, the teacher
             and the optimisation), so experiments that would train the same A share it.
         resume: continue models whose checkpoints exist (finished ones are just loaded).
+        reporter: where training and evaluation show their progress (None: nowhere).
     """
 
     def __init__(
@@ -79,34 +72,26 @@ class Experiment:
         *,
         teacher_root: Path | None = None,
         resume: bool = True,
-        progress: bool = True,
+        reporter: Reporter | None = None,
         manager: PluginManager | None = None,
     ) -> None:
         from ..data import PairedDataset, load_dataset, split_train_val
         from ..degradations import PairMaker
 
-        self.config = config.resolved()
+        cfg = config.resolved()
         self.directory = Path(directory)
         self.resume = resume
+        self.reporter = reporter or Reporter.silent()
         self.manager = manager or get_plugin_manager()
-        cfg = self.config
-        self.hardware = Hardware(
-            device=resolve_device(cfg.device),
-            amp=cfg.amp,
-            channels_last=cfg.channels_last,
-            compile=cfg.compile,
-            workers=cfg.workers,
-            progress=progress,
-        )
+        self.hardware = cfg.hardware()
         self.data = load_dataset(
             cfg.dataset, cfg.root, skip_bad=cfg.skip_bad, manager=self.manager, **cfg.dataset_options
         )
         self.crop = self.data.has_boxes if cfg.crop is None else cfg.crop
         self.maker = PairMaker(cfg.degrade, size=cfg.image_size, crop=self.crop, augment=cfg.augment,
                                manager=self.manager)
-        if config.method == "auto" and self.privileged and METHODS[cfg.method].from_teacher:
-            self.config = cfg = dataclasses.replace(cfg, method="cqd")  # A's weights cannot start an RGB student
-        self._check_channels(METHODS[cfg.method])
+        self.method = resolve(cfg.method, **self._method_context(cfg))
+        self.config = dataclasses.replace(cfg, method=self.method.name)
         train, val = split_train_val(self.data.train, cfg.val_fraction, cfg.seed)
         paired = dict(maker=self.maker, seed=cfg.seed, dataset_name=self.data.name)
         self.train_set = PairedDataset(train, split="train", fixed_z=cfg.fixed_train_z, **paired)
@@ -114,6 +99,11 @@ class Experiment:
         self.test_set = PairedDataset(self.data.test, split="test", **paired)
         self._models: dict[str, TrainedModel] = {}
         self.teacher_directory = Path(teacher_root) / f"a-{self.teacher_key()}" if teacher_root else self.directory / "a"
+
+    def _method_context(self, cfg: RunConfig) -> dict[str, Any]:
+        """What decides which methods can run: the architectures and x's channels."""
+        return {"teacher": cfg.teacher, "student": cfg.student, "x_channels": self.maker.x_channels,
+                "degrade": cfg.degrade}
 
     @property
     def x_channels(self) -> int:
@@ -129,15 +119,16 @@ class Experiment:
         """Input channels of ``method``'s model: x's for a model trained on x, else RGB."""
         return self.x_channels if method.view == "x" else 3
 
-    def _check_channels(self, method: Method) -> None:
-        """A model that starts from A's weights needs A's input channels."""
-        if method.from_teacher and self.in_chans(method) != self.x_channels:
-            raise CqdkitError(
-                f"method {method.name!r} starts from the teacher's weights, but the teacher sees "
-                f"{self.x_channels} input channels ({', '.join(self.maker.x_channels)}: degradation "
-                f"{self.config.degrade!r} adds privileged channels to x) and the student {self.in_chans(method)} "
-                "(RGB z); use --method cqd"
-            )
+    def distilled_method(self) -> Method:
+        """The distilled student of this experiment: its own method when that distils, else the one
+        ``--method auto`` picks (A+CQD, or CQD when the student cannot start from A)."""
+        if self.method.distill:
+            return self.method
+        return resolve(AUTO, **self._method_context(self.config))
+
+    def can_train(self, method_name: str) -> bool:
+        """Whether this experiment's architectures and inputs allow ``method_name``."""
+        return get_method(method_name).unavailable(**self._method_context(self.config)) is None
 
     # -- description --------------------------------------------------------------------------
 
@@ -168,23 +159,15 @@ class Experiment:
     def x_pipeline(self) -> dict[str, Any]:
         """What x depends on: the dataset, the split and how x is cut and sized (not the degradation)."""
         cfg = self.config
-        localization = any(op["name"] == "localization" for op in self.maker.describe().get("ops", []))
-        pipeline: dict[str, Any] = {
+        return {
             "dataset": cfg.dataset,
             "root": str(self.data.root),
             "dataset_options": cfg.dataset_options,
-            "image_size": cfg.image_size,
-            "crop": self.crop or localization,
-            "augment": cfg.augment,
             "val_fraction": cfg.val_fraction,
             "seed": cfg.seed,
             "train_ids": hashlib.sha256(json.dumps(self.train_set.ids()).encode()).hexdigest()[:16],
+            **self.maker.describe_x(),
         }
-        if self.privileged:  # which channels x carries, and how they are made
-            ops = self.maker.describe()["ops"]
-            pipeline["x_channels"] = list(self.maker.x_channels)
-            pipeline["x_ops"] = [op for op, made in zip(ops, self.maker.ops) if getattr(made, "x_channels", ())]
-        return pipeline
 
     def teacher_key(self) -> str:
         """A short hash of everything model A depends on."""
@@ -200,61 +183,35 @@ class Experiment:
 
     # -- models -------------------------------------------------------------------------------
 
-    def model(self, method_name: str) -> TrainedModel:
-        """The trained model of ``method_name``, training it (and A, when needed) on first use."""
+    def train_or_load(self, method_name: str) -> TrainedModel:
+        """The trained model of ``method_name``: trained now (and A first, when it needs A), continued from
+        its checkpoint, or loaded when finished. Each method is trained at most once per experiment.
+
+        Raises:
+            CqdkitError: the architectures or x's channels do not allow the method.
+        """
         if method_name in self._models:
             return self._models[method_name]
-        method = METHODS[method_name]
+        method = get_method(method_name)
+        method.check(**self._method_context(self.config))
         cfg = self.config
-        architecture = cfg.teacher if method.role == "teacher" else cfg.student
-        if method.from_teacher and cfg.teacher != cfg.student:
-            raise CqdkitError(
-                f"method {method_name!r} starts from the teacher's weights and needs the same architecture "
-                f"for teacher and student (got {cfg.teacher!r} and {cfg.student!r})"
-            )
-        self._check_channels(method)
-        in_chans = self.in_chans(method)
-        teacher = self.model("a") if (method.from_teacher or method.distill) else None
-        directory = self.teacher_directory if method_name == "a" else self.directory / method_name
+        teacher = self.train_or_load("a") if method.needs_teacher else None
+        directory = self.teacher_directory if method.name == "a" else self.directory / method.name
         directory.mkdir(parents=True, exist_ok=True)
         model, normalizer = self.initial_model(method)
         if method.from_teacher and teacher is not None:
             model.load_state_dict(teacher.model.state_dict())
-        objective = Objective(view=method.view)
-        if method.distill and teacher is not None:
-            loss = self.manager.loss(cfg.loss)
-            objective = Objective(
-                view="z",
-                distill=loss.factory(temperature=cfg.temperature),
-                lam=float(cfg.lam),
-                teacher=self._teacher_signal(teacher),
-                distill_labels=loss.needs_labels,
-            )
-        optimization = Optimization(
-            epochs=cfg.epochs,
-            batch_size=cfg.batch_size,
-            lr=cfg.lr,
-            lr_end=cfg.lr_end,
-            momentum=cfg.momentum,
-            weight_decay=cfg.weight_decay,
-            seed=cfg.seed,
-        )
         result = fit(
-            model,
-            normalizer,
-            self.train_set,
-            objective,
-            optimization,
-            self.hardware,
-            directory,
-            name=METHODS[method_name].title,
-            resume=self.resume,
-            on_epoch=self.train_set.set_epoch,
+            model, normalizer, self.train_set, self._objective(method, teacher), cfg.optimization(), self.hardware,
+            directory, name=method.title, resume=self.resume, on_epoch=self.train_set.set_epoch,
+            reporter=self.reporter,
         )
-        if world()[0] == 0:
+        architecture = method.architecture(cfg.teacher, cfg.student)
+        in_chans = self.in_chans(method)
+        if is_main_process():
             save_model(directory / "model.safetensors", model, {
                 "architecture": architecture,
-                "method": method_name,
+                "method": method.name,
                 "num_classes": self.data.num_classes,
                 "in_chans": in_chans,
                 "channels": list(self.maker.x_channels[:in_chans]),
@@ -265,16 +222,29 @@ class Experiment:
                 "pipeline": self.maker.describe(),
             })
         trained = TrainedModel(method, architecture, model, normalizer, result, directory, in_chans)
-        self._models[method_name] = trained
+        self._models[method.name] = trained
         return trained
+
+    def _objective(self, method: Method, teacher: TrainedModel | None) -> Objective:
+        """CE on the method's view, plus the distillation term of Equation 1 when the method distils."""
+        if not method.distill or teacher is None:
+            return Objective(view=method.view)
+        loss = self.manager.loss(self.config.loss)
+        return Objective(
+            view=method.view,
+            distill=loss.factory(temperature=self.config.temperature),
+            lam=float(self.config.lam),
+            teacher=self._teacher_signal(teacher),
+            distill_labels=loss.needs_labels,
+        )
 
     def initial_model(self, method: Method) -> tuple[nn.Module, Normalizer]:
         """``method``'s backbone, freshly built with its seeded initialisation (the same for every method of
         a role, so rows compare fairly), or its ``--pretrained`` / weights-file start, and its normalisation."""
-        from ..models import create_backbone, load_weights, model_input_config
+        from ..models import create_backbone, load_weights
 
         cfg = self.config
-        architecture = cfg.teacher if method.role == "teacher" else cfg.student
+        architecture = method.architecture(cfg.teacher, cfg.student)
         seed_text = f"{cfg.seed}:{architecture}"
         torch.manual_seed(int(hashlib.sha256(seed_text.encode()).hexdigest()[:8], 16))
         model = create_backbone(
@@ -284,8 +254,7 @@ class Experiment:
         weights = cfg.teacher_weights if method.role == "teacher" else cfg.student_weights
         if weights and not method.from_teacher:
             load_weights(model, weights)
-        preprocessing = model_input_config(model)
-        return model, Normalizer(preprocessing.mean, preprocessing.std)
+        return model, Normalizer.for_model(model)
 
     def _teacher_signal(self, teacher: TrainedModel) -> TeacherSignal:
         frozen = FrozenTeacher(teacher.model).to(self.hardware.device)
@@ -294,7 +263,7 @@ class Experiment:
             def compute() -> torch.Tensor:
                 logits, _labels = predict(
                     frozen, teacher.normalizer, self.train_set, "x", self.hardware,
-                    batch_size=max(self.config.batch_size, 64), name="teacher logits",
+                    batch_size=max(self.config.batch_size, 64), name="teacher logits", reporter=self.reporter,
                 )
                 return logits
 
@@ -316,7 +285,7 @@ class Experiment:
         With privileged channels in x, an RGB student is scored on x's RGB channels, and the teacher on z
         scores NaN: z lacks the channels it needs.
         """
-        trained = self.model(method_name)
+        trained = self.train_or_load(method_name)
         dataset = {"test": self.test_set, "val": self.val_set}[split]
         scores = {}
         for view, channels in (("x", self.x_channels), ("z", 3)):
@@ -326,7 +295,7 @@ class Experiment:
             logits, labels = predict(
                 trained.model, trained.normalizer, dataset, view, self.hardware,
                 batch_size=max(self.config.batch_size, 64), name=f"{trained.method.title} on {split} {view}",
-                channels=trained.in_chans if trained.in_chans < channels else None,
+                channels=trained.in_chans if trained.in_chans < channels else None, reporter=self.reporter,
             )
             scores[f"{split}_{view}"] = accuracy(logits, labels)
         return scores

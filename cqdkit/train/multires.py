@@ -29,27 +29,35 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from ..data.sample import Sample, check_view
 from ..errors import CqdkitError
+from ..models.preprocessing import Normalizer
+from ..models.weights import save_model
+from ..reporting import Reporter
 from ..files import atomic_write_bytes, atomic_write_json
 from .config import RunConfig
-from .engine import VIEWS, Hardware, Normalizer, Objective, Optimization, fit, predict, save_model, world
+from .distributed import is_main_process
+from .engine import Objective, fit
+from .evaluate import predict
+from .hardware import Hardware
+from .methods import AUTO, METHODS
 from .table import slug
 
 CLEAN = "clean"
 MIXTURE = "mixture"
 
 
-class MixedViews(Dataset):
-    """The union of one view of several paired datasets, as ``(image, image, label, index, box)``.
+class MixedQualities(Dataset):
+    """The union of several paired datasets, each seen at one quality.
 
-    Each sample shows its chosen view in both the x and the z slot, so the trainer can read either;
-    ``index`` is the position in the union.
+    Every sample keeps its high-quality view x, and its z is the image at the part's quality: the part's
+    own z, or x itself for the clean quality (``view="x"``). A model trained on z of this union (model
+    A+B) learns from every quality; ``index`` is the position in the union.
     """
 
     def __init__(self, parts: Sequence[tuple[Any, str]]) -> None:
         for _, view in parts:
-            if view not in VIEWS:
-                raise CqdkitError(f"view must be 'x' or 'z', got {view!r}")
+            check_view(view)
         self.parts = list(parts)
         self.starts = [0]
         for dataset, _ in self.parts:
@@ -58,21 +66,22 @@ class MixedViews(Dataset):
     def __len__(self) -> int:
         return self.starts[-1]
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int, int, torch.Tensor]:
+    def __getitem__(self, index: int) -> Sample:
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} samples")
         part = bisect.bisect_right(self.starts, index) - 1
         dataset, view = self.parts[part]
         sample = dataset[index - self.starts[part]]
-        image = sample[VIEWS[view]]
-        return image, image, sample[2], index, sample[4]
+        return sample._replace(z=sample.view(view), index=index)
 
     def set_epoch(self, epoch: int) -> None:
         for dataset, _ in self.parts:
             dataset.set_epoch(epoch)
 
 
-def run_multires(base: RunConfig, qualities: list[str], out: Path, *, progress: bool = True) -> dict[str, Any]:
+def run_multires(
+    base: RunConfig, qualities: list[str], out: Path, *, reporter: Reporter | None = None
+) -> dict[str, Any]:
     """Train (or reuse from ``out``) every model of Table 3, fit the router, evaluate, write the files.
 
     Writes ``out/table3.md``, ``out/table3.json`` and the router as ``out/router.safetensors`` plus
@@ -89,8 +98,8 @@ def run_multires(base: RunConfig, qualities: list[str], out: Path, *, progress: 
     out = Path(out)
     began = time.perf_counter()
     experiments = [
-        Experiment(dataclasses.replace(base, degrade=spec, method="auto"), out / slug(spec), teacher_root=out,
-                   progress=progress)
+        Experiment(dataclasses.replace(base, degrade=spec, method=AUTO), out / slug(spec), teacher_root=out,
+                   reporter=reporter)
         for spec in qualities
     ]
     first = experiments[0]
@@ -106,11 +115,11 @@ def run_multires(base: RunConfig, qualities: list[str], out: Path, *, progress: 
                 f"qualities {qualities[0]!r} and {spec!r} give different clean views x (e.g. different crops), "
                 "so they share no model A; route qualities whose degradations leave x unchanged"
             )
-    expert_method = "a-cqd" if cfg.teacher == cfg.student else "cqd"
-    expert_title = "A+CQD" if expert_method == "a-cqd" else "CQD"
+    expert_method = first.method.name  # auto: A+CQD, or CQD when the student cannot start from A
+    expert_title = first.method.title
 
-    a = first.model("a")
-    experts = [experiment.model(expert_method) for experiment in experiments]
+    a = first.train_or_load("a")
+    experts = [experiment.train_or_load(expert_method) for experiment in experiments]
     mixed_model, mixed_norm, mixed_dir = _train_mixed(experiments, out)
 
     names = [CLEAN, *qualities]
@@ -139,7 +148,8 @@ def run_multires(base: RunConfig, qualities: list[str], out: Path, *, progress: 
     for title, model, normalizer in [(t, m.model, m.normalizer) for t, m in models] + [("A+B", mixed_model, mixed_norm)]:
         predictions[title] = []
         for name, (data, view) in zip(names, test_parts):
-            logits, truth = predict(model, normalizer, data, view, hardware, batch_size=batch, name=f"{title} on {name}")
+            logits, truth = predict(model, normalizer, data, view, hardware, batch_size=batch, name=f"{title} on {name}",
+                                    reporter=first.reporter)
             predictions[title].append(logits.argmax(1))
             if len(labels) < len(test_parts):
                 labels.append(truth)
@@ -181,7 +191,7 @@ def run_multires(base: RunConfig, qualities: list[str], out: Path, *, progress: 
         "models": {**{title: str(m.directory) for title, m in models}, "A+B": str(mixed_dir)},
         "wall_seconds": time.perf_counter() - began,
     }
-    if world()[0] == 0:
+    if is_main_process():
         router.save(out / "router.safetensors")
         atomic_write_json(out / "table3.json", result)
         atomic_write_bytes(out / "table3.md", to_markdown(result).encode())
@@ -203,12 +213,9 @@ def _check_qualities(qualities: list[str]) -> None:
 
 def _train_mixed(experiments: list[Any], out: Path) -> tuple[nn.Module, Normalizer, Path]:
     """Model A+B: the student architecture, from its initial weights, trained on clean x and every z."""
-    from .methods import METHODS
-
     first = experiments[0]
     cfg = first.config
-    optimization = Optimization(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, lr_end=cfg.lr_end,
-                                momentum=cfg.momentum, weight_decay=cfg.weight_decay, seed=cfg.seed)
+    optimization = cfg.optimization()
     depends = {
         "x": first.x_pipeline(),
         "pipelines": [e.maker.describe() for e in experiments],
@@ -219,10 +226,10 @@ def _train_mixed(experiments: list[Any], out: Path) -> tuple[nn.Module, Normaliz
     key = hashlib.sha256(json.dumps(depends, sort_keys=True, default=str).encode()).hexdigest()[:12]
     directory = out / f"mixed-{key}"
     model, normalizer = first.initial_model(METHODS["b"])  # the same initial weights as method b
-    union = MixedViews([(first.train_set, "x")] + [(e.train_set, "z") for e in experiments])
-    fit(model, normalizer, union, Objective(view="x"), optimization, first.hardware, directory,
-        name="A+B", resume=first.resume, on_epoch=union.set_epoch)
-    if world()[0] == 0:
+    union = MixedQualities([(first.train_set, "x")] + [(e.train_set, "z") for e in experiments])
+    fit(model, normalizer, union, Objective(view="z"), optimization, first.hardware, directory,
+        name="A+B", resume=first.resume, on_epoch=union.set_epoch, reporter=first.reporter)
+    if is_main_process():
         save_model(directory / "model.safetensors", model, {
             "architecture": cfg.student,
             "method": "mixed",
@@ -243,8 +250,7 @@ def _predict_quality(router: Any, dataset: Dataset, view: str, hardware: Hardwar
     router.to(hardware.device).eval()
     qualities = []
     for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=hardware.workers):
-        images = batch[VIEWS[view]].to(hardware.device).float() / 255.0
-        qualities.append(router.predict_quality(images).cpu())
+        qualities.append(router.predict_quality(batch.view(view).to(hardware.device)).cpu())
     return torch.cat(qualities)
 
 

@@ -10,7 +10,6 @@ A run is a directory::
 
 from __future__ import annotations
 
-import json
 import time
 from datetime import datetime
 from pathlib import Path
@@ -18,9 +17,9 @@ from typing import Any
 
 from ..errors import CqdkitError
 from ..files import atomic_write_json
+from ..reporting import Reporter
 from .config import RunConfig
-from .distributed import setup
-from .engine import world
+from .distributed import setup, world
 
 
 def default_run_directory(config: RunConfig) -> Path:
@@ -41,7 +40,7 @@ def prepare_directory(directory: Path, config: RunConfig, *, resume: bool) -> Ru
     return config
 
 
-def run(config: RunConfig, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+def run(config: RunConfig, *, resume: bool = False, reporter: Reporter | None = None) -> dict[str, Any]:
     """Train and evaluate the teacher and the student of ``config``; returns the results dict."""
     from .experiment import Experiment
 
@@ -51,7 +50,7 @@ def run(config: RunConfig, *, resume: bool = False, progress: bool = True) -> di
     began = time.perf_counter()
     with setup(config.device) as device:
         config.device = device
-        experiment = Experiment(config, directory, resume=resume, progress=progress)
+        experiment = Experiment(config, directory, resume=resume, reporter=reporter)
         rank = world()[0]
         if rank == 0:
             directory.mkdir(parents=True, exist_ok=True)
@@ -59,7 +58,7 @@ def run(config: RunConfig, *, resume: bool = False, progress: bool = True) -> di
         method = experiment.config.method
         models = {}
         for name in dict.fromkeys(["a", method]):
-            trained = experiment.model(name)
+            trained = experiment.train_or_load(name)
             if rank == 0:
                 models[name] = experiment.evaluate(name)
                 models[name]["images_per_second"] = trained.fit.images_per_second
@@ -75,10 +74,3 @@ def run(config: RunConfig, *, resume: bool = False, progress: bool = True) -> di
         if rank == 0:
             atomic_write_json(directory / "results.json", results)
     return results
-
-
-def load_results(directory: Path) -> dict[str, Any]:
-    try:
-        return json.loads((Path(directory) / "results.json").read_text())
-    except (OSError, ValueError) as error:
-        raise CqdkitError(f"cannot read {Path(directory) / 'results.json'}: {error}") from error

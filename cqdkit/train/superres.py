@@ -34,7 +34,7 @@ from ..models.srcnn import ARCH, SRCNN, rgb_to_luma, super_resolve
 from ..models.weights import save_weights
 from ..files import atomic_write_json
 from .config import RunConfig
-from .engine import resolve_device
+from .hardware import resolve_device
 
 #: ``progress(epoch, mean training loss)``, called after each epoch (epochs count from 1).
 Progress = Callable[[int, float], None]

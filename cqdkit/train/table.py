@@ -18,17 +18,16 @@ from pathlib import Path
 from typing import Any
 
 from ..files import atomic_write_bytes, atomic_write_json
+from ..reporting import Reporter
 from .config import RunConfig
-from .engine import world
+from .distributed import world
+from .methods import METHODS
 
+#: (method, test view) of each row, in the paper's order; the label is "<train>/<test>" (A = x, B = z).
+_CELLS: tuple[tuple[str, str], ...] = (("a", "x"), ("a", "z"), ("b", "z"), ("a-b", "z"), ("cqd", "z"), ("a-cqd", "z"))
 #: (row label, method, test view)
-ROWS: tuple[tuple[str, str, str], ...] = (
-    ("A/A", "a", "x"),
-    ("A/B", "a", "z"),
-    ("B/B", "b", "z"),
-    ("A→B/B", "a-b", "z"),
-    ("CQD/B", "cqd", "z"),
-    ("A+CQD/B", "a-cqd", "z"),
+ROWS: tuple[tuple[str, str, str], ...] = tuple(
+    (f"{METHODS[method].title}/{'A' if view == 'x' else 'B'}", method, view) for method, view in _CELLS
 )
 GAP_ROW = "gap closed by A+CQD"
 
@@ -45,7 +44,7 @@ def run_table(
     out: Path,
     *,
     tuned: dict[str, dict[str, float]] | None = None,
-    progress: bool = True,
+    reporter: Reporter | None = None,
 ) -> dict[str, Any]:
     """Train every model Table 1 needs (reusing finished ones in ``out``) and write the table files.
 
@@ -66,7 +65,7 @@ def run_table(
                 config,
                 out / f"seed-{seed}" / slug(degradation),
                 teacher_root=out / f"seed-{seed}",
-                progress=progress,
+                reporter=reporter,
             )
             settings[degradation] = {
                 "temperature": experiment.config.temperature,
@@ -76,10 +75,8 @@ def run_table(
             }
             scores: dict[str, dict[str, float]] = {}
             for row, method, view in ROWS:
-                starts_from_teacher = method in ("a-b", "a-cqd")
-                if starts_from_teacher and (experiment.config.teacher != experiment.config.student
-                                            or experiment.privileged):
-                    continue  # the student cannot start from A's weights: another architecture or input
+                if not experiment.can_train(method):
+                    continue  # e.g. a student that cannot start from A's weights: another architecture or input
                 if method not in scores:
                     scores[method] = experiment.evaluate(method)
                 value = scores[method][f"test_{view}"]

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from ..files import atomic_write_json
+from ..reporting import Reporter
 from .config import RunConfig
-from .engine import world
+from .distributed import world
 from .table import slug
 
 TEMPERATURES: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0)
@@ -27,7 +28,7 @@ def run_tune(
     *,
     temperatures: tuple[float, ...] = TEMPERATURES,
     lambdas: tuple[float, ...] = LAMBDAS,
-    progress: bool = True,
+    reporter: Reporter | None = None,
 ) -> dict[str, Any]:
     """Grid-search T and lambda per degradation; writes ``out/tune.json`` and returns it."""
     from .experiment import Experiment
@@ -43,7 +44,7 @@ def run_tune(
                     config,
                     out / slug(degradation) / f"T{temperature:g}-lambda{lam:g}",
                     teacher_root=out / "teachers",
-                    progress=progress,
+                    reporter=reporter,
                 )
                 method = experiment.config.method
                 scores = experiment.evaluate(method, split="val")

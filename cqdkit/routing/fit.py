@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import CqdkitError
-from ..train.engine import VIEWS
+from ..data.sample import check_view
 from .router import QualityRouter
 
 #: Weight of the L2 penalty on the standardised features' weights.
@@ -37,13 +37,11 @@ def spectrum_features(
     device: torch.device | str = "cpu",
 ) -> torch.Tensor:
     """``(N, out_size**2)`` spectra of one view (``"x"`` or ``"z"``) of a paired dataset, in order."""
-    if view not in VIEWS:
-        raise CqdkitError(f"view must be 'x' or 'z', got {view!r}")
+    check_view(view)
     router.spectrum.to(device)
     rows = []
     for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-        images = batch[VIEWS[view]].to(device).float() / 255.0
-        rows.append(router.features(images).cpu())
+        rows.append(router.features(batch.view(view).to(device)).cpu())
     if not rows:
         raise CqdkitError(f"no images to compute spectra of (empty dataset, view {view})")
     return torch.cat(rows)

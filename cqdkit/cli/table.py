@@ -1,0 +1,48 @@
+"""``cqdkit table``: the paper's Table 1 over degradations and seeds, as Markdown, CSV and JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.markdown import Markdown
+
+from ..degradations.spec import split_specs
+from ..errors import CqdkitError
+from .console import console
+from .options import config_from_options, dataset_options, model_options, reporter_from_options, training_options
+
+PAPER_DEGRADATIONS = "localization,lowres,edges,tps"
+
+
+@click.command()
+@click.option("--degrade", default=PAPER_DEGRADATIONS, show_default=True,
+              help="Comma-separated degradation specs (one table column each).")
+@click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True, help="Number of seeds (0..N-1).")
+@click.option("--tuned", type=click.Path(dir_okay=False, exists=True),
+              help="tune.json from `cqdkit tune`: per-degradation T and lambda.")
+@dataset_options
+@model_options
+@training_options
+@click.option("--out", type=click.Path(file_okay=False), default="runs/table", show_default=True,
+              help="Output folder; finished models in it are reused.")
+def table(**options: Any) -> None:
+    """Table 1: A/A, A/B, B/B, A→B/B, CQD/B, A+CQD/B per degradation, mean ± std over seeds."""
+    from ..train.table import run_table, to_markdown
+    from ..train.tune import chosen_values
+
+    base = config_from_options(options, degrade="")
+    tuned = None
+    if options["tuned"]:
+        try:
+            tuned = chosen_values(json.loads(Path(options["tuned"]).read_text()))
+        except (OSError, ValueError, KeyError) as error:
+            raise CqdkitError(f"cannot read tuned values from {options['tuned']}: {error}") from error
+    seeds = list(range(options["seeds"]))
+    result = run_table(base, split_specs(options["degrade"]), seeds, Path(options["out"]), tuned=tuned,
+                       reporter=reporter_from_options(options))
+    console.print(Markdown(to_markdown(result)))
+    console.print(f"written to {options['out']}/table.md, table.csv, table.json "
+                  f"({result['wall_seconds']:.0f} s)", style="dim")

@@ -1,0 +1,51 @@
+"""Evaluating a model: its logits on every sample of one view, and per-image accuracy."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from ..data.sample import check_view
+from ..models.preprocessing import Normalizer
+from ..reporting import Reporter
+from .distributed import is_main_process
+from .hardware import Hardware
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module,
+    normalizer: Normalizer,
+    dataset: Dataset,
+    view: str,
+    hardware: Hardware,
+    *,
+    batch_size: int = 128,
+    name: str = "evaluate",
+    channels: int | None = None,
+    reporter: Reporter | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(logits, labels)`` of ``model`` on every sample's ``view``, in dataset order (single process).
+
+    ``channels`` feeds only the view's first channels (an RGB model on an x with privileged channels).
+    """
+    check_view(view)
+    model.to(hardware.device).eval()
+    normalizer.to(hardware.device)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=hardware.workers)
+    reporter = reporter if reporter is not None and is_main_process() else Reporter.silent()
+    outputs, targets = [], []
+    with reporter.progress(name, len(loader)) as advance:
+        for batch in loader:
+            images = batch.view(view) if channels is None else batch.view(view)[:, :channels]
+            with hardware.autocast():
+                outputs.append(model(hardware.to_input(normalizer, images)).float().cpu())
+            targets.append(batch.label)
+            advance(1)
+    return torch.cat(outputs), torch.cat(targets)
+
+
+def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Per-image top-1 accuracy in [0, 1]."""
+    return float((logits.argmax(1) == labels).float().mean()) if len(labels) else float("nan")

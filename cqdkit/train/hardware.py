@@ -1,0 +1,56 @@
+"""Where and how the models compute: the device, bf16 autocast, memory layout, loader workers."""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import TrainingError
+from ..models.preprocessing import Normalizer
+
+
+@dataclass(frozen=True)
+class Hardware:
+    """Where and how to compute."""
+
+    device: torch.device = torch.device("cpu")
+    amp: bool = True  # bf16 autocast, CUDA only
+    channels_last: bool = True  # CUDA only
+    compile: bool = False
+    workers: int = 0
+
+    @property
+    def cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+    def autocast(self) -> AbstractContextManager[object]:
+        """bf16 autocast on CUDA when ``amp``; nothing otherwise."""
+        if self.cuda and self.amp:
+            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+        return nullcontext()
+
+    def to_input(self, normalizer: Normalizer, images: torch.Tensor) -> torch.Tensor:
+        """Pixels (uint8, on any device) to a model's normalised input on this device and layout."""
+        inputs = normalizer(images.to(self.device, non_blocking=True))
+        if self.cuda and self.channels_last:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        return inputs
+
+    def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
+        """Move ``model`` to the device (channels_last on CUDA when asked); returns it."""
+        model.to(self.device)
+        if self.cuda and self.channels_last:
+            model.to(memory_format=torch.channels_last)
+        return model
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when available; a CUDA device asked for but missing is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TrainingError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+    return device
