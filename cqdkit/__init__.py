@@ -32,18 +32,24 @@ _LAZY: dict[str, str] = {
     "load_dataset": "cqdkit.data.load",
     "split_train_val": "cqdkit.data.split",
     "PairedDataset": "cqdkit.data.paired",
+    "Sample": "cqdkit.data.sample",
     "ImageDataset": "cqdkit.data.records",
     "Record": "cqdkit.data.records",
     # models and losses
     "create_backbone": "cqdkit.models.backbone",
     "load_weights": "cqdkit.models.weights",
     "save_weights": "cqdkit.models.weights",
+    "Normalizer": "cqdkit.models.preprocessing",
     # training and evaluation
     "RunConfig": "cqdkit.train.config",
+    "METHODS": "cqdkit.train.methods",
+    "Reporter": "cqdkit.reporting",
     "Experiment": "cqdkit.train.experiment",
     "run": "cqdkit.train.run",
     "run_table": "cqdkit.train.table",
     "run_tune": "cqdkit.train.tune",
+    "run_multires": "cqdkit.train.multires",
+    "explain_run": "cqdkit.explain.analysis",
 }
 
 __getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
