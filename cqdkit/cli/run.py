@@ -26,6 +26,8 @@ _RESUMABLE = {"out", "resume", "device", "workers", "quiet"}
 @dataset_options
 @model_options
 @training_options
+@click.option("--baseline/--no-baseline", default=True, show_default=True,
+              help="Also train B (the student on z alone) and print what the student gained over it.")
 @click.option("--out", type=click.Path(file_okay=False), help="Run directory [runs/<time>-<degrade>-...].")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.pass_context
@@ -64,7 +66,19 @@ def print_summary(results: dict[str, Any]) -> None:
             f"{scores.get('images_per_second', float('nan')):.0f}",
         )
     console.print(table)
-    console.print(f"wall time {results['wall_seconds']:.0f} s", style="dim")
+    method = results["method"]
+    if "gain" in results:
+        student, b = results["models"][method]["test_z"], results["models"]["b"]["test_z"]
+        gain = 100 * results["gain"]
+        console.print(f"{METHODS[method].title}/B {100 * student:.1f} vs B/B {100 * b:.1f}: "
+                      f"[bold]{gain:+.1f} points[/bold] on the test z views over training on z alone")
+    distillation = results.get("distillation", {})
+    if METHODS[method].distill and distillation:
+        ratio = results["models"][method].get("distill_gradient_ratio")
+        strength = f"; its gradient on the logits was {ratio:.2f} x the CE's (last epoch)" if ratio is not None else ""
+        console.print(f"distillation: {distillation['loss']}, T = {distillation['temperature']:g}, "
+                      f"lambda = {distillation['lambda']:g}{strength}", highlight=False)
+    console.print(f"run folder {results.get('out', '')}  wall time {results['wall_seconds']:.0f} s", style="dim")
 
 
 def _percent(value: float) -> str:

@@ -37,6 +37,7 @@ _LAZY: dict[str, str] = {
     "load_synthetic": ".synthetic",
     "sample_seed": ".paired",
     "split_train_val": ".split",
+    "split_folds": ".split",
     "verify_images": ".verify",
 }
 

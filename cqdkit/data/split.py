@@ -45,3 +45,27 @@ def split_train_val(
     train = [r for i, r in enumerate(records) if i not in held_out]
     val = [r for i, r in enumerate(records) if i in held_out]
     return train, val
+
+
+def split_folds(records: list[Record], folds: int, fold: int, seed: int = 0) -> tuple[list[Record], list[Record]]:
+    """Fold ``fold`` of a ``folds``-fold cross-validation: ``(train, val)`` with fold ``fold`` held out.
+
+    Each class's records are shuffled with ``seed`` and dealt round-robin into the folds, so every fold has
+    about ``1/folds`` of every class and each record is held out in exactly one fold. Both lists keep the
+    input order.
+
+    Example:
+        >>> train, val = split_folds(dataset.train, folds=5, fold=0, seed=0)  # doctest: +SKIP
+    """
+    if folds < 2 or not 0 <= fold < folds:
+        raise DataError(f"fold {fold} of {folds}; expected at least 2 folds and 0 <= fold < folds")
+    by_class: dict[int, list[int]] = defaultdict(list)
+    for position, record in enumerate(records):
+        by_class[record.label].append(position)
+    held_out: set[int] = set()
+    for label in sorted(by_class):
+        order = np.random.default_rng([seed, label]).permutation(by_class[label])
+        held_out.update(int(position) for k, position in enumerate(order) if k % folds == fold)
+    train = [r for i, r in enumerate(records) if i not in held_out]
+    val = [r for i, r in enumerate(records) if i in held_out]
+    return train, val

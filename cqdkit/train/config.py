@@ -39,6 +39,9 @@ PAPER_PROFILE: dict[str, Any] = {
     "lam": 200.0,
 }
 
+#: The paper's lambda where it differs from PAPER_PROFILE's by dataset (section 2, "Optimization details").
+PAPER_LAMBDA: dict[str, float] = {"cars": 50.0}
+
 #: The embedded synthetic benchmark on a 2-core CPU: models trained from scratch at small inputs.
 CPU_PROFILE: dict[str, Any] = {
     "teacher": "convnet-s",
@@ -51,6 +54,16 @@ CPU_PROFILE: dict[str, Any] = {
     "temperature": 10.0,
     "lam": 20.0,
 }
+
+
+def profile_defaults(profile: str, dataset: str) -> dict[str, Any]:
+    """The defaults of ``profile`` (``"paper"`` or ``"cpu"``) for ``dataset``: the paper's lambda is 200,
+    and 50 for Stanford Cars (``PAPER_LAMBDA``)."""
+    if profile == "paper":
+        return {**PAPER_PROFILE, "lam": PAPER_LAMBDA.get(dataset, PAPER_PROFILE["lam"])}
+    if profile == "cpu":
+        return dict(CPU_PROFILE)
+    raise CqdkitError(f"unknown profile {profile!r}; expected 'paper', 'cpu' or 'auto'")
 
 
 def option(name: str, default: Any = None, **kwargs: Any) -> Any:
@@ -82,6 +95,8 @@ class RunConfig:
     augment: bool = False  # paired random geometry, applied to x and z alike
     fixed_train_z: bool = option("--redraw-z", True)  # the paper: one z per training image
     val_fraction: float = 0.1
+    folds: int = 0  # k-fold validation over the training split (0: hold out val_fraction instead)
+    fold: int = 0  # which fold is the validation split when folds > 0
     image_size: int | None = None
     epochs: int | None = None
     batch_size: int | None = None
@@ -101,6 +116,7 @@ class RunConfig:
     compile: bool = False
     workers: int = 0
     cache_teacher: bool = True
+    baseline: bool = option("--no-baseline", True)  # run also trains B, to show what distillation gave
     profile: str = "auto"  # "paper", "cpu", or "auto" (cpu for the synthetic dataset)
     out: str | None = None
 
@@ -111,12 +127,11 @@ class RunConfig:
         return metadata[name].get("option", "--" + name.replace("_", "-"))
 
     def profile_values(self) -> dict[str, Any]:
+        """The defaults of this config's profile (``auto``: cpu for the synthetic dataset, else paper)."""
         profile = self.profile
         if profile == "auto":
             profile = "cpu" if self.dataset == "synthetic" else "paper"
-        if profile not in ("paper", "cpu"):
-            raise CqdkitError(f"unknown profile {self.profile!r}; expected 'paper', 'cpu' or 'auto'")
-        return dict(PAPER_PROFILE if profile == "paper" else CPU_PROFILE)
+        return profile_defaults(profile, self.dataset)
 
     def resolved(self) -> RunConfig:
         """A copy with every ``None`` profile field filled in; validates.
@@ -151,6 +166,9 @@ class RunConfig:
             raise CqdkitError(f"lambda must be non-negative, got {self.lam}")
         if not 0 <= self.val_fraction < 1:
             raise CqdkitError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.folds == 1 or self.folds < 0 or not 0 <= self.fold < max(self.folds, 1):
+            raise CqdkitError(f"fold {self.fold} of {self.folds} folds; expected folds = 0 (a held-out fraction) "
+                              "or at least 2, and 0 <= fold < folds")
 
     def optimization(self) -> Optimization:
         """The SGD settings of this (resolved) config."""

@@ -72,6 +72,16 @@ class TeacherSignal:
             return self.teacher(hardware.to_input(self.normalizer, batch.x)).float()
 
 
+@dataclass(frozen=True)
+class StepLoss:
+    """One batch's loss and its parts."""
+
+    total: torch.Tensor  # what is minimised
+    ce: torch.Tensor  # the cross-entropy on the labels
+    distill: torch.Tensor  # the distillation term, before lambda (0 without distillation)
+    gradient_ratio: float  # ||grad of lambda * distill|| / ||grad of CE|| w.r.t. the logits (0 without)
+
+
 @dataclass
 class Objective:
     """What a method minimises: CE on ``view`` plus ``lam * distill(student logits, f(x))`` if distilling."""
@@ -87,16 +97,26 @@ class Objective:
         if (self.distill is None) != (self.teacher is None):
             raise ValueError("a distillation objective needs both a loss and a teacher")
 
-    def loss(self, logits: torch.Tensor, batch: Sample, labels: torch.Tensor, hardware: Hardware) -> tuple[
-            torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(loss, ce, distill)`` of a batch: Equation 1 when distilling, else ``distill`` is 0."""
+    def loss(self, logits: torch.Tensor, batch: Sample, labels: torch.Tensor, hardware: Hardware) -> StepLoss:
+        """Equation 1 on a batch: CE on the labels, plus ``lam`` times the distillation term when distilling."""
         ce = F.cross_entropy(logits.float(), labels)
         if self.distill is None or self.teacher is None:
-            return ce, ce, torch.zeros((), device=ce.device)
+            return StepLoss(ce, ce, torch.zeros((), device=ce.device), 0.0)
         target = self.teacher(batch, hardware)
         extra = (labels,) if self.distill_labels else ()
         distill = self.distill(logits, target, *extra)
-        return ce + self.lam * distill, ce, distill
+        return StepLoss(ce + self.lam * distill, ce, distill, self._gradient_ratio(logits, target, labels, extra))
+
+    def _gradient_ratio(self, logits: torch.Tensor, target: torch.Tensor, labels: torch.Tensor,
+                        extra: tuple[torch.Tensor, ...]) -> float:
+        """||d(lam * L2)/d logits|| / ||d CE/d logits|| on this batch: how strongly distillation pulls."""
+        assert self.distill is not None
+        with torch.enable_grad():
+            free = logits.detach().float().requires_grad_(True)
+            (ce_grad,) = torch.autograd.grad(F.cross_entropy(free, labels), free)
+            (distill_grad,) = torch.autograd.grad(self.lam * self.distill(free, target, *extra), free)
+        ce_norm = float(ce_grad.norm())
+        return float(distill_grad.norm()) / ce_norm if ce_norm > 0 else float("inf")
 
 
 @dataclass
@@ -221,27 +241,28 @@ def train_one_epoch(
     on_bad_loss: Callable[[torch.Tensor, int], None] | None = None,
 ) -> dict[str, float]:
     """One pass over ``loader``: a step of ``objective`` per batch. Returns the epoch's sums
-    (``loss``, ``ce``, ``distill`` and ``correct`` summed over images, and ``images``).
+    (``loss``, ``ce``, ``distill``, ``gradient_ratio`` and ``correct`` summed over images, and ``images``).
 
     ``on_bad_loss(loss, step)`` is called (and must raise) when the loss is not finite; every process of a
     distributed run learns of it together, so none waits forever in an all-reduce.
     """
     model.train()
-    totals = {"loss": 0.0, "ce": 0.0, "distill": 0.0, "correct": 0.0, "images": 0}
+    totals = {"loss": 0.0, "ce": 0.0, "distill": 0.0, "gradient_ratio": 0.0, "correct": 0.0, "images": 0}
     for step, batch in enumerate(loader):
         labels = batch.label.to(hardware.device, non_blocking=True)
         with hardware.autocast():
             logits = model(hardware.to_input(normalizer, batch.view(objective.view)))
-        loss, ce, distill = objective.loss(logits, batch, labels, hardware)
-        if on_bad_loss is not None and not _finite_everywhere(loss):
-            on_bad_loss(loss, step)
+        loss = objective.loss(logits, batch, labels, hardware)
+        if on_bad_loss is not None and not _finite_everywhere(loss.total):
+            on_bad_loss(loss.total, step)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.total.backward()
         optimizer.step()
         n = labels.shape[0]
-        totals["loss"] += float(loss.detach()) * n
-        totals["ce"] += float(ce.detach()) * n
-        totals["distill"] += float(distill.detach()) * n
+        totals["loss"] += float(loss.total.detach()) * n
+        totals["ce"] += float(loss.ce.detach()) * n
+        totals["distill"] += float(loss.distill.detach()) * n
+        totals["gradient_ratio"] += loss.gradient_ratio * n
         totals["correct"] += float((logits.detach().argmax(1) == labels).sum())
         totals["images"] += n
         on_step(1)
@@ -281,6 +302,7 @@ def _epoch_row(epoch: int, lr: float, totals: dict[str, float], seconds: float, 
         "loss": totals["loss"] / images,
         "ce": totals["ce"] / images,
         "distill": totals["distill"] / images,
+        "distill_gradient_ratio": totals["gradient_ratio"] / images,
         "train_acc": totals["correct"] / images,
         "images": int(totals["images"]) * size,
         "seconds": seconds,

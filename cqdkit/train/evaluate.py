@@ -1,4 +1,4 @@
-"""Evaluating a model: its logits on every sample of one view, and per-image accuracy."""
+"""Evaluating a model: its logits on every sample of one view, per-image accuracy and log-likelihood."""
 
 from __future__ import annotations
 
@@ -49,3 +49,10 @@ def predict(
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     """Per-image top-1 accuracy in [0, 1]."""
     return float((logits.argmax(1) == labels).float().mean()) if len(labels) else float("nan")
+
+
+def negative_log_likelihood(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Mean cross-entropy of the true classes (nats per image): the validation score tuning minimises."""
+    if not len(labels):
+        return float("nan")
+    return float(torch.nn.functional.cross_entropy(logits.float(), labels))

@@ -33,7 +33,7 @@ from ..reporting import Reporter
 from .config import RunConfig
 from .distributed import is_main_process
 from .engine import FitResult, Objective, TeacherSignal, fit
-from .evaluate import accuracy, predict
+from .evaluate import accuracy, negative_log_likelihood, predict
 from .methods import AUTO, Method, get_method, resolve
 from .teacher import FrozenTeacher, teacher_logits
 
@@ -75,7 +75,7 @@ class Experiment:
         reporter: Reporter | None = None,
         manager: PluginManager | None = None,
     ) -> None:
-        from ..data import PairedDataset, load_dataset, split_train_val
+        from ..data import PairedDataset, load_dataset, split_folds, split_train_val
         from ..degradations import PairMaker
 
         cfg = config.resolved()
@@ -92,7 +92,10 @@ class Experiment:
                                manager=self.manager)
         self.method = resolve(cfg.method, **self._method_context(cfg))
         self.config = dataclasses.replace(cfg, method=self.method.name)
-        train, val = split_train_val(self.data.train, cfg.val_fraction, cfg.seed)
+        if cfg.folds:
+            train, val = split_folds(self.data.train, cfg.folds, cfg.fold, cfg.seed)
+        else:
+            train, val = split_train_val(self.data.train, cfg.val_fraction, cfg.seed)
         paired = dict(maker=self.maker, seed=cfg.seed, dataset_name=self.data.name)
         self.train_set = PairedDataset(train, split="train", fixed_z=cfg.fixed_train_z, **paired)
         self.val_set = PairedDataset(val, split="val", **paired)
@@ -136,6 +139,7 @@ class Experiment:
         """Everything needed to reproduce the experiment (written as ``config.json``)."""
         return {
             "run": self.config.to_json(),
+            "distillation": self.distillation(),
             "pipeline": self.maker.describe(),
             "crop": self.crop,
             "dataset": {
@@ -156,6 +160,24 @@ class Experiment:
             },
         }
 
+    def distillation(self) -> dict[str, Any]:
+        """The distillation strength this experiment's distilled method uses.
+
+        ``logit_weight`` is lambda / (C * T^2) for the softened cross-entropy: for large T, the gradient of
+        lambda * L2 on each student logit is about ``logit_weight * (student logit - teacher logit)`` (with
+        no T^2 factor, one lambda means less for more classes or a higher T).
+        """
+        cfg = self.config
+        classes = self.data.num_classes
+        return {
+            "method": self.distilled_method().name,
+            "loss": cfg.loss,
+            "temperature": cfg.temperature,
+            "lambda": cfg.lam,
+            "classes": classes,
+            "logit_weight": cfg.lam / (classes * cfg.temperature**2) if cfg.loss == "softce" else None,
+        }
+
     def x_pipeline(self) -> dict[str, Any]:
         """What x depends on: the dataset, the split and how x is cut and sized (not the degradation)."""
         cfg = self.config
@@ -164,6 +186,7 @@ class Experiment:
             "root": str(self.data.root),
             "dataset_options": cfg.dataset_options,
             "val_fraction": cfg.val_fraction,
+            "folds": [cfg.folds, cfg.fold],
             "seed": cfg.seed,
             "train_ids": hashlib.sha256(json.dumps(self.train_set.ids()).encode()).hexdigest()[:16],
             **self.maker.describe_x(),
@@ -280,7 +303,8 @@ class Experiment:
     # -- evaluation ---------------------------------------------------------------------------
 
     def evaluate(self, method_name: str, split: str = "test") -> dict[str, float]:
-        """Per-image top-1 accuracy of a method's model on the x and z views of ``split``.
+        """Per-image top-1 accuracy (``<split>_<view>``) and negative log-likelihood (``<split>_<view>_nll``)
+        of a method's model on the x and z views of ``split`` (``"test"`` or ``"val"``).
 
         With privileged channels in x, an RGB student is scored on x's RGB channels, and the teacher on z
         scores NaN: z lacks the channels it needs.
@@ -290,7 +314,7 @@ class Experiment:
         scores = {}
         for view, channels in (("x", self.x_channels), ("z", 3)):
             if trained.in_chans > channels:
-                scores[f"{split}_{view}"] = math.nan
+                scores[f"{split}_{view}"] = scores[f"{split}_{view}_nll"] = math.nan
                 continue
             logits, labels = predict(
                 trained.model, trained.normalizer, dataset, view, self.hardware,
@@ -298,6 +322,7 @@ class Experiment:
                 channels=trained.in_chans if trained.in_chans < channels else None, reporter=self.reporter,
             )
             scores[f"{split}_{view}"] = accuracy(logits, labels)
+            scores[f"{split}_{view}_nll"] = negative_log_likelihood(logits, labels)
         return scores
 
     def write_config(self) -> None:

@@ -61,6 +61,17 @@ class Method:
         """Whether model A must be trained first (to start from it, or to distil it)."""
         return self.from_teacher or self.distill
 
+    def baseline(self) -> Method:
+        """The method this one becomes without distillation (lambda = 0): CQD -> B, A+CQD -> A→B.
+
+        Raises:
+            CqdkitError: this method does not distil.
+        """
+        if not self.distill:
+            raise CqdkitError(f"method {self.name!r} does not distil; only cqd and a-cqd have a baseline")
+        return next(m for m in METHODS.values() if not m.distill and (m.role, m.view, m.from_teacher) ==
+                    (self.role, self.view, self.from_teacher))
+
     def architecture(self, teacher: str, student: str) -> str:
         """The backbone this method trains, given the run's teacher and student architectures."""
         return teacher if self.role == "teacher" else student

@@ -41,10 +41,14 @@ def prepare_directory(directory: Path, config: RunConfig, *, resume: bool) -> Ru
 
 
 def run(config: RunConfig, *, resume: bool = False, reporter: Reporter | None = None) -> dict[str, Any]:
-    """Train and evaluate the teacher and the student of ``config``; returns the results dict."""
+    """Train and evaluate the teacher, the student and (with ``config.baseline``) B; returns the results dict.
+
+    ``results["gain"]`` is the student's test accuracy on z minus B's: what distillation (and starting from
+    A) gave over training on z alone.
+    """
     from .experiment import Experiment
 
-    directory = Path(config.out) if config.out else default_run_directory(config)
+    directory = Path(config.out) if config.out else default_run_directory(config.resolved())
     config = prepare_directory(directory, config, resume=resume)
     config.out = str(directory)
     began = time.perf_counter()
@@ -55,22 +59,32 @@ def run(config: RunConfig, *, resume: bool = False, reporter: Reporter | None = 
         if rank == 0:
             directory.mkdir(parents=True, exist_ok=True)
             experiment.write_config()
-        method = experiment.config.method
+        method = experiment.method
+        names = ["a", method.name]
+        if experiment.config.baseline and method.view == "z" and method.name != "b":
+            names.append("b")
         models = {}
-        for name in dict.fromkeys(["a", method]):
+        for name in dict.fromkeys(names):
             trained = experiment.train_or_load(name)
             if rank == 0:
                 models[name] = experiment.evaluate(name)
                 models[name]["images_per_second"] = trained.fit.images_per_second
+                if trained.method.distill:
+                    models[name]["distill_gradient_ratio"] = trained.fit.history[-1].get("distill_gradient_ratio")
         results = {
             "models": models,
-            "method": method,
+            "method": method.name,
             "teacher": experiment.config.teacher,
             "student": experiment.config.student,
             "degrade": experiment.config.degrade,
             "dataset": experiment.config.dataset,
+            "out": str(directory),
+            "distillation": experiment.distillation(),
             "wall_seconds": time.perf_counter() - began,
         }
+        if "b" in models and method.name != "b":
+            results["baseline"] = "b"
+            results["gain"] = models[method.name]["test_z"] - models["b"]["test_z"]
         if rank == 0:
             atomic_write_json(directory / "results.json", results)
     return results

@@ -20,8 +20,8 @@ from typing import Any
 from ..files import atomic_write_bytes, atomic_write_json
 from ..reporting import Reporter
 from .config import RunConfig
-from .distributed import world
-from .methods import METHODS
+from .distributed import is_main_process
+from .methods import AUTO, METHODS
 
 #: (method, test view) of each row, in the paper's order; the label is "<train>/<test>" (A = x, B = z).
 _CELLS: tuple[tuple[str, str], ...] = (("a", "x"), ("a", "z"), ("b", "z"), ("a-b", "z"), ("cqd", "z"), ("a-cqd", "z"))
@@ -43,12 +43,15 @@ def run_table(
     seeds: list[int],
     out: Path,
     *,
-    tuned: dict[str, dict[str, float]] | None = None,
+    tuned: dict[str, dict[str, dict[str, float]]] | None = None,
     reporter: Reporter | None = None,
 ) -> dict[str, Any]:
     """Train every model Table 1 needs (reusing finished ones in ``out``) and write the table files.
 
-    ``tuned`` maps a degradation spec to ``{"temperature": T, "lam": lambda}`` chosen by ``cqdkit tune``.
+    ``tuned`` gives each distilled method its own values per degradation, as chosen by ``cqdkit tune``:
+    ``{"cqd": {"lowres": {"temperature": T, "lam": lambda}, ...}, "a-cqd": {...}}``. Without it (or for a
+    method or degradation it lacks) the run's T and lambda apply. Distilled models live in a folder named by
+    their T and lambda, so changing them never reuses a model trained with other values.
     """
     from .experiment import Experiment
 
@@ -58,33 +61,29 @@ def run_table(
     settings: dict[str, Any] = {}
     for seed in seeds:
         for degradation in degradations:
-            overrides = {"degrade": degradation, "seed": seed, "method": "auto"}
-            overrides.update((tuned or {}).get(degradation, {}))
-            config = dataclasses.replace(base, **overrides)  # resolved by Experiment (method auto: a-cqd or cqd)
-            experiment = Experiment(
-                config,
-                out / f"seed-{seed}" / slug(degradation),
-                teacher_root=out / f"seed-{seed}",
-                reporter=reporter,
-            )
-            settings[degradation] = {
-                "temperature": experiment.config.temperature,
-                "lam": experiment.config.lam,
-                "epochs": experiment.config.epochs,
-                "pipeline": experiment.maker.describe(),
-            }
+            config = dataclasses.replace(base, degrade=degradation, seed=seed, method=AUTO)
+            folder = out / f"seed-{seed}" / slug(degradation)
+            experiment = Experiment(config, folder, teacher_root=out / f"seed-{seed}", reporter=reporter)
+            settings[degradation] = {"epochs": experiment.config.epochs, "pipeline": experiment.maker.describe()}
             scores: dict[str, dict[str, float]] = {}
             for row, method, view in ROWS:
                 if not experiment.can_train(method):
                     continue  # e.g. a student that cannot start from A's weights: another architecture or input
                 if method not in scores:
-                    scores[method] = experiment.evaluate(method)
+                    trainer = experiment
+                    if METHODS[method].distill:
+                        values = (tuned or {}).get(method, {}).get(degradation, {})
+                        distilled = dataclasses.replace(experiment.config, **values)
+                        trainer = Experiment(distilled, folder / f"T{distilled.temperature:g}-lambda{distilled.lam:g}",
+                                             teacher_root=out / f"seed-{seed}", reporter=reporter)
+                        settings[degradation][method] = {"temperature": distilled.temperature, "lam": distilled.lam}
+                    scores[method] = trainer.evaluate(method)
                 value = scores[method][f"test_{view}"]
                 if not math.isnan(value):  # NaN: a privileged teacher cannot be tested on RGB z
                     raw[degradation][row].append(value)
-            if world()[0] == 0:
+            if is_main_process():
                 experiment.write_config()
-                atomic_write_json(experiment.directory / "results.json", {"models": scores})
+                atomic_write_json(experiment.directory / "results.json", {"models": scores, "settings": settings[degradation]})
     table = summarise(raw)
     result = {
         "rows": [row for row, _, _ in ROWS] + [GAP_ROW],
@@ -98,7 +97,7 @@ def run_table(
         "table": table,
         "wall_seconds": time.perf_counter() - began,
     }
-    if world()[0] == 0:
+    if is_main_process():
         write_table(out, result)
     return result
 
