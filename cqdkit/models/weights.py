@@ -1,7 +1,8 @@
 """Loading and saving a network's weights from local files, safely.
 
 ``.safetensors`` files are read with safetensors; ``.pth``/``.pt`` files only with
-``torch.load(weights_only=True)``, which refuses pickled code. Saving always writes safetensors,
+``torch.load(weights_only=True)``, which refuses pickled code; :func:`load_weights` also converts MatConvNet
+``.mat`` files (:mod:`cqdkit.models.matconvnet`). Saving always writes safetensors,
 atomically (a temporary file in the same folder, then ``os.replace``).
 
 Example::
@@ -13,6 +14,7 @@ Example::
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import warnings
@@ -110,16 +112,21 @@ def _unpickler_reason(error: pickle.UnpicklingError) -> str:
 def load_weights(model: nn.Module, path: str | os.PathLike[str], *, strict: bool = False) -> LoadReport:
     """Load a weights file into ``model`` in place.
 
+    A MatConvNet ``.mat`` file is converted for the model's architecture (see
+    :mod:`cqdkit.models.matconvnet`). When the file records the input ``mean`` and ``std`` its weights need (a
+    converted ``.mat``, or a ``.safetensors`` written by ``cqdkit convert-weights``), they replace those in the
+    model's ``pretrained_cfg``, so :func:`cqdkit.models.model_input_config` returns them.
+
     With ``strict=False`` (the default) the classifier head may be absent from the file or have another
     class count: it keeps its fresh initialisation and a warning names the tensors skipped; other
     missing or unexpected tensors are also reported in a warning. With ``strict=True`` the file must
     match the model exactly.
 
     Raises:
-        DataError: the file cannot be read (see :func:`read_state_dict`); a tensor outside the classifier
-            has another shape; no tensor matches; or, with ``strict``, any mismatch.
+        DataError: the file cannot be read (see :func:`read_state_dict`) or converted; a tensor outside the
+            classifier has another shape; no tensor matches; or, with ``strict``, any mismatch.
     """
-    state = read_state_dict(path)
+    state, preprocessing = _read_for(model, Path(path))
     own = model.state_dict()
     head = classifier_names(model)
     report = LoadReport()
@@ -149,6 +156,8 @@ def load_weights(model: nn.Module, path: str | os.PathLike[str], *, strict: bool
             f"unexpected {_some(report.unexpected)}"
         )
     model.load_state_dict(usable, strict=False)
+    if preprocessing:
+        model.pretrained_cfg = {**getattr(model, "pretrained_cfg", {}), **preprocessing}
     if report.skipped:
         warnings.warn(
             f"{where}: classifier tensors {_some(report.skipped)} have another class count and were not "
@@ -162,6 +171,29 @@ def load_weights(model: nn.Module, path: str | os.PathLike[str], *, strict: bool
             stacklevel=2,
         )
     return report
+
+
+def _read_for(model: nn.Module, path: Path) -> tuple[dict[str, torch.Tensor], dict[str, tuple[float, ...]]]:
+    """The file's tensors for ``model`` and the input ``mean``/``std`` the file records (empty if none)."""
+    if path.suffix.lower() == ".mat":
+        from .matconvnet import convert, read_matconvnet
+
+        conversion = convert(read_matconvnet(path), model)
+        return conversion.state_dict, conversion.preprocessing
+    state = read_state_dict(path)
+    if path.suffix.lower() != ".safetensors":
+        return state, {}
+    from safetensors import safe_open
+
+    with safe_open(path, framework="pt") as handle:
+        metadata = handle.metadata() or {}
+    try:
+        return state, {key: tuple(float(v) for v in json.loads(metadata[key])) for key in ("mean", "std")
+                       if key in metadata}
+    except (ValueError, TypeError) as error:
+        raise DataError(
+            f"weights file {str(path)!r}: its metadata's mean/std are not lists of numbers: {error}"
+        ) from error
 
 
 def _some(names: list[str], limit: int = 5) -> str:
