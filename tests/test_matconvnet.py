@@ -9,6 +9,8 @@ real widths are checked for shapes and geometry on the meta device (no memory fo
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import warnings
 from collections.abc import Callable
@@ -17,13 +19,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy.io import savemat
 from torch import nn
 
+from cqdkit.cli import cli
 from cqdkit.errors import CqdkitError, DataError
 from cqdkit.models import create_backbone, load_weights, model_input_config
 from cqdkit.models.matconvnet import MatConvNet, MatLayer, convert, read_matconvnet, skeleton
+from cqdkit.plugin import Backbone, hookimpl
 from cqdkit.train.engine import Normalizer
 
 Layer = dict
@@ -406,3 +411,50 @@ def _write(tmp_path: Path, what: str) -> Path:
 def test_unreadable_files_are_refused_clearly(tmp_path, what, message):
     with pytest.raises(DataError, match=f"MatConvNet file {message}"):
         read_matconvnet(_write(tmp_path, what))
+
+
+# -- the command line ----------------------------------------------------------------------------------
+
+
+class TinyVggm:
+    """A backbone plugin: vggm with the test's widths (the CLI builds it like any backbone)."""
+
+    @hookimpl
+    def cqdkit_backbones(self):
+        yield Backbone(name="tiny-vggm", summary="vggm, narrow", factory=lambda num_classes, **kw: tiny(
+            "vggm", TINY_VGGM, num_classes))
+
+
+def test_convert_weights_writes_safetensors_and_a_sidecar_that_load_weights_applies(tmp_path, register_plugin):
+    register_plugin(TinyVggm(), name="tiny-vggm")
+    layers = vggm_layers(random_weights(3))
+    average = AVERAGE + np.random.default_rng(4).normal(0, 10, (224, 224, 3))
+    source = save_network(tmp_path / "imagenet-vgg-m.mat", layers, "old", average)
+    out = tmp_path / "out" / "vgg-m.safetensors"
+    result = CliRunner().invoke(cli, ["convert-weights", str(source), "--arch", "tiny-vggm", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.parent.iterdir()) == ["vgg-m.json", "vgg-m.safetensors"]  # no temporary left
+    sidecar = json.loads(out.with_suffix(".json").read_text())
+    mean = average.astype(np.float32).mean(axis=(0, 1), dtype=np.float64) / 255
+    assert sidecar == {
+        "source": str(source), "sha256": hashlib.sha256(source.read_bytes()).hexdigest(), "arch": "tiny-vggm",
+        "layout": "old", "mean": pytest.approx(list(mean), rel=1e-6), "std": [1 / 255] * 3,
+        "average_image": "per-channel mean of the 224x224x3 average image", "image_size": [224, 224],
+        "num_classes": 10,
+    }
+    model = tiny("vggm", TINY_VGGM)
+    load_weights(model, out, strict=True)
+    assert model_input_config(model).mean == pytest.approx(tuple(mean), rel=1e-6)
+    # the recorded mean is the average image's per-channel mean: exact for the reference given that mean
+    assert_matches_reference(model, layers, mean * 255)
+
+
+def test_convert_weights_reports_a_mismatch_in_one_line(tmp_path):
+    layers = vggm_layers(random_weights(0))
+    source = save_network(tmp_path / "n.mat", layers, "simplenn", AVERAGE.reshape(1, 1, 3))
+    result = CliRunner().invoke(cli, ["convert-weights", str(source), "--arch", "vgg16"])
+    assert result.exit_code == 2
+    assert "layer 1 'conv1' (conv) does not match VGG's features.0" in result.stderr
+    assert "Traceback" not in result.output and not (tmp_path / "n.safetensors").exists()
+    result = CliRunner().invoke(cli, ["convert-weights", str(source), "--arch", "vggm", "--out", "n.pth"])
+    assert result.exit_code == 2 and "expected a path ending in .safetensors, got 'n.pth'" in result.stderr

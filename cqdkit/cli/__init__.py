@@ -16,6 +16,7 @@ from ..errors import CqdkitError
 from ..plugin import configure_autoload, get_plugin_manager
 from .console import err_console
 from .plugins import list_group, plugins
+from .convert import convert_weights
 from .degrade import degrade
 from .table import table
 from .tune import tune
@@ -114,6 +115,7 @@ cli.add_command(explain)
 cli.add_command(export)
 cli.add_command(multires)
 cli.add_command(sr_train)
+cli.add_command(convert_weights)
 
 
 def main() -> None:

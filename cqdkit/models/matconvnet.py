@@ -49,6 +49,7 @@ Example::
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import zlib
@@ -225,6 +226,45 @@ def skeleton(arch: str, num_classes: int) -> nn.Module:
 
     with torch.device("meta"):
         return create_backbone(arch, num_classes=num_classes)
+
+
+def convert_file(source: str | os.PathLike[str], arch: str, out: str | os.PathLike[str]) -> dict[str, Any]:
+    """Convert MatConvNet file ``source`` for backbone ``arch`` into ``out`` (safetensors) and a JSON sidecar
+    ``out`` with suffix ``.json``, both written atomically; returns the sidecar's description.
+
+    The safetensors metadata holds the same fields, JSON-encoded; :func:`cqdkit.models.load_weights` reads
+    its ``mean`` and ``std``.
+
+    Example::
+
+        convert_file("imagenet-vgg-m.mat", "vggm", "vgg-m.safetensors")
+        # {"arch": "vggm", "layout": "old", "mean": [...], "std": [0.0039..., ...], "num_classes": 1000, ...}
+
+    Raises:
+        DataError: ``out`` does not end in ``.safetensors``, or the file cannot be read or converted.
+    """
+    from ..train.checkpoint import atomic_save_tensors, atomic_write_json, sha256
+
+    source, out = Path(source), Path(out)
+    if out.suffix.lower() != ".safetensors":
+        raise DataError(f"converted weights are written as safetensors: expected a path ending in .safetensors, "
+                        f"got {str(out)!r}")
+    net = read_matconvnet(source)
+    conversion = convert(net, skeleton(arch, net.num_classes))
+    description = {
+        "source": str(source),
+        "sha256": sha256(source),
+        "arch": arch,
+        "layout": net.layout,
+        "mean": list(conversion.mean),
+        "std": list(conversion.std),
+        "average_image": net.average_image,
+        "image_size": list(net.image_size),
+        "num_classes": net.num_classes,
+    }
+    atomic_save_tensors(out, conversion.state_dict, metadata={k: json.dumps(v) for k, v in description.items()})
+    atomic_write_json(out.with_suffix(".json"), description)
+    return description
 
 
 # -- reading ------------------------------------------------------------------------------------------

@@ -1,0 +1,29 @@
+"""``cqdkit convert-weights FILE.mat``: a MatConvNet network as safetensors for cqdkit's vggm or timm's vgg16."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .console import console
+
+
+@click.command("convert-weights")
+@click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--arch", required=True,
+              help="Backbone the file is for: vggm (imagenet-vgg-m.mat) or vgg16 (imagenet-vgg-verydeep-16.mat).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="File to write [SOURCE with the suffix .safetensors]; a .json sidecar goes next to it.")
+def convert_weights(source: Path, arch: str, out: Path | None) -> None:
+    """Convert MatConvNet network SOURCE (.mat) for --arch, checking every layer against the backbone.
+
+    The result loads with --teacher-weights / --student-weights, which also apply the input normalisation it
+    records (MatConvNet networks take 0..255 RGB minus an average image).
+    """
+    from ..models.matconvnet import convert_file
+
+    out = out or source.with_suffix(".safetensors")
+    description = convert_file(source, arch, out)
+    console.print(f"wrote {out} and {out.with_suffix('.json')}: {description['num_classes']} classes, "
+                  f"{description['layout']} layout, mean from the {description['average_image']}")
