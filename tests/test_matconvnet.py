@@ -21,6 +21,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 from numpy.lib.stride_tricks import sliding_window_view
+from safetensors.torch import save_file
 from scipy.io import savemat
 from torch import nn
 
@@ -458,3 +459,22 @@ def test_convert_weights_reports_a_mismatch_in_one_line(tmp_path):
     assert "Traceback" not in result.output and not (tmp_path / "n.safetensors").exists()
     result = CliRunner().invoke(cli, ["convert-weights", str(source), "--arch", "vggm", "--out", "n.pth"])
     assert result.exit_code == 2 and "expected a path ending in .safetensors, got 'n.pth'" in result.stderr
+
+
+def test_a_run_normalises_as_the_weights_file_records_also_for_the_model_started_from_the_teacher(
+        tmp_path, monkeypatch):
+    monkeypatch.setenv("CQDKIT_CACHE", str(tmp_path / "cache"))
+    mean, std = [0.5, 0.4, 0.3], [1 / 255] * 3
+    weights = tmp_path / "teacher.safetensors"
+    state = create_backbone("convnet-s", num_classes=3).state_dict()
+    save_file(state, weights, metadata={"mean": json.dumps(mean), "std": json.dumps(std)})  # as convert-weights does
+    tiny_run = ["--dataset-option", "classes=3", "--dataset-option", "train_per_class=4",
+                "--dataset-option", "test_per_class=2", "--dataset-option", "image_size=32", "--image-size", "32",
+                "--batch-size", "4", "--epochs", "1", "--teacher", "convnet-s", "--student", "convnet-s", "--quiet"]
+    out = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["run", "--degrade", "gray", "--method", "a-b", *tiny_run,
+                                      "--teacher-weights", str(weights), "--out", str(out)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    for model in ("a", "a-b"):
+        description = json.loads((out / model / "model.json").read_text())
+        assert (description["mean"], description["std"]) == (pytest.approx(mean), pytest.approx(std)), model

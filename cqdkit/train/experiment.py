@@ -224,6 +224,7 @@ class Experiment:
         model, normalizer = self.initial_model(method)
         if method.from_teacher and teacher is not None:
             model.load_state_dict(teacher.model.state_dict())
+            normalizer = teacher.normalizer  # the input its weights expect (e.g. converted MatConvNet ones)
         result = fit(
             model, normalizer, self.train_set, self._objective(method, teacher), cfg.optimization(), self.hardware,
             directory, name=method.title, resume=self.resume, on_epoch=self.train_set.set_epoch,
