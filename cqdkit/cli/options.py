@@ -46,8 +46,10 @@ model_options = _stack(
     click.option("--teacher", help="Teacher backbone, a cqdkit or timm name [paper: vggm; cpu: convnet-s]."),
     click.option("--student", help="Student backbone [paper: vggm; cpu: convnet-s]."),
     click.option("--pretrained", is_flag=True, help="Start from the backbones' pretrained weights (timm hub/cache)."),
-    click.option("--teacher-weights", type=click.Path(dir_okay=False), help="Teacher initial weights (.safetensors)."),
-    click.option("--student-weights", type=click.Path(dir_okay=False), help="Student initial weights (.safetensors)."),
+    click.option("--teacher-weights", type=click.Path(dir_okay=False),
+                 help="Teacher initial weights (.safetensors, .pth, or a MatConvNet .mat)."),
+    click.option("--student-weights", type=click.Path(dir_okay=False),
+                 help="Student initial weights (.safetensors, .pth, or a MatConvNet .mat)."),
 )
 
 training_options = _stack(

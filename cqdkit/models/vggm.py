@@ -125,7 +125,7 @@ def vggm(num_classes: int, in_chans: int = 3, pretrained: bool = False, **kwargs
     if pretrained:
         raise CqdkitError(
             "no pretrained vggm weights are available from a model hub (the original ones are MatConvNet "
-            "files); convert them to .safetensors or .pth and load them with --student-weights PATH "
-            "(or --teacher-weights PATH)"
+            "files); load imagenet-vgg-m.mat, or its conversion by `cqdkit convert-weights imagenet-vgg-m.mat "
+            "--arch vggm`, with --student-weights PATH (or --teacher-weights PATH)"
         )
     return VGGM(num_classes=num_classes, in_chans=in_chans, **kwargs)
