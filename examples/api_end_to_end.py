@@ -29,13 +29,14 @@ config = RunConfig(degrade="localization", method="a-cqd", **(tiny if args.tiny 
 # 1. Pairs: each image's high-quality view x and the low-quality view z made from it automatically.
 data = load_dataset(config.dataset, **config.dataset_options)
 pairs = PairedDataset(data.test[:4], config.degrade, split="test", size=config.image_size, crop=data.has_boxes)
-rows = [np.hstack([x.permute(1, 2, 0).numpy(), z.permute(1, 2, 0).numpy()]) for x, z, *_ in pairs]
+rows = [np.hstack([s.x.permute(1, 2, 0).numpy(), s.z.permute(1, 2, 0).numpy()]) for s in pairs]
 args.out.mkdir(parents=True, exist_ok=True)
 plt.imsave(args.out / "pairs.png", np.vstack(rows))
 print(f"{data.num_classes} classes, {len(data.train)} training images; x | z pairs in {args.out / 'pairs.png'}")
 
 # 2. Models: A on x (the teacher), B on z alone, and the A+CQD student on z, distilled from A.
 experiment = Experiment(config, args.out)
+experiment.write_config()  # config.json: everything needed to reproduce (or re-evaluate) the models
 for method in ("a", "b", "a-cqd"):
     scores = experiment.evaluate(method)  # trains the method's model on first use (A only once)
     print(f"{method:>5}: test accuracy on x {100 * scores['test_x']:5.1f}%, on z {100 * scores['test_z']:5.1f}%")

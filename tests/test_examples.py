@@ -15,6 +15,8 @@ import pytest
 
 from cqdkit.plugin import PluginManager, configure_autoload
 
+from .run_checks import recomputed_accuracy
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 ACCURACY = r"test accuracy on x +(\d+\.\d)%, on z +(\d+\.\d)%"
 
@@ -35,14 +37,17 @@ def run_example(tmp_path_factory):
     return run
 
 
-def test_api_end_to_end_trains_and_evaluates_a_teacher_and_students(run_example, tmp_path):
+def test_api_end_to_end_trains_and_evaluates_a_teacher_and_students(run_example, tmp_path, tmp_path_factory,
+                                                                     monkeypatch):
+    monkeypatch.setenv("CQDKIT_CACHE", str(tmp_path_factory.getbasetemp() / "examples-cache"))  # the example's data
     out = tmp_path / "api"
     stdout = run_example(EXAMPLES / "api_end_to_end.py", "--out", str(out), CQDKIT_EXAMPLE_SIZE="tiny")
     assert "3 classes, 24 training images" in stdout
     for method in ("a", "b", "a-cqd"):
         match = re.search(rf"^ *{method}: {ACCURACY}$", stdout, re.MULTILINE)
         assert match, f"no accuracies for {method} in:\n{stdout}"
-        assert all(0.0 <= float(value) <= 100.0 for value in match.groups())
+        for view, printed in zip("xz", match.groups()):
+            assert float(printed) == pytest.approx(100 * recomputed_accuracy(out, method, view), abs=0.051)
         assert (out / method / "model.safetensors").exists()
     assert len((EXAMPLES / "api_end_to_end.py").read_text().splitlines()) < 50, "promised: under 50 lines"
     pairs = plt.imread(out / "pairs.png")
@@ -58,7 +63,7 @@ def test_minimal_plugin_script_registers_the_plugin_and_trains_with_it(run_examp
     config = json.loads((out / "run" / "config.json").read_text())
     assert [op["name"] for op in config["pipeline"]["ops"]] == ["occlude"]
     models = json.loads((out / "run" / "results.json").read_text())["models"]
-    assert set(models) == {"a", "a-cqd"}
+    assert set(models) == {"a", "a-cqd", "b"}
     assert "A+CQD" in stdout and "test B (z)" in stdout, "the run's accuracy table is printed"
 
 

@@ -10,6 +10,8 @@ from click.testing import CliRunner
 
 from cqdkit.cli import cli
 
+from .run_checks import assert_results_match_models
+
 TINY = [
     "--dataset-option", "classes=3",
     "--dataset-option", "train_per_class=8",
@@ -37,11 +39,12 @@ def test_run_writes_config_checkpoints_and_results(tmp_path):
     out = tmp_path / "run"
     result = invoke("run", "--degrade", "lowres", *TINY, "--out", str(out))
     assert result.exit_code == 0, result.output
-    results = json.loads((out / "results.json").read_text())
-    assert set(results["models"]) == {"a", "a-cqd"}
-    for scores in results["models"].values():
-        assert 0.0 <= scores["test_x"] <= 1.0 and 0.0 <= scores["test_z"] <= 1.0
+    results = assert_results_match_models(out)
+    assert set(results["models"]) == {"a", "a-cqd", "b"}  # B: the baseline the gain is measured against
+    assert results["gain"] == results["models"]["a-cqd"]["test_z"] - results["models"]["b"]["test_z"]
     config = json.loads((out / "config.json").read_text())
+    assert config["distillation"]["lambda"] == results["distillation"]["lambda"] == 20.0
+    assert config["distillation"]["logit_weight"] == pytest.approx(20.0 / (3 * 10.0**2))
     assert config["run"]["degrade"] == "lowres" and config["run"]["method"] == "a-cqd" and config["run"]["epochs"] == 2
     assert config["pipeline"]["ops"][0]["name"] == "lowres" and config["crop"] is True
     assert config["dataset"]["classes"] == 3 and config["dataset"]["train"] + config["dataset"]["val"] == 24
@@ -51,6 +54,8 @@ def test_run_writes_config_checkpoints_and_results(tmp_path):
         assert len((out / model / "log.jsonl").read_text().splitlines()) == 2
     assert list((out / "a").glob("teacher-logits-*.safetensors")), "teacher logits are cached"
     assert "A+CQD" in result.output and "test B (z)" in result.output
+    assert f"{100 * results['gain']:+.1f} points" in result.output
+    assert "T = 10, lambda = 20" in result.output
 
 
 def test_run_refuses_to_overwrite_and_resumes(tmp_path):
@@ -93,7 +98,10 @@ def test_table_shares_the_teacher_and_writes_all_formats(tmp_path):
     table = json.loads((out / "table.json").read_text())
     assert table["rows"][:6] == ["A/A", "A/B", "B/B", "A→B/B", "CQD/B", "A+CQD/B"]
     cell = table["table"]["lowres"]["A+CQD/B"]
-    assert cell["n"] == 2 and 0 <= cell["mean"] <= 1
+    assert cell["n"] == 2 and cell["mean"] == pytest.approx(sum(table["raw"]["lowres"]["A+CQD/B"]) / 2)
+    for seed in (0, 1):
+        per_seed = json.loads((out / f"seed-{seed}" / "lowres" / "results.json").read_text())["models"]
+        assert table["raw"]["lowres"]["B/B"][seed] == per_seed["b"]["test_z"]
     assert table["raw"]["gray"]["A/A"] == table["raw"]["lowres"]["A/A"]  # the same teacher
     markdown = (out / "table.md").read_text()
     assert "| A+CQD/B |" in markdown and "±" in markdown
@@ -103,15 +111,20 @@ def test_table_shares_the_teacher_and_writes_all_formats(tmp_path):
 @pytest.mark.slow
 def test_tune_scores_on_validation_and_picks_the_best(tmp_path):
     out = tmp_path / "tune"
-    result = invoke("tune", "--degrade", "lowres", "--temperatures", "1,10", "--lambdas", "1", *TINY, "--epochs", "1",
-                    "--out", str(out))
+    result = invoke("tune", "--degrade", "lowres", "--method", "cqd", "--seeds", "1", "--temperatures", "1,10",
+                    "--lambdas", "1", *TINY, "--epochs", "1", "--out", str(out))
     assert result.exit_code == 0, result.output
     tuned = json.loads((out / "tune.json").read_text())
-    assert tuned["split"] == "val"
-    found = tuned["degradations"]["lowres"]
-    assert len(found["grid"]) == 2
-    best = max(cell["val_z"] for cell in found["grid"])
-    assert found["val_z"] == best
-    assert found["chosen"]["lam"] == 1.0
+    assert tuned["split"] == "val" and tuned["score"] == "val_z_nll"
+    found = tuned["methods"]["cqd"]["lowres"]
+    assert [(c["temperature"], c["lam"]) for c in found["grid"]] == [(0.0, 0.0), (1.0, 1.0), (10.0, 1.0)]
+    baseline = found["grid"][0]["val_z_nll"]
+    better = [c for c in found["grid"][1:] if c["val_z_nll"] < baseline]
+    if better:  # one seed: any gain over lambda = 0 counts, and the lowest NLL wins
+        best = min(better, key=lambda c: c["val_z_nll"])
+        assert found["chosen"] == {"temperature": best["temperature"], "lam": best["lam"]}
+    else:
+        assert found["chosen"]["lam"] == 0.0 and "chosen: lambda = 0 --" in " ".join(result.output.split())
     assert len(list((out / "teachers").glob("a-*"))) == 1
-    assert Path(out / "tune.json").exists()
+    assert (out / "lowres-cqd.png").exists()
+    assert f"lambda = 0 (b): NLL {baseline:.3f}" in " ".join(result.output.split())

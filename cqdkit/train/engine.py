@@ -105,18 +105,21 @@ class Objective:
         target = self.teacher(batch, hardware)
         extra = (labels,) if self.distill_labels else ()
         distill = self.distill(logits, target, *extra)
-        return StepLoss(ce + self.lam * distill, ce, distill, self._gradient_ratio(logits, target, labels, extra))
+        return StepLoss(ce + self.lam * distill, ce, distill, self._gradient_ratio(logits, ce, distill))
 
-    def _gradient_ratio(self, logits: torch.Tensor, target: torch.Tensor, labels: torch.Tensor,
-                        extra: tuple[torch.Tensor, ...]) -> float:
-        """||d(lam * L2)/d logits|| / ||d CE/d logits|| on this batch: how strongly distillation pulls."""
-        assert self.distill is not None
-        with torch.enable_grad():
-            free = logits.detach().float().requires_grad_(True)
-            (ce_grad,) = torch.autograd.grad(F.cross_entropy(free, labels), free)
-            (distill_grad,) = torch.autograd.grad(self.lam * self.distill(free, target, *extra), free)
-        ce_norm = float(ce_grad.norm())
-        return float(distill_grad.norm()) / ce_norm if ce_norm > 0 else float("inf")
+    def _gradient_ratio(self, logits: torch.Tensor, ce: torch.Tensor, distill: torch.Tensor) -> float:
+        """||d(lam * L2)/d logits|| / ||d CE/d logits|| on this batch: how strongly distillation pulls.
+
+        Only the loss part of the graph is differentiated (with respect to the logits), not the network.
+        """
+        if not logits.requires_grad:
+            return float("nan")
+        (ce_grad,) = torch.autograd.grad(ce, logits, retain_graph=True)
+        (distill_grad,) = torch.autograd.grad(self.lam * distill, logits, retain_graph=True, allow_unused=True)
+        if distill_grad is None:
+            return 0.0
+        ce_norm = float(ce_grad.float().norm())
+        return float(distill_grad.float().norm()) / ce_norm if ce_norm > 0 else float("inf")
 
 
 @dataclass

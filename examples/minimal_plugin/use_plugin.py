@@ -40,4 +40,4 @@ tiny = ["--dataset-option", "classes=3", "--dataset-option", "train_per_class=8"
         "test_per_class=4", "--dataset-option", "image_size=48", "--image-size", "32", "--epochs", "1"]
 run_dir = args.out / "run"
 cli.main(["run", "--degrade", "occlude", *tiny, "--quiet", "--out", str(run_dir)], standalone_mode=False)
-print(f"run directory: {run_dir} (results.json, config.json, a/, a-cqd/)")
+print(f"run directory: {run_dir} (results.json, config.json, a/, a-cqd/, b/)")
