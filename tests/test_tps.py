@@ -66,6 +66,11 @@ def test_jitter_scales_with_the_image_size():
         assert abs(d.std() / (2.0 * size / 224) - 1) < 0.15
 
 
+def test_default_jitter_is_the_authors_4_px_at_224():
+    assert Tps().sigma == 4.0  # save_images.m: 4*randn
+    assert PairMaker("tps").describe()["ops"][0]["params"]["sigma"] == 4.0
+
+
 def test_random_per_sample_and_reproducible():
     image = np.random.default_rng(1).integers(0, 256, (50, 70, 3), dtype=np.uint8)
     maker = PairMaker("tps", size=48)

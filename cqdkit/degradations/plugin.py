@@ -95,7 +95,7 @@ def cqdkit_degradations() -> Iterator[Degradation]:
         factory=_tps,
         params=(
             Param(name="grid", default=14, parse=_grid, help="knots per side"),
-            Param(name="sigma", default=2.0, parse=non_negative_float, help="knot jitter std, px at 224"),
+            Param(name="sigma", default=4.0, parse=non_negative_float, help="knot jitter std, px at 224"),
         ),
         random=True,
     )

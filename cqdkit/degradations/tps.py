@@ -2,8 +2,9 @@
 
 Knots lie on a uniform ``grid x grid`` lattice: the centres of a ``grid x grid`` tiling of the image (at
 224 px and grid 14, every 16 px from 7.5, as in the authors' code). Each knot p_i gets a displacement d_i
-drawn from N(0, sigma^2) per coordinate, sigma in pixels at a 224-pixel input (default 2, variance
-4 px^2) scaled with the input size. The *sampling map* is T(q) = q + f(q), where f is the thin-plate
+drawn from N(0, sigma^2) per coordinate, sigma in pixels at a 224-pixel input scaled with the input
+size. The default, sigma = 4 px at 224, is the authors' ``save_images.m`` (``4*randn``; the paper's text
+says "4 pixels variance", but the code draws a standard deviation of 4). The *sampling map* is T(q) = q + f(q), where f is the thin-plate
 spline with f(p_i) = d_i, and z(q) = x(T(q)) (``cv2.remap``, bilinear, reflected border). So the content
 found at p_i + d_i in x appears at p_i in z. With sigma = 0 the map is the identity.
 
@@ -149,7 +150,7 @@ def tps_warp(size: int, grid: int) -> TpsWarp:
 class Tps:
     """Warp z by a random thin-plate spline (see the module docstring)."""
 
-    def __init__(self, grid: int = 14, sigma: float = 2.0) -> None:
+    def __init__(self, grid: int = 14, sigma: float = 4.0) -> None:
         self.grid, self.sigma = grid, sigma
 
     def displacements(self, size: int, rng: np.random.Generator) -> np.ndarray:
