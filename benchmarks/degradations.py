@@ -27,7 +27,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from cqdkit.degradations import PairMaker, Views  # noqa: E402
-from cqdkit.degradations.edges import GRADIENT_GAIN  # noqa: E402
+from cqdkit.degradations.edges import gradient_kernels  # noqa: E402
 from cqdkit.degradations.tps import tps_warp  # noqa: E402
 from cqdkit.testing.degradations import textured_image  # noqa: E402
 
@@ -133,10 +133,11 @@ def down_up(image: np.ndarray) -> np.ndarray:
 
 
 def draw(image: np.ndarray) -> np.ndarray:
+    smooth, derivative, gain = gradient_kernels(image.shape[0])
     gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-    dx, dy = cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=5), cv2.Sobel(gray, cv2.CV_32F, 0, 1, ksize=5)
-    magnitude = cv2.magnitude(dx, dy)
-    lines = cv2.bitwise_not(cv2.convertScaleAbs(magnitude, alpha=GRADIENT_GAIN))
+    dx = cv2.sepFilter2D(gray, cv2.CV_32F, derivative, smooth, borderType=cv2.BORDER_REFLECT_101)
+    dy = cv2.sepFilter2D(gray, cv2.CV_32F, smooth, derivative, borderType=cv2.BORDER_REFLECT_101)
+    lines = cv2.convertScaleAbs(cv2.magnitude(dx, dy), alpha=gain)
     return cv2.cvtColor(lines, cv2.COLOR_GRAY2RGB)
 
 

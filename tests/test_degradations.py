@@ -206,7 +206,7 @@ def test_lowres_size_scales_with_the_input():
     assert [LowRes().small_size(s) for s in (224, 112, 448, 10)] == [50, 25, 100, 2]
 
 
-def test_edges_are_dark_lines_on_white_in_three_equal_channels(caplog, monkeypatch):
+def test_edges_are_bright_lines_on_black_in_three_equal_channels(caplog, monkeypatch):
     from cqdkit.degradations import edges as edges_module
 
     monkeypatch.setattr(edges_module, "_announced", set())  # the detector is announced once per process
@@ -218,10 +218,38 @@ def test_edges_are_dark_lines_on_white_in_three_equal_channels(caplog, monkeypat
     assert "gradient" in caplog.text
     _, z = maker(image)
     assert np.array_equal(z[..., 0], z[..., 1]) and np.array_equal(z[..., 0], z[..., 2])
-    assert (z[:, :28] == 255).all() and (z[:, 36:] == 255).all()  # white away from the edge
-    assert (z[:, 31:33, 0] == 0).all()  # a black line on it
+    assert (z[:, :28] == 0).all() and (z[:, 36:] == 0).all()  # black away from the edge
+    assert (z[:, 31:33, 0] == 255).all()  # a full-strength line on it (a step of 128 levels or more)
     _, z = make_pair("edges", textured_image(), size=48)
     assert np.array_equal(z[..., 0], z[..., 2])
+
+
+@pytest.mark.parametrize("size", [64, 96, 224])
+def test_edges_fallback_line_strength_and_width_scale_with_the_view(size):
+    from cqdkit.degradations.edges import GRADIENT_SIGMA, line_drawing_from_gradient
+
+    step = np.full((size, size, 3), 60, np.uint8)
+    step[:, size // 2 :] = 60 + 128
+    profile = line_drawing_from_gradient(step)[size // 2, :, 0].astype(float)
+    assert profile.max() == 255  # a sharp 128-level step: full strength at every size
+    width = (profile > 255 / 2).sum() * 224 / size  # in px at 224
+    assert abs(width - 2.355 * GRADIENT_SIGMA) < 224 / size  # a Gaussian's full width at half maximum
+
+
+def test_edges_fallback_draws_the_same_lines_at_64_and_224_px():
+    from cqdkit.degradations.edges import line_drawing_from_gradient
+
+    rng = np.random.default_rng(0)
+    scene = np.full((896, 896, 3), 60, np.uint8)
+    for _ in range(15):
+        colour = tuple(int(v) for v in rng.integers(0, 256, 3))
+        cv2.circle(scene, tuple(int(v) for v in rng.integers(0, 896, 2)), int(rng.integers(40, 200)), colour, -1)
+    small, large = (cv2.resize(scene, (s, s), interpolation=cv2.INTER_AREA) for s in (64, 224))
+    drawn_small = line_drawing_from_gradient(small).astype(float)
+    drawn_large = cv2.resize(line_drawing_from_gradient(large), (64, 64), interpolation=cv2.INTER_AREA).astype(float)
+    assert np.corrcoef(drawn_small.ravel(), drawn_large.ravel())[0, 1] > 0.99
+    assert abs(drawn_small.mean() / drawn_large.mean() - 1) < 0.15
+    assert np.abs(drawn_small - drawn_large).mean() < 6
 
 
 def test_edges_model_errors(tmp_path, monkeypatch):

@@ -82,7 +82,7 @@ def cqdkit_degradations() -> Iterator[Degradation]:
     )
     yield Degradation(
         name="edges",
-        summary="z = a line drawing of x, dark lines on white (Fig. 3c; structured forests or gradient)",
+        summary="z = a line drawing of x, bright lines on black (Fig. 3c; structured forests or gradient)",
         factory=_edges,
         params=(
             Param(name="detector", default="auto", help="edge detector", choices=("auto", "sed", "gradient")),
