@@ -34,7 +34,7 @@ import cv2
 import numpy as np
 
 from ..errors import DataError, SpecError
-from .image import scaled_pixels
+from ..images import scaled_pixels
 from .views import Views
 
 MODEL_ENV = "CQDKIT_SED_MODEL"
