@@ -22,6 +22,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
+#: The suffix of :func:`atomic_write`'s temporary files (see :func:`remove_stale_temporaries`).
+TEMPORARY_SUFFIX = ".tmp"
+
 
 def atomic_write(path: Path, write: Callable[[str], object]) -> None:
     """Have ``write(temporary_path)`` fill a temporary file next to ``path``, then rename it to ``path``.
@@ -31,7 +34,7 @@ def atomic_write(path: Path, write: Callable[[str], object]) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX)
     os.close(handle)
     try:
         write(temporary)
@@ -42,6 +45,22 @@ def atomic_write(path: Path, write: Callable[[str], object]) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def is_temporary(path: Path) -> bool:
+    """Whether ``path`` is a temporary file of :func:`atomic_write` (``.<name>.<random>.tmp``)."""
+    return path.name.startswith(".") and path.name.endswith(TEMPORARY_SUFFIX) and path.is_file()
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Delete the temporary files that killed writers left anywhere under ``folder``; returns them.
+
+    Only safe while no one writes there: call it holding the folder's lock (:mod:`cqdkit.lock`).
+    """
+    removed = [path for path in Path(folder).rglob(f".*{TEMPORARY_SUFFIX}") if is_temporary(path)]
+    for path in removed:
+        path.unlink(missing_ok=True)
+    return removed
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

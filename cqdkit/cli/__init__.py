@@ -1,7 +1,8 @@
 """The ``cqdkit`` command line: thin click commands that call the library and print with rich.
 
-Expected errors (:class:`cqdkit.CqdkitError`) print one clear line and exit with status 2; anything else
-is a bug and is shown with a rich traceback. Start-up imports neither torch nor timm.
+Expected errors (:class:`cqdkit.CqdkitError`) and input/output errors (``OSError``: a full disk, a
+read-only folder) print one clear line and exit with status 2; anything else is a bug and is shown with a
+rich traceback. Start-up imports neither torch nor timm.
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ class CqdkitGroup(click.Group):
             return super().invoke(ctx)
         except CqdkitError as error:
             raise UserError(str(error)) from None
+        except OSError as error:  # a full disk, a read-only folder, a file that vanished: the system's words
+            where = f"{error.filename}: " if error.filename else ""
+            raise UserError(f"{where}{error.strerror or error} (an input/output error; nothing was lost: "
+                            "fix it and run again, with --resume for a run)") from None
 
 
 def _no_plugins(ctx: click.Context, param: click.Parameter, value: bool) -> None:

@@ -11,9 +11,6 @@ from ..train.methods import METHODS, method_names
 from .console import console
 from .options import config_from_options, dataset_options, model_options, reporter_from_options, training_options
 
-_RESUMABLE = {"out", "resume", "device", "workers", "quiet"}
-
-
 @click.command()
 @click.option("--degrade", default="tps", show_default=True, help="Degradation spec, e.g. lowres:size=32+jpeg.")
 @click.option(
@@ -35,19 +32,11 @@ def run(ctx: click.Context, **options: Any) -> None:
     """Train teacher A on x and the student on z, evaluate both on the test x and z views."""
     from ..train.run import run as run_experiment
 
-    if options["resume"]:
-        given = [
-            name
-            for name in options
-            if name not in _RESUMABLE and ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
-        ]
-        if given:
-            raise click.UsageError(
-                "--resume continues the saved run with its saved settings; drop "
-                + ", ".join("--" + name.replace("_", "-") for name in given)
-            )
-    results = run_experiment(config_from_options(options), resume=options["resume"],
-                             reporter=reporter_from_options(options))
+    config = config_from_options(options)
+    given = {name: getattr(config, name) for name in options
+             if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE and hasattr(config, name)}
+    given.pop("out", None)
+    results = run_experiment(config, resume=options["resume"], changes=given, reporter=reporter_from_options(options))
     print_summary(results)
 
 

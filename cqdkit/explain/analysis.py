@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..lock import folder_lock
 from ..reporting import Reporter
 from ..train.methods import get_method
 from .confusion import confusion_matrix, top_reductions
@@ -48,12 +49,17 @@ def explain_run(
     B and the distilled student (the run's own, or the one ``--method auto`` gives) are loaded from the run,
     or trained into it with the run's settings when missing.
     """
+    reporter = reporter or Reporter.silent()
+    run_dir = Path(run_dir)
+    with folder_lock(run_dir, what="run folder"):  # models missing from the run are trained into it
+        return _explain(run_dir, images=images, examples=examples, out=out, reporter=reporter)
+
+
+def _explain(run_dir: Path, *, images: int, examples: int, out: Path | None, reporter: Reporter) -> dict[str, Any]:
     from ..train.config import RunConfig
     from ..train.evaluate import predict
     from ..train.experiment import Experiment
 
-    reporter = reporter or Reporter.silent()
-    run_dir = Path(run_dir)
     config = RunConfig.load(run_dir / "config.json")
     experiment = Experiment(config, run_dir, resume=True, reporter=reporter)
     config = experiment.config
@@ -107,7 +113,12 @@ def explain_run(
         pair_examples=[_pair_examples(test, labels_np, predictions[0], p.i, p.j) for p in pairs],
         test_images=len(test),
     )
-    files = write_report(Path(out) if out else run_dir / "explain", explanation)
+    target = Path(out) if out else run_dir / "explain"
+    if run_dir.resolve() in target.resolve().parents:  # inside the run folder, whose lock is held
+        files = write_report(target, explanation)
+    else:
+        with folder_lock(target, what="explain folder"):
+            files = write_report(target, explanation)
     return {"summary": explanation.summary(), "files": files}
 
 

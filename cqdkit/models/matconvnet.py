@@ -243,7 +243,7 @@ def convert_file(source: str | os.PathLike[str], arch: str, out: str | os.PathLi
     Raises:
         DataError: ``out`` does not end in ``.safetensors``, or the file cannot be read or converted.
     """
-    from ..train.checkpoint import atomic_save_tensors, atomic_write_json, sha256
+    from ..files import atomic_save_tensors, atomic_write_json, sha256
 
     source, out = Path(source), Path(out)
     if out.suffix.lower() != ".safetensors":

@@ -10,6 +10,7 @@ is ever unpickled.
 from __future__ import annotations
 
 import json
+import logging
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,10 +19,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from ..errors import TrainingError
 from ..files import atomic_save_tensors, atomic_write_json, sha256
+
+log = logging.getLogger(__name__)
 
 LATEST = "latest.json"
 KEEP = 2  # complete checkpoints kept on disk
@@ -132,28 +136,52 @@ def _prune(directory: Path, keep: int) -> None:
 def load_checkpoint(directory: Path) -> TrainingState | None:
     """The newest complete checkpoint in ``directory``, or None if there is none.
 
+    ``latest.json`` names it. When that pointer is unreadable (a damaged file), the newest checkpoint
+    whose tensors match their recorded hash is used instead, with a warning.
+
     Raises:
-        TrainingError: the files named by ``latest.json`` are missing or do not match their hash.
+        TrainingError: ``latest.json`` names a checkpoint that is missing or damaged (the message says
+            which file), or the pointer is damaged and no intact checkpoint is left.
     """
-    latest = directory / LATEST
+    latest = Path(directory) / LATEST
     if not latest.exists():
         return None
     try:
         pointer = json.loads(latest.read_text())
-        state_path = directory / pointer["checkpoint"]
+        name = pointer["checkpoint"]
+        if not isinstance(name, str):
+            raise TypeError(f"'checkpoint' is {name!r}")
+    except (OSError, KeyError, ValueError, TypeError) as error:
+        for candidate in sorted(Path(directory).glob("epoch-*.json"), reverse=True):
+            try:
+                state = _read_state(candidate)
+            except TrainingError:
+                continue
+            log.warning("%s is unreadable (%s); resuming from %s instead", latest, error, candidate.name)
+            return state
+        raise TrainingError(f"{latest} is unreadable ({error}) and no intact checkpoint is left in {directory}; "
+                            "delete the folder and start again") from None
+    return _read_state(Path(directory) / name)
+
+
+def _read_state(state_path: Path) -> TrainingState:
+    """The checkpoint described by ``state_path``, its tensors checked against their hash."""
+    try:
         state = json.loads(state_path.read_text())
-        tensor_path = directory / state["tensors"]
+        tensor_path = state_path.parent / state["tensors"]
         if sha256(tensor_path) != state["sha256"]:
             raise TrainingError(f"checkpoint {tensor_path} does not match the hash recorded in {state_path}")
         tensors = load_file(str(tensor_path))
-    except (OSError, KeyError, ValueError) as error:
-        raise TrainingError(f"cannot read the checkpoint in {directory}: {error}") from error
-    model = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-    return TrainingState(
-        epoch=int(state["epoch"]),
-        model=model,
-        optimizer=_join_optimizer_state(tensors, state["optimizer"]),
-        scheduler=state["scheduler"],
-        rng={"tensors": {k: v for k, v in tensors.items() if k.startswith("rng.")}, "json": state["rng"]},
-        extra=state["extra"],
-    )
+        model = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+        return TrainingState(
+            epoch=int(state["epoch"]),
+            model=model,
+            optimizer=_join_optimizer_state(tensors, state["optimizer"]),
+            scheduler=state["scheduler"],
+            rng={"tensors": {k: v for k, v in tensors.items() if k.startswith("rng.")}, "json": state["rng"]},
+            extra=state["extra"],
+        )
+    except TrainingError:
+        raise
+    except (OSError, KeyError, ValueError, TypeError, SafetensorError) as error:
+        raise TrainingError(f"cannot read the checkpoint {state_path}: {error}") from error

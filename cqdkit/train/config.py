@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -148,27 +149,36 @@ class RunConfig:
         return config
 
     def validate(self) -> None:
+        """Check every setting that needs no plugin or dataset (those are checked by the experiment).
+
+        Raises:
+            CqdkitError: a value out of range, named by its command-line option.
+        """
         if self.method != AUTO and self.method not in METHODS:
             raise CqdkitError(f"unknown method {self.method!r}; expected one of {AUTO}, {', '.join(METHODS)}")
         if self.method != AUTO and self.teacher is not None and self.student is not None:
             METHODS[self.method].check(teacher=self.teacher, student=self.student)
-        checks = {
-            "epochs": (self.epochs, 1),
-            "batch_size": (self.batch_size, 1),
-            "image_size": (self.image_size, 8),
+        minimum = {"epochs": 1, "batch_size": 1, "image_size": 8, "workers": 0, "seed": 0}
+        for name, least in minimum.items():
+            value = getattr(self, name)
+            if value is not None and value < least:
+                raise CqdkitError(f"{self.option_name(name)} must be at least {least}, got {value}")
+        ranges = {
+            "temperature": (self.temperature, "a finite number > 0", lambda v: v > 0),
+            "lam": (self.lam, "a finite number >= 0", lambda v: v >= 0),
+            "lr": (self.lr, "a finite number > 0", lambda v: v > 0),
+            "lr_end": (self.lr_end, "a finite number >= 0", lambda v: v >= 0),
+            "momentum": (self.momentum, "a number in [0, 1)", lambda v: 0 <= v < 1),
+            "weight_decay": (self.weight_decay, "a finite number >= 0", lambda v: v >= 0),
+            "val_fraction": (self.val_fraction, "a number in [0, 1)", lambda v: 0 <= v < 1),
         }
-        for name, (value, minimum) in checks.items():
-            if value is not None and value < minimum:
-                raise CqdkitError(f"{name} must be at least {minimum}, got {value}")
-        if self.temperature is not None and self.temperature <= 0:
-            raise CqdkitError(f"temperature must be positive, got {self.temperature}")
-        if self.lam is not None and self.lam < 0:
-            raise CqdkitError(f"lambda must be non-negative, got {self.lam}")
-        if not 0 <= self.val_fraction < 1:
-            raise CqdkitError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        for name, (value, expected, valid) in ranges.items():
+            if value is not None and not (math.isfinite(value) and valid(value)):
+                raise CqdkitError(f"{self.option_name(name)} must be {expected}, got {value}")
         if self.folds == 1 or self.folds < 0 or not 0 <= self.fold < max(self.folds, 1):
-            raise CqdkitError(f"fold {self.fold} of {self.folds} folds; expected folds = 0 (a held-out fraction) "
+            raise CqdkitError(f"fold {self.fold} of {self.folds} folds; expected --folds 0 (a held-out fraction) "
                               "or at least 2, and 0 <= fold < folds")
+        self.hardware()  # the device exists
 
     def optimization(self) -> Optimization:
         """The SGD settings of this (resolved) config."""

@@ -13,6 +13,7 @@ checkpoint; the loop itself knows nothing about files.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -206,9 +207,14 @@ def fit(
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, linear_lr(optimization.epochs, optimization.lr, optimization.lr_end)
     )
-    result = _resume(directory, model, optimizer, scheduler) if resume else FitResult()
+    result = _resume(directory, model, optimizer, scheduler, optimization) if resume else FitResult()
     if result.resumed_from >= optimization.epochs:
+        if not _finite_state(model, optimizer):
+            raise TrainingError(f"the finished model in {directory} has non-finite weights; delete the folder and train "
+                                "it again (lower --lr or --lambda)")
         return result
+    if not result.resumed_from:  # every model's random streams start from its seed, whatever ran before it
+        torch.manual_seed(_stream_seed(optimization.seed, name))
     trainable = _wrap(model, hardware, size)
     loader, sampler = make_loader(dataset, optimization.batch_size, hardware, shuffle=True, seed=optimization.seed)
     reporter = reporter if reporter is not None and rank == 0 else Reporter.silent()
@@ -225,6 +231,8 @@ def fit(
             )
         scheduler.step()
         result.history.append(_epoch_row(epoch, lr, totals, time.perf_counter() - began, size))
+        if not _finite_state(model, optimizer):
+            _stop_non_finite_weights(epoch, directory)
         if rank == 0:
             _save(directory, epoch + 1, model, optimizer, scheduler, result)
         if size > 1:
@@ -272,14 +280,26 @@ def train_one_epoch(
     return totals
 
 
-def _resume(directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any) -> FitResult:
-    """Load the newest checkpoint of ``directory`` into the model, optimizer, schedule and RNGs."""
+def _resume(directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+            optimization: Optimization) -> FitResult:
+    """Load the newest checkpoint of ``directory`` into the model, optimizer, schedule and RNGs.
+
+    A learning rate changed since the checkpoint (``--resume --lr ...``, after a loss blew up) applies from the
+    next epoch on: the schedule runs from the new ``lr`` to the new ``lr_end``.
+    """
     state = load_checkpoint(directory)
     if state is None:
         return FitResult()
     model.load_state_dict(state.model)
     optimizer.load_state_dict(state.optimizer)
     scheduler.load_state_dict(state.scheduler)
+    factor = linear_lr(optimization.epochs, optimization.lr, optimization.lr_end)
+    scheduler.lr_lambdas = [factor] * len(optimizer.param_groups)
+    scheduler.base_lrs = [optimization.lr] * len(optimizer.param_groups)
+    for group in optimizer.param_groups:
+        group["initial_lr"] = optimization.lr
+        group["lr"] = optimization.lr * factor(state.epoch)
+        group["momentum"], group["weight_decay"] = optimization.momentum, optimization.weight_decay
     restore_rng(state.rng["tensors"], state.rng["json"])
     return FitResult(history=list(state.extra.get("history", [])), resumed_from=state.epoch)
 
@@ -320,6 +340,24 @@ def _save(directory: Path, epochs_done: int, model: nn.Module, optimizer: torch.
                     extra={"history": result.history})
 
 
+def _stream_seed(seed: int, name: str) -> int:
+    """The seed of a model's random streams (dropout, loader shuffles): from the run's seed and the model's
+    name only, so that whether earlier steps ran (a teacher trained now or loaded, logits computed or read
+    from the cache) never changes them."""
+    return int.from_bytes(hashlib.sha256(f"{seed}:{name}".encode()).digest()[:8], "little")
+
+
+def _finite_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> bool:
+    """Whether every weight, buffer and optimizer tensor is finite, in every process."""
+    tensors = [*model.state_dict().values()]
+    tensors += [v for state in optimizer.state.values() for v in state.values() if isinstance(v, torch.Tensor)]
+    finite = all(bool(torch.isfinite(t).all()) for t in tensors if t.is_floating_point())
+    flag = torch.tensor(1.0 if finite else 0.0)
+    if world()[1] > 1:
+        dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+    return flag.item() == 1.0
+
+
 def _finite_everywhere(loss: torch.Tensor) -> bool:
     """Whether the loss is finite in every process (all stop together, or the others wait forever)."""
     finite = torch.isfinite(loss.detach()).float()
@@ -329,10 +367,22 @@ def _finite_everywhere(loss: torch.Tensor) -> bool:
 
 
 def _stop(loss: torch.Tensor, epoch: int, step: int, directory: Path) -> None:
-    state = load_checkpoint(directory) if directory.exists() else None
-    kept = f"the last good checkpoint (epoch {state.epoch}) is kept in {directory}" if state else (
-        "no checkpoint was written yet")
     raise TrainingError(
-        f"the training loss became {loss.item()} at epoch {epoch + 1}, batch {step + 1}; training stopped and {kept}. "
-        "Lower the learning rate (--lr) or lambda (--lambda), then continue with --resume."
+        f"the training loss became {loss.item()} at epoch {epoch + 1}, batch {step + 1}; training stopped and "
+        f"{_kept(directory)}. Lower the learning rate (--lr) or lambda (--lambda), then continue with --resume."
     )
+
+
+def _stop_non_finite_weights(epoch: int, directory: Path) -> None:
+    raise TrainingError(
+        f"the weights became NaN or infinite during epoch {epoch + 1} (the loss stayed finite); training stopped and "
+        f"{_kept(directory)}. Lower the learning rate (--lr, --lr-end) or lambda (--lambda), then continue with "
+        "--resume."
+    )
+
+
+def _kept(directory: Path) -> str:
+    """Which good checkpoint stays (every checkpoint written is finite)."""
+    state = load_checkpoint(directory) if directory.exists() else None
+    return f"the last good checkpoint (epoch {state.epoch}) is kept in {directory}" if state else (
+        "no checkpoint was written yet")

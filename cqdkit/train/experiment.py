@@ -92,6 +92,7 @@ class Experiment:
                                manager=self.manager)
         self.method = resolve(cfg.method, **self._method_context(cfg))
         self.config = dataclasses.replace(cfg, method=self.method.name)
+        self._check_plugins()
         if cfg.folds:
             train, val = split_folds(self.data.train, cfg.folds, cfg.fold, cfg.seed)
         else:
@@ -102,6 +103,14 @@ class Experiment:
         self.test_set = PairedDataset(self.data.test, split="test", **paired)
         self._models: dict[str, TrainedModel] = {}
         self.teacher_directory = Path(teacher_root) / f"a-{self.teacher_key()}" if teacher_root else self.directory / "a"
+
+    def _check_plugins(self) -> None:
+        """Find the backbones and the loss now, before any training (a misspelt name is a one-line error
+        with close matches, not a surprise after the teacher trained)."""
+        cfg = self.config
+        self.manager.backbone(cfg.teacher)
+        self.manager.backbone(cfg.student)
+        self.manager.loss(cfg.loss).factory(temperature=cfg.temperature)
 
     def _method_context(self, cfg: RunConfig) -> dict[str, Any]:
         """What decides which methods can run: the architectures and x's channels."""

@@ -47,10 +47,21 @@ class Hardware:
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when available; a CUDA device asked for but missing is an error."""
+    """``auto`` picks CUDA when available; a device that does not exist here is an error.
+
+    Raises:
+        TrainingError: not a device name, CUDA asked for but missing, or a GPU index beyond those present.
+    """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise TrainingError(f"--device {name!r} is not a device; expected cpu, cuda, cuda:N or auto") from None
+    if device.type not in ("cpu", "cuda"):
+        raise TrainingError(f"--device {name!r}: cqdkit runs on cpu or cuda; expected cpu, cuda, cuda:N or auto")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise TrainingError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise TrainingError(f"--device {name}: this machine has {torch.cuda.device_count()} GPU(s)")
     return device

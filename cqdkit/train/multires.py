@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..data.sample import Sample, check_view
 from ..errors import CqdkitError
 from ..models.preprocessing import Normalizer
+from ..lock import folder_lock
 from ..models.weights import save_model
 from ..reporting import Reporter
 from ..files import atomic_write_bytes, atomic_write_json
@@ -91,11 +92,16 @@ def run_multires(
         CqdkitError: no quality, a repeated one, one named ``clean``, one that adds privileged channels
             to x, or qualities whose clean views differ (then they share no model A).
     """
+    _check_qualities(qualities)
+    out = Path(out)
+    with folder_lock(out):
+        return _run_multires(base, qualities, out, reporter)
+
+
+def _run_multires(base: RunConfig, qualities: list[str], out: Path, reporter: Reporter | None) -> dict[str, Any]:
     from ..routing import Expert, QualityRouter, fit_quality_classifier, spectrum_features
     from .experiment import Experiment
 
-    _check_qualities(qualities)
-    out = Path(out)
     began = time.perf_counter()
     experiments = [
         Experiment(dataclasses.replace(base, degrade=spec, method=AUTO), out / slug(spec), teacher_root=out,

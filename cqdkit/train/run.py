@@ -10,6 +10,7 @@ A run is a directory::
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from datetime import datetime
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 
 from ..errors import CqdkitError
 from ..files import atomic_write_json
+from ..lock import folder_lock
 from ..reporting import Reporter
 from .config import RunConfig
 from .distributed import setup, world
@@ -28,29 +30,67 @@ def default_run_directory(config: RunConfig) -> Path:
     return Path("runs") / f"{stamp}-{degrade}-{config.teacher}-{config.student}"
 
 
-def prepare_directory(directory: Path, config: RunConfig, *, resume: bool) -> RunConfig:
-    """Check ``directory`` for an earlier run; with ``resume`` return its saved settings."""
+#: What ``--resume`` may change: where and how to compute, and what the NaN message advises to lower.
+RESUME_CHANGEABLE = frozenset({"device", "workers", "amp", "compile", "lr", "lr_end", "lam"})
+
+
+def prepare_directory(directory: Path, config: RunConfig, *, resume: bool,
+                      changes: dict[str, Any] | None = None) -> RunConfig:
+    """Check ``directory`` for an earlier run and return the settings to run with.
+
+    A folder whose run failed before any model was checkpointed may be reused. With ``resume`` the saved
+    settings are continued; ``changes`` (the options given again on the command line) must equal them,
+    except for those in :data:`RESUME_CHANGEABLE`, which apply from now on.
+
+    Raises:
+        CqdkitError: the folder holds a started run and ``resume`` is off; ``resume`` without a saved
+            run; or ``changes`` that differ from the saved run (named by their command-line options).
+    """
     saved = directory / "config.json"
-    if saved.exists():
-        if not resume:
+    if not resume:
+        if saved.exists() and has_started(directory):
             raise CqdkitError(f"{directory} already holds a run; pass --resume to continue it or choose another --out")
-        return RunConfig.load(saved)
-    if resume:
+        return config
+    if not saved.exists():
         raise CqdkitError(f"--resume: no run to continue in {directory} (no config.json)")
-    return config
+    previous = RunConfig.load(saved)
+    differing = {name: value for name, value in (changes or {}).items()
+                 if name not in RESUME_CHANGEABLE and getattr(previous, name) != value}
+    if differing:
+        shown = ", ".join(f"{RunConfig.option_name(name)} {value!r} (the run has {getattr(previous, name)!r})"
+                          for name, value in sorted(differing.items()))
+        raise CqdkitError(f"--resume continues the run in {directory} with its settings; these options differ: "
+                          f"{shown}. Drop them, or start a new run in another --out")
+    allowed = {name: value for name, value in (changes or {}).items() if name in RESUME_CHANGEABLE}
+    return dataclasses.replace(previous, **allowed)
 
 
-def run(config: RunConfig, *, resume: bool = False, reporter: Reporter | None = None) -> dict[str, Any]:
+def has_started(directory: Path) -> bool:
+    """Whether any model of the run in ``directory`` has a checkpoint (or has finished)."""
+    return any(Path(directory).glob("*/latest.json")) or any(Path(directory).glob("*/model.safetensors"))
+
+
+def run(config: RunConfig, *, resume: bool = False, changes: dict[str, Any] | None = None,
+        reporter: Reporter | None = None) -> dict[str, Any]:
     """Train and evaluate the teacher, the student and (with ``config.baseline``) B; returns the results dict.
 
     ``results["gain"]`` is the student's test accuracy on z minus B's: what distillation (and starting from
-    A) gave over training on z alone.
+    A) gave over training on z alone. With ``resume``, the saved run continues (see
+    :func:`prepare_directory` for ``changes``). The folder is locked for the whole run (:mod:`cqdkit.lock`).
     """
+    reporter = reporter or Reporter.silent()
+    config.resolved()  # every setting checked before anything is written
+    directory = Path(config.out) if config.out else default_run_directory(config.resolved())
+    with folder_lock(directory, what="run folder"):
+        reporter.message(f"run folder: {directory}")
+        return _run(prepare_directory(directory, config, resume=resume, changes=changes), directory,
+                    resume=resume, reporter=reporter)
+
+
+def _run(config: RunConfig, directory: Path, *, resume: bool, reporter: Reporter) -> dict[str, Any]:
     from .experiment import Experiment
 
-    directory = Path(config.out) if config.out else default_run_directory(config.resolved())
-    config = prepare_directory(directory, config, resume=resume)
-    config.out = str(directory)
+    config = dataclasses.replace(config, out=str(directory))
     began = time.perf_counter()
     with setup(config.device) as device:
         config.device = device

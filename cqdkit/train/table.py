@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..files import atomic_write_bytes, atomic_write_json
+from ..lock import folder_lock
 from ..reporting import Reporter
 from .config import RunConfig
 from .distributed import is_main_process
@@ -53,9 +54,25 @@ def run_table(
     method or degradation it lacks) the run's T and lambda apply. Distilled models live in a folder named by
     their T and lambda, so changing them never reuses a model trained with other values.
     """
+    out = Path(out)
+    with folder_lock(out):
+        return _run_table(base, degradations, seeds, out, tuned=tuned, reporter=reporter)
+
+
+def check_degradations(base: RunConfig, degradations: list[str], reporter: Reporter | None = None) -> None:
+    """Build the experiment of every degradation once, so that a bad spec, name or setting in any of them is
+    an error before anything trains (building one trains nothing and writes nothing)."""
     from .experiment import Experiment
 
-    out = Path(out)
+    for degradation in degradations:
+        Experiment(dataclasses.replace(base, degrade=degradation, method=AUTO), Path("."), reporter=reporter)
+
+
+def _run_table(base: RunConfig, degradations: list[str], seeds: list[int], out: Path, *,
+               tuned: dict[str, dict[str, dict[str, float]]] | None, reporter: Reporter | None) -> dict[str, Any]:
+    from .experiment import Experiment
+
+    check_degradations(base, degradations, reporter)
     raw: dict[str, dict[str, list[float]]] = {d: {row: [] for row, _, _ in ROWS} for d in degradations}
     began = time.perf_counter()
     settings: dict[str, Any] = {}

@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
 from ..errors import TrainingError
 from ..files import atomic_save_tensors
+
+log = logging.getLogger(__name__)
 
 
 class FrozenTeacher(nn.Module):
@@ -91,7 +95,10 @@ def teacher_logits(
         )
     path = cache_dir / f"teacher-logits-{cache_key(teacher, x_pipeline)}.safetensors" if cache_dir else None
     if path is not None and path.exists():
-        return load_file(str(path))["logits"]
+        try:
+            return load_file(str(path))["logits"]
+        except (OSError, KeyError, SafetensorError) as error:  # a damaged cache (a killed copy, a full disk)
+            log.warning("teacher-logits cache %s is unreadable (%s); computing the logits again", path, error)
     logits = compute().float().cpu().contiguous()
     if path is not None:
         atomic_save_tensors(path, {"logits": logits}, metadata={"x_pipeline": json.dumps(x_pipeline, default=str)})

@@ -27,7 +27,9 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from ..errors import CqdkitError
 from ..files import atomic_write_json
+from ..lock import folder_lock
 from ..reporting import Reporter
 from .config import RunConfig, profile_defaults
 from .methods import get_method
@@ -52,12 +54,26 @@ def run_tune(
 
     With ``base.folds = K`` every seed runs the K folds of the training split, each a replicate.
     """
+    out = Path(out)
+    for value in temperatures:
+        if not (math.isfinite(value) and value > 0):
+            raise CqdkitError(f"--temperatures: {value} is not a temperature; expected finite numbers > 0")
+    for value in lambdas:
+        if not (math.isfinite(value) and value >= 0):
+            raise CqdkitError(f"--lambdas: {value} is not a lambda; expected finite numbers >= 0")
+    with folder_lock(out):
+        return _run_tune(base, degradations, out, methods=methods, seeds=seeds, temperatures=temperatures,
+                         lambdas=tuple(sorted(set(lambdas) | {0.0})), reporter=reporter)
+
+
+def _run_tune(base: RunConfig, degradations: list[str], out: Path, *, methods: tuple[str, ...],
+              seeds: tuple[int, ...], temperatures: tuple[float, ...], lambdas: tuple[float, ...],
+              reporter: Reporter | None) -> dict[str, Any]:
     from .distributed import is_main_process
     from .experiment import Experiment
-    from .table import slug
+    from .table import check_degradations, slug
 
-    out = Path(out)
-    lambdas = tuple(sorted(set(lambdas) | {0.0}))
+    check_degradations(base, degradations, reporter)
     replicates = [(seed, fold) for seed in seeds for fold in (range(base.folds) if base.folds else [0])]
     paper_profile = profile_defaults("paper", base.dataset)
     paper = {"temperature": paper_profile["temperature"], "lam": paper_profile["lam"]}

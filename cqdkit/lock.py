@@ -1,0 +1,83 @@
+"""One writer per output folder: an exclusive lock held while a command writes there.
+
+``cqdkit run``, ``table``, ``tune``, ``multires`` and ``explain`` take the lock of their output folder
+before writing anything; a second command on the same folder is refused with a message naming the owner.
+The lock is an operating-system lock (``fcntl.flock``) on ``.cqdkit.lock`` in the folder, so it is released
+when its process ends in any way, ``kill -9`` included: a lock file left behind by a dead process is
+stale and simply taken over. The file records the owner's pid, host and command for the message.
+
+Taking the lock also removes the temporary files that atomic writes of a killed process left behind
+(see :func:`cqdkit.files.remove_stale_temporaries`): with the lock held, no one else is writing them.
+
+Example:
+    >>> with folder_lock(Path("/tmp/cqdkit-doctest-run")):
+    ...     pass  # write the run's files here
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from .errors import CqdkitError
+from .files import remove_stale_temporaries
+
+LOCK_NAME = ".cqdkit.lock"
+
+
+class FolderBusyError(CqdkitError):
+    """Another process is writing to the folder."""
+
+
+@contextmanager
+def folder_lock(folder: Path, *, what: str = "output folder") -> Iterator[Path]:
+    """Hold the exclusive lock of ``folder`` (created if needed) for the ``with`` block.
+
+    In a multi-process run (``torchrun``) only the process of rank 0 writes, so only it takes the lock.
+
+    Raises:
+        FolderBusyError: another live process holds it.
+        CqdkitError: the folder cannot be created or written (a read-only place, a file in the way).
+    """
+    folder = Path(folder)
+    if int(os.environ.get("RANK", "0")) != 0:
+        yield folder
+        return
+    import fcntl
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = open(folder / LOCK_NAME, "a+", encoding="utf-8")
+    except OSError as error:
+        raise CqdkitError(f"cannot write to the {what} {folder}: {error.strerror or error}") from None
+    try:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise FolderBusyError(
+                f"{folder} is in use by another cqdkit process ({_owner(handle)}); wait for it to finish, or "
+                f"choose another --out"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "command": sys.argv[:6]}))
+        handle.flush()
+        remove_stale_temporaries(folder)
+        yield folder
+    finally:
+        handle.close()  # closing releases the lock; the file stays (a later owner overwrites it)
+
+
+def _owner(handle) -> str:  # noqa: ANN001 (an open text file)
+    """Who holds the lock, from what the owner wrote into the file."""
+    handle.seek(0)
+    try:
+        owner = json.loads(handle.read() or "{}")
+        return f"pid {owner['pid']} on {owner['host']}"
+    except (ValueError, KeyError, TypeError):
+        return "owner unknown"

@@ -1,0 +1,339 @@
+"""What cqdkit promises about runs (docs/reliability.md): one writer per folder, finite weights only, exact
+resume at every stage, no orphan temporaries, every setting checked before training, failed runs that can
+be fixed and re-run, and input/output errors as one line. Data-side cases: tests/test_reliability_data.py."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from safetensors.torch import load_file
+
+from cqdkit.cli import cli
+from cqdkit.lock import LOCK_NAME, folder_lock
+from cqdkit.models.convnet import ConvNet
+from cqdkit.plugin import Backbone, PluginManager, hookimpl
+from cqdkit.train import engine, experiment as experiment_module
+from cqdkit.train.checkpoint import load_checkpoint
+from cqdkit.train.config import RunConfig
+from cqdkit.train.experiment import Experiment
+
+from .test_run_cli import TINY
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("CQDKIT_CACHE", str(tmp_path_factory.getbasetemp() / "cqdkit-cache"))
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(cli, list(args))
+
+
+def one_line_error(result) -> str:
+    """The message of a clean failure: exit status 2, one line, no traceback."""
+    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
+    assert "Traceback" not in result.output
+    return " ".join(result.output.split())
+
+
+# -- 1. one writer per folder -------------------------------------------------------------------------------
+
+COMMANDS = {
+    "run": ["run", "--degrade", "gray", *TINY],
+    "table": ["table", "--degrade", "gray", *TINY],
+    "tune": ["tune", "--degrade", "gray", "--method", "cqd", "--seeds", "1", "--lambdas", "1", "--temperatures", "10",
+             *TINY],
+    "multires": ["multires", "--degrade", "gray", *TINY],
+}
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_second_writer_of_a_folder_is_refused(tmp_path, command):
+    out = tmp_path / "out"
+    with folder_lock(out):
+        message = one_line_error(invoke(*COMMANDS[command], "--out", str(out)))
+    assert "in use by another cqdkit process" in message and f"pid {os.getpid()}" in message
+    assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME], "the refused command wrote nothing"
+
+
+def test_explain_locks_the_run_folder_it_trains_into(tmp_path):
+    run = tmp_path / "run"
+    assert invoke("run", "--degrade", "gray", *TINY, "--out", str(run)).exit_code == 0
+    with folder_lock(run):
+        message = one_line_error(invoke("explain", str(run), "--images", "4", "--quiet"))
+    assert "in use by another cqdkit process" in message
+
+
+def test_the_lock_of_a_killed_process_is_stale_and_taken_over(tmp_path):
+    holder = textwrap.dedent(f"""
+        import time
+        from pathlib import Path
+        from cqdkit.lock import folder_lock
+        with folder_lock(Path({str(tmp_path / 'out')!r})):
+            print("locked", flush=True)
+            time.sleep(60)
+    """)
+    process = subprocess.Popen([sys.executable, "-c", holder], stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "locked"
+    with pytest.raises(Exception, match="in use"):
+        with folder_lock(tmp_path / "out"):
+            pass
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    with folder_lock(tmp_path / "out"):  # the kernel released the dead process's lock
+        pass
+
+
+# -- 2. finite weights only ---------------------------------------------------------------------------------
+
+
+def test_a_schedule_that_blows_up_stops_and_keeps_a_finite_checkpoint_then_resumes_as_advised(tmp_path):
+    out = tmp_path / "run"
+    args = ["run", "--degrade", "gray", "--method", "b", *TINY, "--out", str(out)]
+    message = one_line_error(invoke(*args, "--lr-end", "1e8"))
+    assert "last good checkpoint (epoch 1)" in message and "--resume" in message
+    assert not (out / "results.json").exists(), "no results from a model full of NaN"
+    for folder in (p for p in out.iterdir() if (p / "latest.json").exists()):
+        state = load_checkpoint(folder)
+        assert all(torch.isfinite(t).all() for t in state.model.values() if t.is_floating_point())
+    fixed = invoke(*args, "--lr-end", "1e-3", "--resume")  # the original command, a lower rate, --resume
+    assert fixed.exit_code == 0, fixed.output
+    results = json.loads((out / "results.json").read_text())
+    assert all(torch.isfinite(torch.tensor(s["test_z"])) for s in results["models"].values())
+
+
+def test_a_finished_model_with_non_finite_weights_is_never_evaluated(tmp_path):
+    config = RunConfig(**TINY_CONFIG, degrade="gray")
+    experiment = Experiment(config, tmp_path)
+    experiment.train_or_load("a")
+    state = load_checkpoint(experiment.teacher_directory)
+    name = next(k for k, v in state.model.items() if v.is_floating_point())
+    poisoned = {k: (v * float("nan") if k == name else v) for k, v in state.model.items()}
+    model = experiment.initial_model(experiment_module.get_method("a"))[0]
+    model.load_state_dict(poisoned)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: 1.0)
+    engine.save_checkpoint(experiment.teacher_directory, epoch=state.epoch, model=model, optimizer=optimizer,
+                           scheduler=scheduler)
+    with pytest.raises(Exception, match="non-finite weights"):
+        Experiment(config, tmp_path).evaluate("a")
+
+
+# -- 3. exact resume with a dropout model, interrupted at every stage --------------------------------------
+
+TINY_CONFIG = dict(
+    dataset_options={"classes": 3, "train_per_class": 8, "test_per_class": 4, "image_size": 48}, image_size=32,
+    batch_size=8, epochs=2, device="cpu",
+)
+
+
+class DropoutPlugin:
+    @hookimpl
+    def cqdkit_backbones(self):
+        def build(num_classes, in_chans=3, pretrained=False, **kwargs):
+            return ConvNet((8, 16), num_classes=num_classes, in_chans=in_chans, dropout=0.5)
+
+        yield Backbone(name="tiny-dropout", summary="a small ConvNet with dropout 0.5", factory=build)
+
+
+class Interrupted(Exception):
+    """Stands for a kill at one point of a run."""
+
+
+def dropout_experiment(directory: Path) -> Experiment:
+    manager = PluginManager()
+    manager.register(DropoutPlugin(), "tiny-dropout")
+    config = RunConfig(**TINY_CONFIG, degrade="lowres", teacher="tiny-dropout", student="tiny-dropout",
+                       method="a-cqd", lam=5.0)
+    return Experiment(config, directory, manager=manager)
+
+
+def finish(directory: Path) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+    experiment = dropout_experiment(directory)
+    scores = experiment.evaluate("a-cqd")
+    return experiment.train_or_load("a-cqd").model.state_dict(), scores
+
+
+@pytest.mark.parametrize("stage", ["teacher", "caching", "student", "evaluation"])
+def test_a_run_interrupted_at_any_stage_resumes_to_the_same_weights(tmp_path, monkeypatch, stage):
+    reference_weights, reference_scores = finish(tmp_path / "reference")
+    real_save, real_cache, real_predict = engine.save_checkpoint, experiment_module.teacher_logits, \
+        experiment_module.predict
+
+    def save(directory, *, epoch, **kwargs):
+        real_save(directory, epoch=epoch, **kwargs)
+        if epoch == 1 and Path(directory).name == {"teacher": "a", "student": "a-cqd"}.get(stage):
+            raise Interrupted
+
+    def cache(*args, **kwargs):
+        logits = real_cache(*args, **kwargs)
+        if stage == "caching":
+            raise Interrupted
+        return logits
+
+    def predict(*args, **kwargs):
+        if stage == "evaluation" and kwargs.get("name", "").startswith("A+CQD on test"):
+            raise Interrupted
+        return real_predict(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "save_checkpoint", save)
+    monkeypatch.setattr(experiment_module, "teacher_logits", cache)
+    monkeypatch.setattr(experiment_module, "predict", predict)
+    with pytest.raises(Interrupted):
+        finish(tmp_path / "run")
+    monkeypatch.undo()
+    monkeypatch.setenv("CQDKIT_CACHE", str(tmp_path.parent / "cqdkit-cache"))
+    weights, scores = finish(tmp_path / "run")
+    for name, tensor in reference_weights.items():
+        assert torch.equal(weights[name], tensor), name
+    assert scores == reference_scores
+
+
+# -- 4. no orphan temporaries -----------------------------------------------------------------------------
+
+
+def test_temporaries_of_a_killed_writer_are_removed_when_the_run_resumes(tmp_path):
+    out = tmp_path / "run"
+    args = ["run", "--degrade", "gray", "--method", "b", *TINY, "--out", str(out)]
+    assert invoke(*args).exit_code == 0
+    orphans = [out / ".results.json.k2j4.tmp", out / "b" / ".epoch-0002.safetensors.x7q1.tmp"]
+    for orphan in orphans:
+        orphan.write_bytes(b"half a file")
+    keep = out / "b" / "notes.tmp"  # not one of cqdkit's temporaries
+    keep.write_text("mine")
+    assert invoke(*args, "--resume").exit_code == 0
+    assert not any(orphan.exists() for orphan in orphans) and keep.read_text() == "mine"
+
+
+# -- 6. every setting checked before training --------------------------------------------------------------
+
+BAD_VALUES = {
+    "--lambda": ["nan", "-1", "inf"], "--temperature": ["0", "-2", "nan"], "--lr": ["0", "-0.1", "nan"],
+    "--lr-end": ["-1", "inf"], "--momentum": ["-1", "1", "1.5"], "--weight-decay": ["-1", "nan"],
+    "--workers": ["-1"], "--seed": ["-1"], "--epochs": ["0"], "--batch-size": ["0"], "--device": ["bogus", "tpu"],
+    "--val-fraction": ["1", "-0.5"],
+}
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.sampled_from([(option, value) for option, values in BAD_VALUES.items() for value in values]))
+def test_bad_option_values_are_one_line_errors_before_anything_is_written(tmp_path, bad):
+    option, value = bad
+    out = tmp_path / f"run{abs(hash(bad))}"
+    message = one_line_error(invoke("run", "--degrade", "gray", *TINY, option, value, "--out", str(out)))
+    assert option in message and value in message.lower()
+    assert not out.exists() or not any(out.glob("*/latest.json"))
+
+
+@pytest.mark.parametrize("option, value, hint", [
+    ("--loss", "softc", "did you mean 'softce'"),
+    ("--student", "convnet-ss", "convnet-s"),
+    ("--teacher", "vgg-m", "vggm"),
+    ("--degrade", "gray,lowres:siz=8", "siz"),
+    ("--dataset", "cubb", "cub"),
+])
+def test_misspelt_names_are_found_before_the_teacher_trains(tmp_path, option, value, hint):
+    command = "table" if option == "--degrade" else "run"
+    out = tmp_path / "out"
+    message = one_line_error(invoke(command, *TINY, option, value, "--out", str(out)))
+    assert hint in message
+    assert not list(out.rglob("latest.json")), "nothing trained"
+
+
+# -- 7. a failed run can be fixed and re-run ----------------------------------------------------------------
+
+
+def test_a_run_that_failed_before_any_checkpoint_can_be_rerun_in_its_folder(tmp_path):
+    out = tmp_path / "run"
+    args = ["run", "--degrade", "gray", "--method", "b", *TINY, "--out", str(out)]
+    failed = one_line_error(invoke(*args, "--lr", "1e12"))  # blows up in the first batch
+    assert "no checkpoint was written yet" in failed
+    assert (out / "config.json").exists()
+    rerun = invoke(*args)
+    assert rerun.exit_code == 0, rerun.output
+
+
+def test_resume_accepts_the_original_command_line_and_names_options_that_differ(tmp_path):
+    out = tmp_path / "run"
+    args = ["run", "--degrade", "gray", "--method", "b", *TINY, "--lambda", "3", "--out", str(out)]
+    assert invoke(*args).exit_code == 0
+    assert invoke(*args, "--resume").exit_code == 0
+    message = one_line_error(invoke(*args, "--resume", "--epochs", "5", "--seed", "2"))
+    assert "--epochs 5 (the run has 2)" in message and "--seed 2 (the run has 0)" in message
+    assert invoke(*args, "--resume", "--lambda", "4").exit_code == 0  # what the NaN advice changes may change
+
+
+# -- 9. input/output errors are one line ----------------------------------------------------------------------
+
+
+def test_an_out_folder_under_a_file_is_a_one_line_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    message = one_line_error(invoke("run", "--degrade", "gray", *TINY, "--out", str(blocker / "run")))
+    assert "cannot write to the run folder" in message
+
+
+def test_a_full_disk_is_a_one_line_error(tmp_path, monkeypatch):
+    from cqdkit import files
+
+    def full(path, write):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(files, "atomic_write", full)
+    message = one_line_error(invoke("run", "--degrade", "gray", *TINY, "--out", str(tmp_path / "run")))
+    assert "No space left on device" in message
+
+
+def test_a_damaged_latest_json_falls_back_to_the_newest_intact_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    args = ["run", "--degrade", "gray", "--method", "b", *TINY, "--out", str(out)]
+    assert invoke(*args).exit_code == 0
+    before = json.loads((out / "results.json").read_text())["models"]["b"]
+    (out / "b" / "latest.json").write_text("{not json")
+    assert load_checkpoint(out / "b").epoch == 2
+    assert invoke(*args, "--resume").exit_code == 0
+    after = json.loads((out / "results.json").read_text())["models"]["b"]
+    assert (after["test_x"], after["test_z"]) == (before["test_x"], before["test_z"])
+
+
+def test_a_truncated_teacher_logits_cache_is_computed_again(tmp_path):
+    out = tmp_path / "run"
+    args = ["run", "--degrade", "gray", "--method", "cqd", "--no-baseline", *TINY, "--out", str(out)]
+    assert invoke(*args).exit_code == 0
+    before = json.loads((out / "results.json").read_text())["models"]["cqd"]
+    [cache] = (out / "a").glob("teacher-logits-*.safetensors")
+    cache.write_bytes(cache.read_bytes()[:40])
+    for stale in ("cqd",):  # train the student again, reading the damaged cache
+        for path in sorted((out / stale).iterdir()):
+            path.unlink()
+    assert invoke(*args, "--resume").exit_code == 0
+    after = json.loads((out / "results.json").read_text())["models"]["cqd"]
+    assert (after["test_x"], after["test_z"]) == (before["test_x"], before["test_z"])
+    assert load_file(str(cache))["logits"].shape[0] > 0  # rewritten whole
+
+
+# -- 11. the run folder is named and shown ---------------------------------------------------------------------
+
+
+def test_the_default_run_folder_names_the_profile_networks_and_is_printed(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = [a for a in TINY if a not in ("--teacher", "--student", "convnet-s")]
+    result = invoke("run", "--degrade", "gray", "--method", "b", *args)
+    assert result.exit_code == 0, result.output
+    [folder] = (tmp_path / "runs").iterdir()
+    assert folder.name.endswith("-gray-convnet-s-convnet-s") and "None" not in folder.name
+    assert str(Path("runs") / folder.name) in " ".join(result.output.split())
