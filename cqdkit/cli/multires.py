@@ -10,7 +10,14 @@ from rich.markdown import Markdown
 
 from ..degradations.spec import split_specs
 from .console import console
-from .options import config_from_options, dataset_options, model_options, reporter_from_options, training_options
+from .options import (
+    config_from_options,
+    dataset_options,
+    model_options,
+    report_result,
+    reporter_from_options,
+    training_options,
+)
 
 
 @click.command()
@@ -29,11 +36,19 @@ def multires(**options: Any) -> None:
     of the --degrade specs) and routes it to that quality's model; the router is saved as
     router.safetensors + router.json.
     """
-    from ..train.multires import run_multires, to_markdown
+    from ..train.multires import run_multires
 
     qualities = [spec for value in options["degrade"] for spec in split_specs(value)]
     base = config_from_options(options, degrade="")
-    result = run_multires(base, qualities, Path(options["out"]), reporter=reporter_from_options(options))
+    reporter = reporter_from_options(options)
+    result = run_multires(base, qualities, Path(options["out"]), reporter=reporter)
+    report_result(options, reporter, "multires", result, lambda: show(result, options))
+
+
+def show(result: dict[str, Any], options: dict[str, Any]) -> None:
+    """Table 3 as Markdown, and where its files are."""
+    from ..train.multires import to_markdown
+
     console.print(Markdown(to_markdown(result)))
     console.print(f"written to {options['out']}/table3.md, table3.json, router.safetensors, router.json "
                   f"({result['wall_seconds']:.0f} s)", style="dim")

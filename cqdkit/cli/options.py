@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from .config_file import config_options
+
 if TYPE_CHECKING:
     from ..reporting import Reporter
     from ..train.config import RunConfig
@@ -53,6 +55,7 @@ model_options = _stack(
 )
 
 training_options = _stack(
+    *config_options,
     click.option("--loss", default="softce", show_default=True, help="Distillation loss plugin."),
     click.option("--temperature", type=float, help="T of the softened softmaxes [paper: 10]."),
     click.option("--lambda", "lam", type=float, help="Weight of the distillation term [paper: 200 CUB, 50 Cars]."),
@@ -78,23 +81,58 @@ training_options = _stack(
     click.option("--workers", type=int, default=0, show_default=True, help="DataLoader worker processes."),
     click.option("--compile", is_flag=True, help="torch.compile the models."),
     click.option("--amp/--no-amp", default=True, help="bf16 autocast on CUDA."),
-    click.option("--quiet", is_flag=True, help="No progress bars."),
+    click.option("--quiet", is_flag=True, help="No progress bars or per-epoch lines (messages and results stay)."),
+    click.option("--log-format", type=click.Choice(["rich", "json"]), default="rich", show_default=True,
+                 help="rich: for people (progress bars on a terminal, one line per epoch elsewhere); "
+                      "json: one JSON object per event on stdout, for machines."),
+    click.option("--tensorboard", is_flag=True,
+                 help="Also write TensorBoard event files (OUT/tensorboard, one sub-run per model); "
+                      "needs the tensorboard package."),
 )
 
 
 def config_from_options(options: dict[str, Any], **overrides: Any) -> RunConfig:
-    """A RunConfig from parsed click options: every option named like a RunConfig field sets it."""
+    """A RunConfig from parsed click options (every option named like a RunConfig field sets it), the
+    settings of ``--config`` that have no option, then ``overrides``.
+
+    With ``--print-config`` it prints the resolved settings as JSON (a file ``--config`` reads back) and
+    exits without running.
+    """
     import dataclasses
 
     from ..train.config import RunConfig
+    from .config_file import config_settings
 
-    values = {f.name: options[f.name] for f in dataclasses.fields(RunConfig) if f.name in options}
-    return RunConfig(**{**values, **overrides})
+    ctx = click.get_current_context(silent=True)
+    fields = {f.name for f in dataclasses.fields(RunConfig)}
+    values = {name: options[name] for name in fields if name in options}
+    extra = config_settings(ctx) if ctx is not None else {}
+    config = RunConfig(**{**values, **extra, **overrides})
+    if options.get("print_config") and ctx is not None:
+        import json
+
+        settings = config.resolved().to_json()
+        settings.update((name, options[name]) for name in overrides if name in options)  # e.g. table's --degrade
+        own = {name: value for name, value in options.items()
+               if name not in fields and name not in ("print_config", "quiet", "log_format", "resume")}
+        click.echo(json.dumps({**settings, **own}, indent=2, sort_keys=True))
+        ctx.exit(0)
+    return config
 
 
 def reporter_from_options(options: dict[str, Any]) -> Reporter:
-    """Progress bars and messages on the error console (``--quiet``: messages only)."""
+    """Progress bars, per-epoch lines and messages on the error console (``--quiet``: messages only), or JSON
+    events on stdout (``--log-format json``)."""
     from ..reporting import Reporter
     from .console import err_console
 
-    return Reporter(err_console, bars=not options.get("quiet"))
+    return Reporter(err_console, bars=not options.get("quiet"), log_format=options.get("log_format", "rich"))
+
+
+def report_result(options: dict[str, Any], reporter: Reporter, kind: str, result: dict[str, Any],
+                  show: Callable[[], None]) -> None:
+    """The command's final result: ``show()`` for people, or one JSON event with ``--log-format json``."""
+    if options.get("log_format") == "json":
+        reporter.event(kind, **result)
+    else:
+        show()

@@ -36,8 +36,12 @@ def run(ctx: click.Context, **options: Any) -> None:
     given = {name: getattr(config, name) for name in options
              if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE and hasattr(config, name)}
     given.pop("out", None)
-    results = run_experiment(config, resume=options["resume"], changes=given, reporter=reporter_from_options(options))
-    print_summary(results)
+    reporter = reporter_from_options(options)
+    results = run_experiment(config, resume=options["resume"], changes=given, reporter=reporter)
+    if options["log_format"] == "json":
+        reporter.event("run", **results)
+    else:
+        print_summary(results)
 
 
 def print_summary(results: dict[str, Any]) -> None:

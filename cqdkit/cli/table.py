@@ -12,7 +12,14 @@ from rich.markdown import Markdown
 from ..degradations.spec import split_specs
 from ..errors import CqdkitError
 from .console import console
-from .options import config_from_options, dataset_options, model_options, reporter_from_options, training_options
+from .options import (
+    config_from_options,
+    dataset_options,
+    model_options,
+    report_result,
+    reporter_from_options,
+    training_options,
+)
 
 PAPER_DEGRADATIONS = "localization,lowres,edges,tps"
 
@@ -22,7 +29,7 @@ PAPER_DEGRADATIONS = "localization,lowres,edges,tps"
               help="Comma-separated degradation specs (one table column each).")
 @click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True, help="Number of seeds (0..N-1).")
 @click.option("--tuned", type=click.Path(dir_okay=False, exists=True),
-              help="tune.json from `cqdkit tune`: per-degradation T and lambda.")
+              help="tune.json from `cqdkit tune`: each distilled method's T and lambda per degradation.")
 @dataset_options
 @model_options
 @training_options
@@ -30,7 +37,7 @@ PAPER_DEGRADATIONS = "localization,lowres,edges,tps"
               help="Output folder; finished models in it are reused.")
 def table(**options: Any) -> None:
     """Table 1: A/A, A/B, B/B, A→B/B, CQD/B, A+CQD/B per degradation, mean ± std over seeds."""
-    from ..train.table import run_table, to_markdown
+    from ..train.table import run_table
     from ..train.tune import chosen_values
 
     base = config_from_options(options, degrade="")
@@ -41,8 +48,16 @@ def table(**options: Any) -> None:
         except (OSError, ValueError, KeyError) as error:
             raise CqdkitError(f"cannot read tuned values from {options['tuned']}: {error}") from error
     seeds = list(range(options["seeds"]))
+    reporter = reporter_from_options(options)
     result = run_table(base, split_specs(options["degrade"]), seeds, Path(options["out"]), tuned=tuned,
-                       reporter=reporter_from_options(options))
+                       reporter=reporter)
+    report_result(options, reporter, "table", result, lambda: show(result, options))
+
+
+def show(result: dict[str, Any], options: dict[str, Any]) -> None:
+    """The table as Markdown, and where its files are."""
+    from ..train.table import to_markdown
+
     console.print(Markdown(to_markdown(result)))
     console.print(f"written to {options['out']}/table.md, table.csv, table.json "
                   f"({result['wall_seconds']:.0f} s)", style="dim")

@@ -12,7 +12,14 @@ from ..errors import CqdkitError
 from ..train.methods import get_method
 from ..train.tune import LAMBDAS, TEMPERATURES
 from .console import console
-from .options import config_from_options, dataset_options, model_options, reporter_from_options, training_options
+from .options import (
+    config_from_options,
+    dataset_options,
+    model_options,
+    report_result,
+    reporter_from_options,
+    training_options,
+)
 
 
 def _numbers(text: str, what: str) -> tuple[float, ...]:
@@ -47,6 +54,7 @@ def tune(**options: Any) -> None:
             raise click.BadParameter(f"{method!r} is not a distilled method; expected cqd and/or a-cqd",
                                      param_hint="--method") from None
     base = config_from_options(options, degrade="")
+    reporter = reporter_from_options(options)
     result = run_tune(
         base,
         split_specs(options["degrade"]),
@@ -55,8 +63,13 @@ def tune(**options: Any) -> None:
         seeds=tuple(range(options["seeds"])),
         temperatures=_numbers(options["temperatures"], "--temperatures"),
         lambdas=_numbers(options["lambdas"], "--lambdas"),
-        reporter=reporter_from_options(options),
+        reporter=reporter,
     )
+    report_result(options, reporter, "tune", result, lambda: show(result, options))
+
+
+def show(result: dict[str, Any], options: dict[str, Any]) -> None:
+    """Every grid, its baseline and choice, and where the files are."""
     for method, by_degradation in result["methods"].items():
         for degradation, found in by_degradation.items():
             print_grid(method, degradation, found)

@@ -298,6 +298,22 @@ class PluginManager:
             rows += [(n, catalog.name) for n in catalog.list_names(pattern) if n not in seen]
         return rows
 
+    def provider(self, kind: str, name: str) -> PluginInfo:
+        """The plugin that provides entry ``name`` of ``kind`` (for a backbone served by a catalog, such as
+        timm's, the catalog's plugin).
+
+        Raises:
+            UnknownNameError: no plugin provides it.
+        """
+        for provided in self.provided(kind):
+            if provided.entry.name == name:
+                return provided.plugin
+        if kind == "backbone":
+            for provided in self.provided("backbone"):
+                if isinstance(provided.entry, BackboneCatalog) and provided.entry.contains(name):
+                    return provided.plugin
+        raise self._unknown(kind, name, [p.entry.name for p in self.provided(kind)])
+
     def _unknown(self, kind: str, name: str, known: Iterable[str]) -> UnknownNameError:
         broken = self.failures_for(kind)
         hint = ""

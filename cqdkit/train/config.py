@@ -118,6 +118,7 @@ class RunConfig:
     workers: int = 0
     cache_teacher: bool = True
     baseline: bool = option("--no-baseline", True)  # run also trains B, to show what distillation gave
+    tensorboard: bool = False  # also write TensorBoard event files into <out>/tensorboard
     profile: str = "auto"  # "paper", "cpu", or "auto" (cpu for the synthetic dataset)
     out: str | None = None
 

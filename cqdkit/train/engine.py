@@ -185,13 +185,15 @@ def fit(
     name: str = "model",
     resume: bool = True,
     on_epoch: Callable[[int], None] | None = None,
+    validate: Callable[[nn.Module], float] | None = None,
     reporter: Reporter | None = None,
 ) -> FitResult:
     """Train ``model`` in place for ``optimization.epochs`` epochs, checkpointing into ``directory``.
 
     With ``resume``, a checkpoint in ``directory`` is continued (a finished one is just loaded), giving the
     same weights as an uninterrupted run on the CPU. ``on_epoch(epoch)`` is called before each epoch (the
-    dataset uses it to redraw z when asked to).
+    dataset uses it to redraw z when asked to); ``validate(model)``, after each epoch, gives the row's
+    ``val_acc`` (it must not draw from the global random streams). Each epoch's row goes to ``reporter``.
 
     Raises:
         TrainingError: the loss became NaN or infinite (the last good checkpoint stays on disk).
@@ -230,9 +232,13 @@ def fit(
                 on_step=advance, on_bad_loss=lambda loss, step: _stop(loss, epoch, step, directory),
             )
         scheduler.step()
-        result.history.append(_epoch_row(epoch, lr, totals, time.perf_counter() - began, size))
+        row = _epoch_row(epoch, lr, totals, time.perf_counter() - began, size)
         if not _finite_state(model, optimizer):
             _stop_non_finite_weights(epoch, directory)
+        if validate is not None:
+            row["val_acc"] = validate(model)
+        result.history.append(row)
+        reporter.epoch(name, row, optimization.epochs)
         if rank == 0:
             _save(directory, epoch + 1, model, optimizer, scheduler, result)
         if size > 1:

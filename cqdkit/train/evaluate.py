@@ -33,7 +33,9 @@ def predict(
     check_view(view)
     model.to(hardware.device).eval()
     normalizer.to(hardware.device)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=hardware.workers)
+    # A private generator: evaluating never draws from the global random streams that training uses.
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=hardware.workers,
+                        generator=torch.Generator())
     reporter = reporter if reporter is not None and is_main_process() else Reporter.silent()
     outputs, targets = [], []
     with reporter.progress(name, len(loader)) as advance:

@@ -18,6 +18,7 @@ import json
 import math
 import platform
 from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,16 @@ from .engine import FitResult, Objective, TeacherSignal, fit
 from .evaluate import accuracy, negative_log_likelihood, predict
 from .methods import AUTO, Method, get_method, resolve
 from .teacher import FrozenTeacher, teacher_logits
+
+
+def _version(distribution: str) -> str | None:
+    """An installed distribution's version, or None."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return None
 
 
 @dataclass
@@ -161,13 +172,28 @@ class Experiment:
                 "boxes": self.data.has_boxes,
                 "skipped": self.data.problems,
             },
+            "plugins": self.plugins(),
             "environment": {
                 "cqdkit": __version__,
                 "torch": torch.__version__,
+                "timm": _version("timm"),
                 "python": platform.python_version(),
                 "device": str(self.hardware.device),
             },
         }
+
+    def plugins(self) -> list[dict[str, Any]]:
+        """Every plugin that takes part in this experiment: what it provides, its distribution and version
+        (``null`` for cqdkit's built-ins, which are versioned with cqdkit)."""
+        cfg = self.config
+        used = [("dataset", cfg.dataset), ("backbone", cfg.teacher), ("backbone", cfg.student), ("loss", cfg.loss)]
+        used += [("degradation", name) for name, _params in self.maker.op_params]
+        rows = []
+        for kind, name in dict.fromkeys(used):
+            info = self.manager.provider(kind, name)
+            rows.append({"kind": kind, "name": name, "plugin": info.name, "distribution": info.dist,
+                         "version": info.version, "builtin": info.builtin})
+        return rows
 
     def distillation(self) -> dict[str, Any]:
         """The distillation strength this experiment's distilled method uses.
@@ -237,7 +263,7 @@ class Experiment:
         result = fit(
             model, normalizer, self.train_set, self._objective(method, teacher), cfg.optimization(), self.hardware,
             directory, name=method.title, resume=self.resume, on_epoch=self.train_set.set_epoch,
-            reporter=self.reporter,
+            validate=self._validation(method, normalizer), reporter=self.reporter,
         )
         architecture = method.architecture(cfg.teacher, cfg.student)
         in_chans = self.in_chans(method)
@@ -257,6 +283,19 @@ class Experiment:
         trained = TrainedModel(method, architecture, model, normalizer, result, directory, in_chans)
         self._models[method.name] = trained
         return trained
+
+    def _validation(self, method: Method, normalizer: Normalizer) -> Callable[[nn.Module], float] | None:
+        """Accuracy on the validation split's view of ``method`` (x for A, z for students), for each epoch's
+        log; None without a validation split."""
+        if not len(self.val_set):
+            return None
+
+        def validate(model: nn.Module) -> float:
+            logits, labels = predict(model, normalizer, self.val_set, method.view, self.hardware,
+                                     batch_size=max(self.config.batch_size, 64), name="validation")
+            return accuracy(logits, labels)
+
+        return validate
 
     def _objective(self, method: Method, teacher: TrainedModel | None) -> Objective:
         """CE on the method's view, plus the distillation term of Equation 1 when the method distils."""

@@ -34,7 +34,7 @@ from ..errors import CqdkitError
 from ..models.preprocessing import Normalizer
 from ..lock import folder_lock
 from ..models.weights import save_model
-from ..reporting import Reporter
+from ..reporting import Reporter, reporting_into
 from ..files import atomic_write_bytes, atomic_write_json
 from .config import RunConfig
 from .distributed import is_main_process
@@ -94,18 +94,18 @@ def run_multires(
     """
     _check_qualities(qualities)
     out = Path(out)
-    with folder_lock(out):
+    with folder_lock(out), reporting_into(reporter, out, tensorboard=base.tensorboard) as reporter:
         return _run_multires(base, qualities, out, reporter)
 
 
-def _run_multires(base: RunConfig, qualities: list[str], out: Path, reporter: Reporter | None) -> dict[str, Any]:
+def _run_multires(base: RunConfig, qualities: list[str], out: Path, reporter: Reporter) -> dict[str, Any]:
     from ..routing import Expert, QualityRouter, fit_quality_classifier, spectrum_features
     from .experiment import Experiment
 
     began = time.perf_counter()
     experiments = [
         Experiment(dataclasses.replace(base, degrade=spec, method=AUTO), out / slug(spec), teacher_root=out,
-                   reporter=reporter)
+                   reporter=reporter.scoped(slug(spec)))
         for spec in qualities
     ]
     first = experiments[0]

@@ -19,7 +19,7 @@ from typing import Any
 from ..errors import CqdkitError
 from ..files import atomic_write_json
 from ..lock import folder_lock
-from ..reporting import Reporter
+from ..reporting import Reporter, reporting_into
 from .config import RunConfig
 from .distributed import setup, world
 
@@ -83,8 +83,9 @@ def run(config: RunConfig, *, resume: bool = False, changes: dict[str, Any] | No
     directory = Path(config.out) if config.out else default_run_directory(config.resolved())
     with folder_lock(directory, what="run folder"):
         reporter.message(f"run folder: {directory}")
-        return _run(prepare_directory(directory, config, resume=resume, changes=changes), directory,
-                    resume=resume, reporter=reporter)
+        config = prepare_directory(directory, config, resume=resume, changes=changes)
+        with reporting_into(reporter, directory, tensorboard=config.tensorboard) as reporter:
+            return _run(config, directory, resume=resume, reporter=reporter)
 
 
 def _run(config: RunConfig, directory: Path, *, resume: bool, reporter: Reporter) -> dict[str, Any]:
@@ -111,6 +112,7 @@ def _run(config: RunConfig, directory: Path, *, resume: bool, reporter: Reporter
                 models[name]["images_per_second"] = trained.fit.images_per_second
                 if trained.method.distill:
                     models[name]["distill_gradient_ratio"] = trained.fit.history[-1].get("distill_gradient_ratio")
+                reporter.result(trained.method.title, models[name])
         results = {
             "models": models,
             "method": method.name,

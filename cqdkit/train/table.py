@@ -19,7 +19,7 @@ from typing import Any
 
 from ..files import atomic_write_bytes, atomic_write_json
 from ..lock import folder_lock
-from ..reporting import Reporter
+from ..reporting import Reporter, reporting_into
 from .config import RunConfig
 from .distributed import is_main_process
 from .methods import AUTO, METHODS
@@ -55,7 +55,7 @@ def run_table(
     their T and lambda, so changing them never reuses a model trained with other values.
     """
     out = Path(out)
-    with folder_lock(out):
+    with folder_lock(out), reporting_into(reporter, out, tensorboard=base.tensorboard) as reporter:
         return _run_table(base, degradations, seeds, out, tuned=tuned, reporter=reporter)
 
 
@@ -69,7 +69,7 @@ def check_degradations(base: RunConfig, degradations: list[str], reporter: Repor
 
 
 def _run_table(base: RunConfig, degradations: list[str], seeds: list[int], out: Path, *,
-               tuned: dict[str, dict[str, dict[str, float]]] | None, reporter: Reporter | None) -> dict[str, Any]:
+               tuned: dict[str, dict[str, dict[str, float]]] | None, reporter: Reporter) -> dict[str, Any]:
     from .experiment import Experiment
 
     check_degradations(base, degradations, reporter)
@@ -80,7 +80,8 @@ def _run_table(base: RunConfig, degradations: list[str], seeds: list[int], out: 
         for degradation in degradations:
             config = dataclasses.replace(base, degrade=degradation, seed=seed, method=AUTO)
             folder = out / f"seed-{seed}" / slug(degradation)
-            experiment = Experiment(config, folder, teacher_root=out / f"seed-{seed}", reporter=reporter)
+            scope = reporter.scoped(f"seed-{seed}/{slug(degradation)}")
+            experiment = Experiment(config, folder, teacher_root=out / f"seed-{seed}", reporter=scope)
             settings[degradation] = {"epochs": experiment.config.epochs, "pipeline": experiment.maker.describe()}
             scores: dict[str, dict[str, float]] = {}
             for row, method, view in ROWS:
@@ -92,9 +93,10 @@ def _run_table(base: RunConfig, degradations: list[str], seeds: list[int], out: 
                         values = (tuned or {}).get(method, {}).get(degradation, {})
                         distilled = dataclasses.replace(experiment.config, **values)
                         trainer = Experiment(distilled, folder / f"T{distilled.temperature:g}-lambda{distilled.lam:g}",
-                                             teacher_root=out / f"seed-{seed}", reporter=reporter)
+                                             teacher_root=out / f"seed-{seed}", reporter=scope)
                         settings[degradation][method] = {"temperature": distilled.temperature, "lam": distilled.lam}
                     scores[method] = trainer.evaluate(method)
+                    scope.result(METHODS[method].title, scores[method])
                 value = scores[method][f"test_{view}"]
                 if not math.isnan(value):  # NaN: a privileged teacher cannot be tested on RGB z
                     raw[degradation][row].append(value)

@@ -30,7 +30,7 @@ from typing import Any
 from ..errors import CqdkitError
 from ..files import atomic_write_json
 from ..lock import folder_lock
-from ..reporting import Reporter
+from ..reporting import Reporter, reporting_into
 from .config import RunConfig, profile_defaults
 from .methods import get_method
 
@@ -61,14 +61,14 @@ def run_tune(
     for value in lambdas:
         if not (math.isfinite(value) and value >= 0):
             raise CqdkitError(f"--lambdas: {value} is not a lambda; expected finite numbers >= 0")
-    with folder_lock(out):
+    with folder_lock(out), reporting_into(reporter, out, tensorboard=base.tensorboard) as reporter:
         return _run_tune(base, degradations, out, methods=methods, seeds=seeds, temperatures=temperatures,
                          lambdas=tuple(sorted(set(lambdas) | {0.0})), reporter=reporter)
 
 
 def _run_tune(base: RunConfig, degradations: list[str], out: Path, *, methods: tuple[str, ...],
               seeds: tuple[int, ...], temperatures: tuple[float, ...], lambdas: tuple[float, ...],
-              reporter: Reporter | None) -> dict[str, Any]:
+              reporter: Reporter) -> dict[str, Any]:
     from .distributed import is_main_process
     from .experiment import Experiment
     from .table import check_degradations, slug
@@ -90,7 +90,8 @@ def _run_tune(base: RunConfig, degradations: list[str], out: Path, *, methods: t
         for seed, fold in replicates:
             replicate = folder / (f"seed-{seed}" + (f"-fold-{fold}" if base.folds else ""))
             config = dataclasses.replace(base, degrade=degradation, seed=seed, fold=fold)
-            plain = Experiment(config, replicate, teacher_root=out / "teachers", reporter=reporter)
+            scope = reporter.scoped(f"{slug(degradation)}/{replicate.name}")
+            plain = Experiment(config, replicate, teacher_root=out / "teachers", reporter=scope)
             for method_name in methods:
                 if not plain.can_train(method_name):
                     continue
@@ -98,9 +99,10 @@ def _run_tune(base: RunConfig, degradations: list[str], out: Path, *, methods: t
                 scores[method_name].setdefault((0.0, 0.0), []).append(baseline)
                 for temperature in temperatures:
                     for lam in (value for value in lambdas if value > 0):
+                        name = f"T{temperature:g}-lambda{lam:g}"
                         cell = Experiment(dataclasses.replace(config, temperature=temperature, lam=lam),
-                                          replicate / f"T{temperature:g}-lambda{lam:g}", teacher_root=out / "teachers",
-                                          reporter=reporter)
+                                          replicate / name, teacher_root=out / "teachers",
+                                          reporter=scope.scoped(name))
                         scores[method_name].setdefault((temperature, lam), []).append(
                             cell.evaluate(method_name, split="val"))
         for method_name in methods:
