@@ -26,6 +26,16 @@ if TYPE_CHECKING:
 TEMPORARY_SUFFIX = ".tmp"
 
 
+#: The environment variable naming cqdkit's cache folder.
+CACHE_ENV = "CQDKIT_CACHE"
+
+
+def default_cache_dir() -> Path:
+    """Where cqdkit keeps what it generates or converts once: ``$CQDKIT_CACHE``, or ``~/.cache/cqdkit``."""
+    configured = os.environ.get(CACHE_ENV, "").strip()
+    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "cqdkit"
+
+
 def atomic_write(path: Path, write: Callable[[str], object]) -> None:
     """Have ``write(temporary_path)`` fill a temporary file next to ``path``, then rename it to ``path``.
 

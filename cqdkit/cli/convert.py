@@ -14,16 +14,19 @@ from .console import console
 @click.option("--arch", required=True,
               help="Backbone the file is for: vggm (imagenet-vgg-m.mat) or vgg16 (imagenet-vgg-verydeep-16.mat).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
-              help="File to write [SOURCE with the suffix .safetensors]; a .json sidecar goes next to it.")
+              help="File to write [cqdkit's weight store, where --pretrained finds it: "
+                   "$CQDKIT_CACHE/weights/ARCH-matconvnet.safetensors]; a .json sidecar goes next to it.")
 def convert_weights(source: Path, arch: str, out: Path | None) -> None:
     """Convert MatConvNet network SOURCE (.mat) for --arch, checking every layer against the backbone.
 
-    The result loads with --teacher-weights / --student-weights, which also apply the input normalisation it
-    records (MatConvNet networks take 0..255 RGB minus an average image).
+    By default the result goes to cqdkit's weight store, where --pretrained (the paper profile's default)
+    finds it; with --out it loads with --teacher-weights / --student-weights. Either way the input
+    normalisation it records (MatConvNet networks take 0..255 RGB minus an average image) is applied.
     """
     from ..models.matconvnet import convert_file
+    from ..models.pretrained import store_path
 
-    out = out or source.with_suffix(".safetensors")
+    out = out or store_path(arch)
     description = convert_file(source, arch, out)
     console.print(f"wrote {out} and {out.with_suffix('.json')}: {description['num_classes']} classes, "
                   f"{description['layout']} layout, mean from the {description['average_image']}")

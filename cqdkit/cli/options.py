@@ -47,7 +47,9 @@ dataset_options = _stack(
 model_options = _stack(
     click.option("--teacher", help="Teacher backbone, a cqdkit or timm name [paper: vggm; cpu: convnet-s]."),
     click.option("--student", help="Student backbone [paper: vggm; cpu: convnet-s]."),
-    click.option("--pretrained", is_flag=True, help="Start from the backbones' pretrained weights (timm hub/cache)."),
+    click.option("--pretrained/--no-pretrained", default=None,
+                 help="Start from ImageNet weights (timm's hub or cache; converted MatConvNet files) or from a "
+                      "seeded random init [paper profile, cub/cars/folder data: pretrained; cpu profile: not]."),
     click.option("--teacher-weights", type=click.Path(dir_okay=False),
                  help="Teacher initial weights (.safetensors, .pth, or a MatConvNet .mat)."),
     click.option("--student-weights", type=click.Path(dir_okay=False),

@@ -28,7 +28,7 @@ _LAZY: dict[str, str] = {
     "Sample": ".sample",
     "SyntheticSpec": ".synthetic",
     "decode_image": "cqdkit.images",
-    "default_cache_dir": ".cache",
+    "default_cache_dir": "cqdkit.files",
     "load_dataset": ".load",
     "load_image": "cqdkit.images",
     "read_cars": ".cars",

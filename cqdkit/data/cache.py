@@ -1,6 +1,6 @@
 """Caches: where cqdkit keeps generated data, and decoded images kept for the next epoch.
 
-The cache folder is ``$CQDKIT_CACHE`` if set, else ``~/.cache/cqdkit``. :class:`ArrayStore` keeps named
+The cache folder is ``$CQDKIT_CACHE`` if set, else ``~/.cache/cqdkit`` (:func:`cqdkit.files.default_cache_dir`). :class:`ArrayStore` keeps named
 uint8 arrays in memory or as uncompressed ``.npz`` files (written atomically, read without pickle);
 :class:`ImageCache` keeps each source image decoded and downscaled to a *working resolution*, so that
 epochs after the first neither decode nor resize the originals again.
@@ -20,15 +20,7 @@ from ..files import atomic_write
 from ..images import Box, Size, box_outside, clip_box, decode_image
 from .records import Record
 
-CACHE_ENV = "CQDKIT_CACHE"
-
 Arrays = dict[str, np.ndarray]
-
-
-def default_cache_dir() -> Path:
-    """``$CQDKIT_CACHE``, or ``~/.cache/cqdkit``."""
-    configured = os.environ.get(CACHE_ENV, "").strip()
-    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "cqdkit"
 
 
 def digest(*parts: object) -> str:

@@ -47,7 +47,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..errors import DataError
-from .cache import default_cache_dir
+from ..files import default_cache_dir
 from .cub import SEGMENTATIONS, read_cub
 from .records import ImageDataset
 

@@ -38,6 +38,7 @@ PAPER_PROFILE: dict[str, Any] = {
     "lr_end": 5e-5,
     "temperature": 10.0,
     "lam": 200.0,
+    "pretrained": True,
 }
 
 #: The paper's lambda where it differs from PAPER_PROFILE's by dataset (section 2, "Optimization details").
@@ -54,6 +55,7 @@ CPU_PROFILE: dict[str, Any] = {
     "lr_end": 5e-4,
     "temperature": 10.0,
     "lam": 20.0,
+    "pretrained": False,
 }
 
 
@@ -79,7 +81,7 @@ class RunConfig:
     """A whole CQD run: data, degradation, models, method, optimisation and where to write.
 
     ``None`` for a profile field (teacher, student, image_size, epochs, batch_size, lr, lr_end, temperature,
-    lam) means "use the profile's value" -- see :meth:`resolved`. Each field is the command-line option of
+    lam, pretrained) means "use the profile's value" -- see :meth:`resolved`. Each field is the command-line option of
     the same name (``lam`` is ``--lambda``; see :meth:`option_name`).
     """
 
@@ -107,7 +109,7 @@ class RunConfig:
     weight_decay: float = 5e-4
     temperature: float | None = None
     lam: float | None = option("--lambda")
-    pretrained: bool = False
+    pretrained: bool | None = None  # None: the profile's (ImageNet weights for the paper, none on the CPU)
     teacher_weights: str | None = None
     student_weights: str | None = None
     seed: int = 0

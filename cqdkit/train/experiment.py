@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from .. import __version__
+from ..errors import CqdkitError
 from ..files import atomic_write_json
 from ..models.preprocessing import Normalizer
 from ..models.weights import save_model
@@ -116,12 +117,34 @@ class Experiment:
         self.teacher_directory = Path(teacher_root) / f"a-{self.teacher_key()}" if teacher_root else self.directory / "a"
 
     def _check_plugins(self) -> None:
-        """Find the backbones and the loss now, before any training (a misspelt name is a one-line error
-        with close matches, not a surprise after the teacher trained)."""
+        """Find the backbones, their initial weights and the loss now, before any training (a misspelt name
+        or weights that cannot be had are a one-line error, not a surprise after the teacher trained)."""
         cfg = self.config
         self.manager.backbone(cfg.teacher)
         self.manager.backbone(cfg.student)
         self.manager.loss(cfg.loss).factory(temperature=cfg.temperature)
+        self.initial_weights = {role: self._weights_source(role) for role in ("teacher", "student")}
+
+    def _weights_source(self, role: str) -> dict[str, Any]:
+        """Where ``role``'s initial weights come from: a weights file, pretrained weights, or a seeded init."""
+        from ..files import sha256
+        from ..models.pretrained import locate_pretrained
+
+        cfg = self.config
+        architecture = cfg.teacher if role == "teacher" else cfg.student
+        weights = cfg.teacher_weights if role == "teacher" else cfg.student_weights
+        if weights:
+            path = Path(weights)
+            if not path.is_file():
+                raise CqdkitError(f"--{role}-weights {weights}: no such file")
+            return {"source": "file", "path": str(path.resolve()), "sha256": sha256(path)}
+        if cfg.pretrained:
+            return locate_pretrained(architecture)
+        return {"source": "seeded random init", "seed": self._init_seed(architecture)}
+
+    def _init_seed(self, architecture: str) -> int:
+        """The seed of ``architecture``'s random initialisation: the same for every method of a role."""
+        return int(hashlib.sha256(f"{self.config.seed}:{architecture}".encode()).hexdigest()[:8], 16)
 
     def _method_context(self, cfg: RunConfig) -> dict[str, Any]:
         """What decides which methods can run: the architectures and x's channels."""
@@ -160,6 +183,7 @@ class Experiment:
         return {
             "run": self.config.to_json(),
             "distillation": self.distillation(),
+            "initial_weights": self.initial_weights,
             "pipeline": self.maker.describe(),
             "crop": self.crop,
             "dataset": {
@@ -233,8 +257,7 @@ class Experiment:
         depends = {
             "x": self.x_pipeline(),
             "teacher": cfg.teacher,
-            "pretrained": cfg.pretrained,
-            "teacher_weights": cfg.teacher_weights,
+            "initial_weights": self.initial_weights["teacher"],
             "optimization": [cfg.epochs, cfg.batch_size, cfg.lr, cfg.lr_end, cfg.momentum, cfg.weight_decay],
         }
         return hashlib.sha256(json.dumps(depends, sort_keys=True).encode()).hexdigest()[:12]
@@ -317,15 +340,14 @@ class Experiment:
 
         cfg = self.config
         architecture = method.architecture(cfg.teacher, cfg.student)
-        seed_text = f"{cfg.seed}:{architecture}"
-        torch.manual_seed(int(hashlib.sha256(seed_text.encode()).hexdigest()[:8], 16))
+        torch.manual_seed(self._init_seed(architecture))
+        source = self.initial_weights[method.role]
         model = create_backbone(
-            architecture, num_classes=self.data.num_classes, pretrained=cfg.pretrained,
+            architecture, num_classes=self.data.num_classes, pretrained=source["source"] in ("timm hub", "plugin"),
             in_chans=self.in_chans(method), manager=self.manager,
         )
-        weights = cfg.teacher_weights if method.role == "teacher" else cfg.student_weights
-        if weights and not method.from_teacher:
-            load_weights(model, weights)
+        if source["source"] == "file" and not method.from_teacher:
+            load_weights(model, source["path"])
         return model, Normalizer.for_model(model)
 
     def _teacher_signal(self, teacher: TrainedModel) -> TeacherSignal:
