@@ -217,7 +217,7 @@ def fit(
         return result
     if not result.resumed_from:  # every model's random streams start from its seed, whatever ran before it
         torch.manual_seed(_stream_seed(optimization.seed, name))
-    trainable = _wrap(model, hardware, size)
+    trainable = _wrap(model, hardware)
     loader, sampler = make_loader(dataset, optimization.batch_size, hardware, shuffle=True, seed=optimization.seed)
     reporter = reporter if reporter is not None and rank == 0 else Reporter.silent()
     for epoch in range(result.resumed_from, optimization.epochs):
@@ -310,10 +310,10 @@ def _resume(directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
     return FitResult(history=list(state.extra.get("history", [])), resumed_from=state.epoch)
 
 
-def _wrap(model: nn.Module, hardware: Hardware, size: int) -> nn.Module:
-    """The module the loop trains: DDP across processes, compiled when asked."""
+def _wrap(model: nn.Module, hardware: Hardware) -> nn.Module:
+    """The module the loop trains: DDP under torch.distributed, compiled when asked."""
     trainable: nn.Module = model
-    if size > 1:
+    if dist.is_available() and dist.is_initialized():  # torchrun, even with one process
         trainable = nn.parallel.DistributedDataParallel(
             model, device_ids=[hardware.device.index] if hardware.cuda else None
         )
