@@ -155,6 +155,13 @@ def test_export_writes_atomically(fake_run, tmp_path, monkeypatch):  # 5
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt", "model.pt.json", "run"]
 
 
+def test_export_to_a_place_that_cannot_be_written_is_one_line(fake_run, tmp_path):  # 5
+    (tmp_path / "file").write_text("a file, not a folder")
+    result = invoke("export", fake_run, "--format", "torchscript", "--model", "a", "--out", tmp_path / "file" / "m.pt")
+    assert_one_line_error(result, "cannot write the export", str(tmp_path / "file" / "m.pt"))
+    assert (tmp_path / "file").read_text() == "a file, not a folder"
+
+
 def test_export_model_force_parameter(fake_run, tmp_path):  # 5
     from cqdkit.export import export_model
 
