@@ -270,9 +270,21 @@ def test_cub_latin1_class_name(tmp_path):  # 10
     classes.write_bytes(classes.read_bytes().replace(b"001.Class_1", b"001.Caf\xe9"))
     dataset = load_dataset("cub", folder)
     assert dataset.classes[0] == "001.Caf\\xe9"  # the byte shown as an escape, printable everywhere
-    for flags in ([], ["--json"]):
-        result = invoke("inspect", "--dataset", "cub", "--root", folder, *flags)
-        assert result.exit_code == 0 and "001.Caf\\xe9" in result.output, (result.output, result.exception)
+    result = invoke("inspect", "--dataset", "cub", "--root", folder)
+    assert result.exit_code == 0 and "001.Caf\\xe9" in result.output, (result.output, result.exception)
+    result = invoke("inspect", "--dataset", "cub", "--root", folder, "--json")
+    assert result.exit_code == 0 and json.loads(result.output)["class_names"][0] == "001.Caf\\xe9"
+
+
+def test_annotation_files_with_a_byte_order_mark_are_read(tmp_path):  # 10
+    folder = write_cub(tmp_path / "cub")
+    for name in ("images.txt", "classes.txt", "image_class_labels.txt", "bounding_boxes.txt"):
+        (folder / name).write_bytes(b"\xef\xbb\xbf" + (folder / name).read_bytes())  # as Windows Notepad saves
+    dataset = load_dataset("cub", folder)
+    assert [r.id for r in dataset.train][:2] == ["1", "2"] and dataset.classes[0] == "001.Class_1"
+    root = write_folder(tmp_path / "folder")
+    (root / "bboxes.csv").write_bytes(b"\xef\xbb\xbfpath,x,y,width,height\ntrain/cat/0.jpg,1,2,10,12\n")
+    assert load_dataset("folder", root).train[0].bbox == (1.0, 2.0, 10.0, 12.0)
 
 
 def _latin1_folder(root: Path) -> Path:
