@@ -276,6 +276,17 @@ def test_cub_latin1_class_name(tmp_path):  # 10
     assert result.exit_code == 0 and json.loads(result.output)["class_names"][0] == "001.Caf\\xe9"
 
 
+def test_cub_image_ids_that_are_not_utf8(tmp_path):  # 10
+    folder = write_cub(tmp_path)
+    for name in ("images.txt", "image_class_labels.txt", "train_test_split.txt", "bounding_boxes.txt"):
+        (folder / name).write_bytes(b"\n".join(b"\xe9" + line for line in (folder / name).read_bytes().splitlines()))
+    dataset = load_dataset("cub", folder)
+    assert dataset.train[0].id == "\\xe91"
+    pairs = PairedDataset(dataset.train, "gray", split="train", size=16, crop=True, cache=None)
+    assert pairs[0].x.shape == (3, 16, 16)  # the id gives the sample its seed
+    assert invoke("inspect", "--dataset", "cub", "--root", folder, "--json").exit_code == 0
+
+
 def test_annotation_files_with_a_byte_order_mark_are_read(tmp_path):  # 10
     folder = write_cub(tmp_path / "cub")
     for name in ("images.txt", "classes.txt", "image_class_labels.txt", "bounding_boxes.txt"):
