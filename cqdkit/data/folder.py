@@ -58,6 +58,8 @@ def read_folder(root: str | os.PathLike[str], *, skip_bad: bool = False) -> Imag
                 where, bbox = boxes.pop(image_id, ("", None))
                 if where and bbox is None:
                     continue  # its bboxes.csv line was bad (already reported)
+                if has_boxes and not where:
+                    where = f"no line in {root / 'bboxes.csv'}"  # no box: said when one is needed
                 records.append(Record(printable(image_id), path, label, bbox, where))
         splits.append(records)
     for image_id in sorted(boxes):
