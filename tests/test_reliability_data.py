@@ -395,6 +395,15 @@ def test_cub_class_without_images_is_a_warning(tmp_path, caplog):  # 11b
         load_dataset("cub", write_cub(tmp_path / "complete"))
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
+    test_only = write_cub(tmp_path / "test-only")  # class 3's images (ids 7 to 9) all in the test split
+    split = test_only / "train_test_split.txt"
+    split.write_text(split.read_text().replace("7 1\n", "7 0\n").replace("8 1\n", "8 0\n"))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="cqdkit"):
+        load_dataset("cub", test_only)
+    messages = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(messages) == 1 and "003.Class_3" in messages[0] and "no training images (3 test images)" in messages[0]
+
 
 @pytest.mark.parametrize("spec, view", [("lowres:size=224", 224), ("lowres:size=300", 64), ("lowres:size=223", 32),
                                         ("gray+lowres:size=1000", 16)])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +64,20 @@ def load_dataset(
             logger.info("checking that the %d images of %s decode (%s)", count, dataset.root,
                         "--skip-bad" if skip_bad else "--deep")
         dataset = verify_images(dataset, skip_bad=skip_bad)
+    _warn_about_empty_classes(dataset)
     return dataset
+
+
+def _warn_about_empty_classes(dataset: ImageDataset) -> None:
+    """Log a warning for each class without training images: a model can never learn it."""
+    train = Counter(record.label for record in dataset.train)
+    test = Counter(record.label for record in dataset.test)
+    for label, name in enumerate(dataset.classes):
+        if train[label]:
+            continue
+        what = f"no training images ({test[label]} test images)" if test[label] else "no images"
+        logger.warning("dataset %s (%s): class %r (label %d) has %s; a model can never learn it",
+                       dataset.name, dataset.root, name, label, what)
 
 
 def _parse_option(dataset: str, key: str, value: Any, known: dict[str, Any]) -> Any:
