@@ -429,6 +429,16 @@ def test_lowres_size_above_the_view_is_one_line_in_the_cli(tmp_path):  # 11c
     assert not (tmp_path / "out").exists()
 
 
+def test_cub_image_with_two_box_lines_is_a_bad_line(tmp_path):  # found while testing: the last box won silently
+    folder = write_cub(tmp_path)
+    boxes = folder / "bounding_boxes.txt"
+    boxes.write_text(boxes.read_text() + "1 0 0 10 10\n")
+    with pytest.raises(DataError, match=r"bounding_boxes.txt line 10: image id 1 appears twice"):
+        load_dataset("cub", folder)
+    dataset = load_dataset("cub", folder, skip_bad=True)
+    assert "1" not in [r.id for r in dataset.train + dataset.test] and len(dataset.problems) == 1
+
+
 # -- handled cases stay handled ----------------------------------------------------------------
 
 _TOKENS = st.sampled_from(["1", "2", "9", "0", "-1", "1.5", "nan", "inf", "-inf", "1e309", "１", "0x10", "abc",

@@ -72,7 +72,13 @@ def read_cub(root: str | os.PathLike[str], *, skip_bad: bool = False, name: str 
     has_boxes = (root / BOXES).is_file()
     boxes: dict[str, tuple[str, Box]] = {}
     if has_boxes:
+        seen: set[str] = set()
         for where, fields in _lines(root, BOXES, 5, "<image id> <x> <y> <width> <height>", problems, rejected):
+            if fields[0] in seen:
+                problems.report(f"{where}: image id {fields[0]} appears twice")
+                rejected.add(fields[0])
+                continue
+            seen.add(fields[0])
             box = _parse_box(fields[1:], where, problems)
             if box is None:
                 rejected.add(fields[0])
