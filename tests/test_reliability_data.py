@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cqdkit.cli import cli
@@ -38,7 +38,7 @@ TINY_RUN = [
     "--quiet",
 ]
 
-FILE_SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FILE_SETTINGS = settings(max_examples=40, deadline=None)
 
 
 @pytest.fixture(autouse=True)
@@ -60,10 +60,6 @@ def assert_one_line_error(result, *fragments: str) -> str:
     for fragment in fragments:
         assert fragment in errors[0], (fragment, errors[0])
     return errors[0]
-
-
-def no_temporary_files(folder: Path) -> bool:
-    return not [p for p in folder.iterdir() if p.name.endswith(".tmp") or p.name.startswith(".")]
 
 
 # -- 5. cqdkit export --out: atomic, and never over an unrelated file ----------------------------

@@ -15,7 +15,6 @@ through :class:`cqdkit.degradations.Views`.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ def printable(text: str) -> str:
     ids and messages go through this function instead.
 
     Example:
+        >>> import os
         >>> printable(os.fsdecode(b"caf\\xe9.png"))
         'caf\\\\xe9.png'
     """
