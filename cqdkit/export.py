@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from .errors import CqdkitError, DataError
-from .files import atomic_write_text
+from .files import atomic_write, atomic_write_text
 from .models.preprocessing import Normalizer
 
 FORMATS = ("onnx", "torchscript")
@@ -126,15 +126,28 @@ def load_exportable(path: Path) -> Exportable:
 
 
 def export_model(
-    run_dir: str | Path, format: str, out: str | Path | None = None, *, model: str | None = None
+    run_dir: str | Path,
+    format: str,
+    out: str | Path | None = None,
+    *,
+    model: str | None = None,
+    force: bool = False,
 ) -> ExportResult:
     """Export a run's model as ONNX or TorchScript and check it against torch on a random batch.
+
+    The file is written atomically (a temporary file in the same folder, then renamed), so ``out`` is
+    either the previous file or the complete new one.
 
     Args:
         run_dir: a ``cqdkit run`` (or ``cqdkit multires``) directory.
         format: ``"onnx"`` or ``"torchscript"``.
         out: the file to write; default ``RUN_DIR/export/<model>.onnx`` (or ``.pt``).
         model: a method of the run (``a``, ``b``, ...); default the student, or the router of a multires run.
+        force: replace ``out`` (and ``<out>.json``) even when they are not a previous cqdkit export.
+
+    Raises:
+        CqdkitError: ``out`` (or ``<out>.json``) exists and is not a previous cqdkit export (without
+            ``force``), or cannot be written; no model to export; the export does not match torch.
     """
     if format not in FORMATS:
         raise CqdkitError(f"unknown export format {format!r}; expected one of {', '.join(FORMATS)}")
@@ -142,18 +155,25 @@ def export_model(
     exportable = load_exportable(source)
     name = "router" if source.name == "router.safetensors" else source.parent.name
     path = Path(out) if out else Path(run_dir) / "export" / f"{name}{SUFFIXES[format]}"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    metadata_path = path.with_name(path.name + ".json")
+    _refuse_to_overwrite(path, metadata_path, force)
     example = torch.rand(2, *exportable.input_shape) * 255
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the exporters' deprecation and tracer notices
-        if format == "onnx":
-            _export_onnx(exportable.module, example, path)
-        else:
-            torch.jit.trace(exportable.module, example).save(str(path))
-    difference = _check(path, format, exportable.module, exportable.input_shape)
-    if difference is not None and not difference <= TOLERANCE:
-        raise CqdkitError(f"{path}: the export's logits differ from torch's by {difference:.3g} on a random "
-                          f"batch (tolerance {TOLERANCE}); the file is kept for inspection but should not be used")
+    difference: float | None = None
+
+    def write(temporary: str) -> None:
+        nonlocal difference
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the exporters' deprecation and tracer notices
+            if format == "onnx":
+                _export_onnx(exportable.module, example, Path(temporary))
+            else:
+                torch.jit.trace(exportable.module, example).save(temporary)
+        difference = _check(Path(temporary), format, exportable.module, exportable.input_shape)
+
+    try:
+        atomic_write(path, write)
+    except OSError as error:
+        raise CqdkitError(f"cannot write the export {path}: {error.strerror or error}") from None
     metadata = {
         **exportable.description,
         "format": format,
@@ -164,9 +184,43 @@ def export_model(
         "output": {"name": "logits", "shape": ["N", "classes"]},
         "max_abs_difference_vs_torch": difference,
     }
-    metadata_path = path.with_name(path.name + ".json")
     atomic_write_text(metadata_path, json.dumps(metadata, indent=2))
+    if difference is not None and not difference <= TOLERANCE:
+        raise CqdkitError(f"{path}: the export's logits differ from torch's by {difference:.3g} on a random "
+                          f"batch (tolerance {TOLERANCE}); the file is kept for inspection but should not be used")
     return ExportResult(path, metadata_path, difference)
+
+
+def is_export(path: Path) -> bool:
+    """Whether ``path`` is a previous cqdkit export: its ``<path>.json`` is the metadata that
+    :func:`export_model` writes (format, input and output, the check against torch)."""
+    try:
+        metadata = json.loads(path.with_name(path.name + ".json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return (
+        isinstance(metadata, dict)
+        and metadata.get("format") in FORMATS
+        and isinstance(metadata.get("input"), dict)
+        and metadata["input"].get("name") == "images"
+        and isinstance(metadata.get("output"), dict)
+        and "max_abs_difference_vs_torch" in metadata
+    )
+
+
+def _refuse_to_overwrite(path: Path, metadata_path: Path, force: bool) -> None:
+    """Stop before writing over a folder, or over files that are not a previous export (unless ``force``)."""
+    for target in (path, metadata_path):
+        if target.is_dir():
+            raise CqdkitError(f"{target} is a folder; expected the path of the file to write (--out FILE)")
+    if force or is_export(path):
+        return
+    if path.exists() or path.is_symlink():
+        raise CqdkitError(f"{path} exists and is not a cqdkit export (no cqdkit {metadata_path.name} next to it); "
+                          "refusing to overwrite it: choose another --out, or pass --force to replace it")
+    if metadata_path.exists() or metadata_path.is_symlink():
+        raise CqdkitError(f"{metadata_path} exists and is not the metadata of a cqdkit export; refusing to "
+                          f"overwrite it with {path.name}'s: choose another --out, or pass --force to replace it")
 
 
 def _export_onnx(module: nn.Module, example: torch.Tensor, path: Path) -> None:

@@ -17,11 +17,13 @@ from .console import console
               help="File to write [RUN_DIR/export/<model>.onnx or .pt].")
 @click.option("--model", help="A model of the run: a, b, a-b, cqd, a-cqd [the run's student; a multires "
                               "directory: its router].")
-def export(run_dir: Path, format_: str, out: Path | None, model: str | None) -> None:
+@click.option("--force", is_flag=True, help="Replace --out even when it is not a previous cqdkit export "
+                                            "(a previous export, recognised by its <file>.json, is always replaced).")
+def export(run_dir: Path, format_: str, out: Path | None, model: str | None, force: bool) -> None:
     """Export a run's model with its preprocessing (0..255 RGB NCHW in, logits out)."""
     from ..export import export_model
 
-    result = export_model(run_dir, format_, out, model=model)
+    result = export_model(run_dir, format_, out, model=model, force=force)
     console.print(f"wrote {result.path} and {result.metadata_path}")
     if result.max_abs_difference is None:
         console.print("not checked: onnxruntime is not installed")

@@ -17,7 +17,8 @@ from .console import console
 @click.option("--root", type=click.Path(path_type=Path), default=None, help="Dataset folder (not needed for synthetic).")
 @click.option("--val-fraction", type=float, default=0.1, show_default=True, help="Fraction of train held out for validation.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the validation split.")
-@click.option("--skip-bad", is_flag=True, help="Skip and list bad samples instead of stopping at the first.")
+@click.option("--skip-bad", is_flag=True, help="Skip and list bad samples instead of stopping at the first "
+                                               "(decodes every image, as --deep does).")
 @click.option("--deep", is_flag=True, help="Also decode every image (slow on large datasets).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead of a table.")
 def inspect_(name: str, root: Path | None, val_fraction: float, seed: int, skip_bad: bool, deep: bool, as_json: bool) -> None:
@@ -34,7 +35,7 @@ def inspect_(name: str, root: Path | None, val_fraction: float, seed: int, skip_
         "val": len(val),
         "test": len(dataset.test),
         "boxes": dataset.has_boxes,
-        "deep": deep,
+        "deep": deep or skip_bad,
         "problems": dataset.problems,
         "class_names": dataset.classes,
     }
@@ -50,7 +51,7 @@ def inspect_(name: str, root: Path | None, val_fraction: float, seed: int, skip_
     table.add_row("train", f"{len(train)}  (+ {len(val)} held out for validation; {fewest} to {most} per class before)")
     table.add_row("test", str(len(dataset.test)))
     table.add_row("boxes", "yes" if dataset.has_boxes else "no")
-    table.add_row("problems", str(len(dataset.problems)) + ("" if deep else "  (images not decoded; --deep decodes all)"))
+    table.add_row("problems", str(len(dataset.problems)) + ("" if deep or skip_bad else "  (images not decoded; --deep decodes all)"))
     console.print(table)
     for problem in dataset.problems:
         console.print(f"  [yellow]skipped:[/] {problem}", highlight=False)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..errors import DataError
 from .problems import Problems
-from .records import Box, ImageDataset, Record
+from .records import Box, ImageDataset, Record, printable
 
 REQUIRED = ("images.txt", "image_class_labels.txt", "train_test_split.txt", "classes.txt")
 BOXES = "bounding_boxes.txt"
@@ -62,7 +62,7 @@ def read_cub(root: str | os.PathLike[str], *, skip_bad: bool = False, name: str 
         if fields[0] in class_ids:
             raise DataError(f"{where}: class id {fields[0]} appears twice")
         class_ids[fields[0]] = len(classes)
-        classes.append(fields[1])
+        classes.append(printable(fields[1]))
     if not classes:
         raise DataError(f"{root / 'classes.txt'}: expected one '<class id> <class name>' line per class")
 
@@ -72,7 +72,13 @@ def read_cub(root: str | os.PathLike[str], *, skip_bad: bool = False, name: str 
     has_boxes = (root / BOXES).is_file()
     boxes: dict[str, tuple[str, Box]] = {}
     if has_boxes:
+        seen: set[str] = set()
         for where, fields in _lines(root, BOXES, 5, "<image id> <x> <y> <width> <height>", problems, rejected):
+            if fields[0] in seen:
+                problems.report(f"{where}: image id {fields[0]} appears twice")
+                rejected.add(fields[0])
+                continue
+            seen.add(fields[0])
             box = _parse_box(fields[1:], where, problems)
             if box is None:
                 rejected.add(fields[0])
@@ -128,7 +134,7 @@ def _record(
         return None
     mask = (root / SEGMENTATIONS / relative).with_suffix(".png")
     annotations = {"mask": mask} if mask.is_file() else {}
-    return Record(image_id, path, class_ids[class_id], bbox, where, annotations)
+    return Record(printable(image_id), path, class_ids[class_id], bbox, where, annotations)
 
 
 def _lines(
@@ -145,9 +151,13 @@ def _lines(
 
     Bad lines are reported, and their first field (the image id) added to ``rejected``. With
     ``text_last`` the last field is free text that may contain spaces (a path, a class name).
+
+    Files are UTF-8 (a byte-order mark is skipped); bytes that are not UTF-8 are kept as surrogate
+    escapes, as ``os.fsdecode`` keeps them, so a path in another encoding (say a Latin-1 ``café.jpg``)
+    finds the file that has exactly those bytes as its name.
     """
     path = root / file_name
-    with path.open(encoding="utf-8") as lines:
+    with path.open(encoding="utf-8-sig", errors="surrogateescape") as lines:
         for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue

@@ -8,7 +8,8 @@ Layout::
                                        boxes 0-based (x, y, width, height) pixels as in CUB
 
 Classes are the sub-folders of ``train/``, sorted by name. Hidden files and files with other extensions
-are ignored.
+are ignored. Names that are not UTF-8 are read (the bytes of such a name show as ``\\xNN`` in class
+names, record ids and messages; ``bboxes.csv`` may name them in the same bytes).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 from ..errors import DataError
 from ..images import IMAGE_EXTENSIONS
 from .problems import Problems
-from .records import Box, ImageDataset, Record
+from .records import Box, ImageDataset, Record, printable
 
 BOX_COLUMNS = ("path", "x", "y", "width", "height")
 
@@ -57,11 +58,14 @@ def read_folder(root: str | os.PathLike[str], *, skip_bad: bool = False) -> Imag
                 where, bbox = boxes.pop(image_id, ("", None))
                 if where and bbox is None:
                     continue  # its bboxes.csv line was bad (already reported)
-                records.append(Record(image_id, path, label, bbox, where))
+                if has_boxes and not where:
+                    where = f"no line in {root / 'bboxes.csv'}"  # no box: said when one is needed
+                records.append(Record(printable(image_id), path, label, bbox, where))
         splits.append(records)
     for image_id in sorted(boxes):
         problems.report(f"{root / 'bboxes.csv'}: box for {image_id!r}, which is not an image of train/ or test/")
-    return ImageDataset("folder", root, classes, splits[0], splits[1], has_boxes, problems.found)
+    names = [printable(name) for name in classes]
+    return ImageDataset("folder", root, names, splits[0], splits[1], has_boxes, problems.found)
 
 
 def _class_folders(split: Path, problems: Problems) -> dict[str, list[Path]]:
@@ -83,7 +87,7 @@ def _read_boxes(root: Path, problems: Problems) -> dict[str, tuple[str, Box | No
     """``{path relative to root: (where, box)}``; the box is None when its line is bad (and reported)."""
     path = root / "bboxes.csv"
     boxes: dict[str, tuple[str, Box | None]] = {}
-    with path.open(newline="", encoding="utf-8") as file:
+    with path.open(newline="", encoding="utf-8-sig", errors="surrogateescape") as file:
         rows = csv.reader(file)
         header = [c.strip() for c in next(rows, [])]
         if tuple(header) != BOX_COLUMNS:

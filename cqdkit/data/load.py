@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,10 @@ from .records import ImageDataset
 
 #: The dataset every command uses when none is named.
 DEFAULT_DATASET = "synthetic"
+#: From this many images on, loading with ``skip_bad`` or ``deep`` says that it decodes them all.
+ANNOUNCE_DECODING = 2000
+
+logger = logging.getLogger("cqdkit")
 
 
 def load_dataset(
@@ -27,8 +33,10 @@ def load_dataset(
 
     Args:
         root: the dataset folder; optional only for datasets that need none (``synthetic``).
-        skip_bad: leave bad samples out and list them in ``problems`` instead of raising.
-        deep: also decode every image now (see :func:`cqdkit.data.verify.verify_images`).
+        skip_bad: leave bad samples out and list them in ``problems`` instead of raising; every image is
+            decoded now, so that one that cannot be decoded is left out too.
+        deep: also decode every image now (see :func:`cqdkit.data.verify.verify_images`); implied by
+            ``skip_bad``.
         options: dataset options, e.g. ``classes=20`` for ``synthetic``; strings are converted to the
             type of the option's default (as given on a command line).
 
@@ -48,11 +56,28 @@ def load_dataset(
     dataset = source.factory(Path(root).expanduser() if root is not None else None, skip_bad=skip_bad, **parsed)
     if not isinstance(dataset, ImageDataset):
         raise PluginError(f"dataset {name!r}: its factory returned {type(dataset).__name__}, expected ImageDataset")
-    if deep:
+    if deep or skip_bad:
         from .verify import verify_images
 
+        count = len(dataset.train) + len(dataset.test)
+        if count >= ANNOUNCE_DECODING:
+            logger.info("checking that the %d images of %s decode (%s)", count, dataset.root,
+                        "--skip-bad" if skip_bad else "--deep")
         dataset = verify_images(dataset, skip_bad=skip_bad)
+    _warn_about_empty_classes(dataset)
     return dataset
+
+
+def _warn_about_empty_classes(dataset: ImageDataset) -> None:
+    """Log a warning for each class without training images: a model can never learn it."""
+    train = Counter(record.label for record in dataset.train)
+    test = Counter(record.label for record in dataset.test)
+    for label, name in enumerate(dataset.classes):
+        if train[label]:
+            continue
+        what = f"no training images ({test[label]} test images)" if test[label] else "no images"
+        logger.warning("dataset %s (%s): class %r (label %d) has %s; a model can never learn it",
+                       dataset.name, dataset.root, name, label, what)
 
 
 def _parse_option(dataset: str, key: str, value: Any, known: dict[str, Any]) -> Any:

@@ -167,12 +167,15 @@ class PairedDataset(Dataset):
                 if cached is not None:
                     return cached["x"], cached["z"], cached["box"]
         image, bbox = self._source(record)
-        if self.needs_annotations:
-            shape = image.shape[:2]
-            annotations = {name: self._annotation(record, name, shape) for name in self.needs_annotations}
-            x, z = self.maker(image, bbox, seed=seed, annotations=annotations)
-        else:
-            x, z = self.maker(image, bbox, seed=seed)
+        shape = image.shape[:2]
+        annotations = {name: self._annotation(record, name, shape) for name in self.needs_annotations}
+        try:
+            if annotations:
+                x, z = self.maker(image, bbox, seed=seed, annotations=annotations)
+            else:
+                x, z = self.maker(image, bbox, seed=seed)
+        except DataError as error:  # e.g. no box to crop: say which sample, and where its box would be
+            raise DataError(f"{record.describe()}: {error}") from None
         box = self._box_in_z(image, bbox)
         if key is not None:
             self.pairs.put(key, {"x": x, "z": z, "box": box})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..errors import DataError
 from ..images import Box, box_problem, describe_box
+from .records import printable
 
 
 class Problems:
@@ -24,6 +25,7 @@ class Problems:
         self.found: list[str] = []
 
     def report(self, message: str) -> None:
+        message = printable(message)  # a file name that is not UTF-8 shows its bytes as \xNN
         if not self.skip_bad:
             raise DataError(message)
         self.found.append(message)

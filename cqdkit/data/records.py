@@ -22,6 +22,23 @@ from pathlib import Path
 from ..images import Box
 
 
+def printable(text: str) -> str:
+    """``text`` with the bytes of a file name that are not UTF-8 shown as ``\\xNN`` escapes.
+
+    Names read from disk or from annotation files keep such bytes as surrogate escapes (``os.fsdecode``),
+    which find the file but cannot be printed, encoded as UTF-8 or hashed into a seed; class names, record
+    ids and messages go through this function instead.
+
+    Example:
+        >>> import os
+        >>> printable(os.fsdecode(b"caf\\xe9.png"))
+        'caf\\\\xe9.png'
+    """
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a lone surrogate that is no escaped byte
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
 
 @dataclass(frozen=True)
 class Record:

@@ -62,8 +62,9 @@ class PairMaker:
         needs_annotations: the annotation images the ops read (pass them to the call).
 
     Raises:
-        UnknownNameError, SpecError: a bad spec (see :func:`.spec.parse_spec`), a bad size, or an op that
-            sets x (``localization``) anywhere but first.
+        UnknownNameError, SpecError: a bad spec (see :func:`.spec.parse_spec`), a bad size, an op that
+            sets x (``localization``) anywhere but first, or an op whose ``check_view_size(size)`` refuses
+            the view size (``lowres`` with a size that does not shrink the view).
     """
 
     def __init__(
@@ -78,6 +79,12 @@ class PairMaker:
         for index, op in enumerate(self.ops):
             if index > 0 and getattr(op, "sets_x", False):
                 raise SpecError(f"{resolved[index][0].name} defines x and must come first in spec {spec!r}")
+            check_view_size = getattr(op, "check_view_size", None)
+            if callable(check_view_size):
+                try:
+                    check_view_size(self.size)
+                except SpecError as error:
+                    raise SpecError(f"degradation spec {spec!r}: {error}") from None
         self.needs_box = any(getattr(op, "needs_box", False) for op in self.ops)
         self.sets_x = any(getattr(op, "sets_x", False) for op in self.ops)
         self.x_channels: tuple[str, ...] = RGB + tuple(
