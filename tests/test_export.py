@@ -20,7 +20,8 @@ def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "tiny"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("CQDKIT_CACHE", str(cache))
-        result = CliRunner().invoke(cli, ["run", "--degrade", "lowres", *TINY, "--epochs", "1", "--out", str(out)])
+        result = CliRunner().invoke(cli, ["run", "--degrade", "lowres", *TINY, "--epochs", "1", "--no-baseline",
+                                          "--out", str(out)])
     assert result.exit_code == 0, result.output
     return out
 

@@ -337,3 +337,32 @@ def test_the_default_run_folder_names_the_profile_networks_and_is_printed(tmp_pa
     [folder] = (tmp_path / "runs").iterdir()
     assert folder.name.endswith("-gray-convnet-s-convnet-s") and "None" not in folder.name
     assert str(Path("runs") / folder.name) in " ".join(result.output.split())
+
+
+# -- data that leaves nothing to train on, and errors from DataLoader workers --------------------------------
+
+
+def tiny_cub(root: Path, *, train: int = 4) -> Path:
+    from .data_fixtures import write_cub
+
+    return write_cub(root, classes=2, train=train, test=2)
+
+
+CUB_RUN = ["run", "--dataset", "cub", "--image-size", "16", "--batch-size", "4", "--epochs", "1", "--teacher",
+           "convnet-s", "--student", "convnet-s", "--method", "b", "--no-baseline", "--degrade", "gray", "--quiet",
+           "--no-pretrained"]
+
+
+def test_a_dataset_without_training_images_is_refused(tmp_path):
+    root = tiny_cub(tmp_path / "data", train=0)
+    message = one_line_error(invoke(*CUB_RUN, "--root", str(root), "--out", str(tmp_path / "run")))
+    assert "no training images left" in message
+
+
+def test_an_image_that_breaks_in_a_dataloader_worker_is_one_line(tmp_path):
+    root = tiny_cub(tmp_path / "data")
+    broken = sorted((root / "images").rglob("*.png"))[0]
+    broken.write_bytes(broken.read_bytes()[:60])
+    message = one_line_error(invoke(*CUB_RUN, "--workers", "1", "--root", str(root), "--out", str(tmp_path / "run")))
+    assert "cannot decode the image" in message and broken.name in message
+    assert "Original Traceback" not in message and "DataLoader worker" not in message

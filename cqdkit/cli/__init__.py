@@ -46,11 +46,20 @@ class CqdkitGroup(click.Group):
         try:
             return super().invoke(ctx)
         except CqdkitError as error:
-            raise UserError(str(error)) from None
+            raise UserError(_one_line(str(error))) from None
         except OSError as error:  # a full disk, a read-only folder, a file that vanished: the system's words
             where = f"{error.filename}: " if error.filename else ""
             raise UserError(f"{where}{error.strerror or error} (an input/output error; nothing was lost: "
                             "fix it and run again, with --resume for a run)") from None
+
+
+def _one_line(message: str) -> str:
+    """The message itself, also when a DataLoader worker re-raised it with its traceback inside (torch puts
+    "Caught X in DataLoader worker process N. Original Traceback ..." before the original message)."""
+    if "Original Traceback" not in message:
+        return message
+    last = [line for line in message.splitlines() if line.strip()][-1]
+    return last.split(": ", 1)[1] if last.startswith("cqdkit.errors.") and ": " in last else last
 
 
 def _no_plugins(ctx: click.Context, param: click.Parameter, value: bool) -> None:

@@ -41,7 +41,8 @@ def read_cars(root: str | os.PathLike[str], *, skip_bad: bool = False) -> ImageD
     """
     root = Path(root).expanduser()
     if not root.is_dir():
-        raise DataError(f"{root}: dataset root not found (expected a Stanford Cars folder)")
+        raise DataError(f"{root}: dataset root not found (expected a Stanford Cars folder)" if not root.exists() else
+                        f"{root}: expected a Stanford Cars folder, found a file")
     problems = Problems(skip_bad)
     if (root / "cars_annos.mat").is_file():
         train, test, classes = _read_combined(root, problems)

@@ -33,7 +33,8 @@ def find_cub_root(root: str | os.PathLike[str]) -> Path:
         if (candidate / "images.txt").is_file():
             return candidate
     if not root.is_dir():
-        raise DataError(f"{root}: dataset root not found (expected a CUB_200_2011 folder)")
+        raise DataError(f"{root}: dataset root not found (expected a CUB_200_2011 folder)" if not root.exists() else
+                        f"{root}: expected a CUB_200_2011 folder, found a file")
     raise DataError(
         f"{root} is not a CUB-200-2011 folder: expected {', '.join(REQUIRED)} and images/ in it "
         f"or in {root / 'CUB_200_2011'}"

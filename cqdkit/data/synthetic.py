@@ -180,8 +180,9 @@ def write_synthetic(spec: SyntheticSpec, folder: Path) -> None:
                 rng = np.random.default_rng([spec.seed, label, split, index])
                 image, box, mask = render_sample(attributes[label], spec.image_size, rng)
                 relative = f"{name}/{'train' if split else 'test'}_{index:04d}.png"
-                cv2.imwrite(str(folder / "images" / relative), image[:, :, ::-1])
-                cv2.imwrite(str(mask_path(folder, folder / "images" / relative)), mask)
+                # encoded in memory: cv2.imwrite cannot take every path (a cache folder that is not UTF-8)
+                (folder / "images" / relative).write_bytes(cv2.imencode(".png", image[:, :, ::-1])[1].tobytes())
+                mask_path(folder, folder / "images" / relative).write_bytes(cv2.imencode(".png", mask)[1].tobytes())
                 images.append(relative)
                 labels.append(label + 1)
                 splits.append(split)

@@ -113,6 +113,11 @@ class Experiment:
         self.train_set = PairedDataset(train, split="train", fixed_z=cfg.fixed_train_z, **paired)
         self.val_set = PairedDataset(val, split="val", **paired)
         self.test_set = PairedDataset(self.data.test, split="test", **paired)
+        for split, records in (("training", train), ("test", self.data.test)):
+            if not records:
+                skipped = f" ({len(self.data.problems)} bad samples were skipped)" if self.data.problems else ""
+                raise CqdkitError(f"dataset {self.data.name!r} at {self.data.root} has no {split} images left"
+                                  f"{skipped}; nothing to train or test on")
         self._models: dict[str, TrainedModel] = {}
         self.teacher_directory = Path(teacher_root) / f"a-{self.teacher_key()}" if teacher_root else self.directory / "a"
 
