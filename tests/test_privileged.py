@@ -90,7 +90,7 @@ def test_teacher_key_includes_the_privileged_channels(privileged_installed, tmp_
 
 def test_a_dataset_without_masks_is_a_clear_error_and_boxes_work(privileged_installed, tmp_path):
     root = write_cub(tmp_path / "cub", classes=2, train=4, test=2)
-    cub = ["--dataset", "cub", "--root", str(root), *SMALL]
+    cub = ["--dataset", "cub", "--root", str(root), *SMALL, "--no-pretrained"]  # the paper profile on CUB
     result = invoke("run", "--degrade", "privileged", *cub, "--out", str(tmp_path / "masks"))
     assert result.exit_code == 2
     assert "dataset 'cub' has no 'mask' annotation for record 1" in result.output

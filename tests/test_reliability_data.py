@@ -36,6 +36,7 @@ TINY_RUN = [
     "--no-baseline",
     "--degrade", "gray",
     "--quiet",
+    "--no-pretrained",  # CUB and folder data default to the paper profile (ImageNet weights)
 ]
 
 FILE_SETTINGS = settings(max_examples=40, deadline=None)

@@ -36,7 +36,9 @@ from .config import RunConfig
 from .distributed import is_main_process
 from .engine import FitResult, Objective, TeacherSignal, fit
 from .evaluate import accuracy, negative_log_likelihood, predict
+from .hardware import Hardware, cpu_has_fast_bf16
 from .methods import AUTO, Method, get_method, resolve
+from .probe import probe_training
 from .teacher import FrozenTeacher, teacher_logits
 
 
@@ -61,6 +63,7 @@ class TrainedModel:
     fit: FitResult
     directory: Path
     in_chans: int  # input channels: x's for models trained on x, 3 (RGB z) for students
+    hardware: Hardware  # how it computes (bf16 on the CPU only where measured faster)
 
 
 class Experiment:
@@ -288,10 +291,11 @@ class Experiment:
         if method.from_teacher and teacher is not None:
             model.load_state_dict(teacher.model.state_dict())
             normalizer = teacher.normalizer  # the input its weights expect (e.g. converted MatConvNet ones)
+        hardware = self._hardware_for(method, model, normalizer, directory)
         result = fit(
-            model, normalizer, self.train_set, self._objective(method, teacher), cfg.optimization(), self.hardware,
+            model, normalizer, self.train_set, self._objective(method, teacher), cfg.optimization(), hardware,
             directory, name=method.title, resume=self.resume, on_epoch=self.train_set.set_epoch,
-            validate=self._validation(method, normalizer), reporter=self.reporter,
+            validate=self._validation(method, normalizer, hardware), reporter=self.reporter,
         )
         architecture = method.architecture(cfg.teacher, cfg.student)
         in_chans = self.in_chans(method)
@@ -308,18 +312,65 @@ class Experiment:
                 "classes": self.data.classes,
                 "pipeline": self.maker.describe(),
             })
-        trained = TrainedModel(method, architecture, model, normalizer, result, directory, in_chans)
+        trained = TrainedModel(method, architecture, model, normalizer, result, directory, in_chans, hardware)
         self._models[method.name] = trained
         return trained
 
-    def _validation(self, method: Method, normalizer: Normalizer) -> Callable[[nn.Module], float] | None:
+    def _hardware_for(self, method: Method, model: nn.Module, normalizer: Normalizer, directory: Path) -> Hardware:
+        """The experiment's hardware, with bf16 autocast on the CPU for this model only where a probe measured it
+        faster (CPUs with bf16 hardware). The choice is stored with the model (``precision.json``), so a
+        resumed run computes exactly as it started."""
+        hardware = self.hardware
+        if hardware.device.type != "cpu" or not hardware.amp or not cpu_has_fast_bf16():
+            return hardware
+        record = directory / "precision.json"
+        if record.exists():
+            chosen = json.loads(record.read_text())
+        else:
+            cfg = self.config
+            speed = probe_training(model, normalizer, hardware, batch_size=cfg.batch_size,
+                                   image_size=cfg.image_size, in_chans=self.in_chans(method))
+            chosen = {"cpu_bf16": speed.bf16, "images_per_second": speed.images_per_second,
+                      "float32_images_per_second": speed.float32}
+            atomic_write_json(record, chosen)
+        return dataclasses.replace(hardware, cpu_bf16=bool(chosen["cpu_bf16"]))
+
+    def estimate(self, method_names: list[str]) -> dict[str, Any]:
+        """How long training ``method_names`` (the missing ones, A first when needed) should take here, from a
+        short throughput probe of each architecture: ``{"seconds": ..., "models": {name: images/s}}``."""
+        cfg = self.config
+        needed = []
+        for name in method_names:
+            method = get_method(name)
+            if method.needs_teacher and "a" not in needed:
+                needed.append("a")
+            needed.append(name)
+        speeds: dict[tuple[str, int], float] = {}
+        seconds, models = 0.0, {}
+        for name in dict.fromkeys(needed):
+            method = get_method(name)
+            directory = self.teacher_directory if name == "a" else self.directory / name
+            if (directory / "model.safetensors").exists():
+                continue
+            key = (method.architecture(cfg.teacher, cfg.student), self.in_chans(method))
+            if key not in speeds:
+                model, normalizer = self.initial_model(method)
+                speeds[key] = probe_training(model, normalizer, self.hardware, batch_size=cfg.batch_size,
+                                             image_size=cfg.image_size, in_chans=key[1]).images_per_second
+            models[name] = speeds[key]
+            passes = len(self.train_set) + len(self.val_set)  # training, and validation each epoch
+            seconds += cfg.epochs * passes / speeds[key] + (len(self.test_set) * 2) / (3 * speeds[key])
+        return {"seconds": seconds, "models": models}
+
+    def _validation(self, method: Method, normalizer: Normalizer,
+                    hardware: Hardware) -> Callable[[nn.Module], float] | None:
         """Accuracy on the validation split's view of ``method`` (x for A, z for students), for each epoch's
         log; None without a validation split."""
         if not len(self.val_set):
             return None
 
         def validate(model: nn.Module) -> float:
-            logits, labels = predict(model, normalizer, self.val_set, method.view, self.hardware,
+            logits, labels = predict(model, normalizer, self.val_set, method.view, hardware,
                                      batch_size=max(self.config.batch_size, 64), name="validation")
             return accuracy(logits, labels)
 
@@ -393,7 +444,7 @@ class Experiment:
                 scores[f"{split}_{view}"] = scores[f"{split}_{view}_nll"] = math.nan
                 continue
             logits, labels = predict(
-                trained.model, trained.normalizer, dataset, view, self.hardware,
+                trained.model, trained.normalizer, dataset, view, trained.hardware,
                 batch_size=max(self.config.batch_size, 64), name=f"{trained.method.title} on {split} {view}",
                 channels=trained.in_chans if trained.in_chans < channels else None, reporter=self.reporter,
             )

@@ -104,6 +104,8 @@ def _run(config: RunConfig, directory: Path, *, resume: bool, reporter: Reporter
         names = ["a", method.name]
         if experiment.config.baseline and method.view == "z" and method.name != "b":
             names.append("b")
+        if rank == 0:
+            _announce(experiment, names, reporter)
         models = {}
         for name in dict.fromkeys(names):
             trained = experiment.train_or_load(name)
@@ -130,3 +132,28 @@ def _run(config: RunConfig, directory: Path, *, resume: bool, reporter: Reporter
         if rank == 0:
             atomic_write_json(directory / "results.json", results)
     return results
+
+
+def _announce(experiment: Any, names: list[str], reporter: Reporter) -> None:
+    """Say what will happen before it does: where each network starts from, and how long it should take."""
+    from .methods import get_method
+
+    cfg = experiment.config
+    for role, source in experiment.initial_weights.items():
+        architecture = cfg.teacher if role == "teacher" else cfg.student
+        if source["source"] == "seeded random init":
+            reporter.message(f"{role} {architecture}: no pretrained weights, trained from scratch (seeded "
+                             "random init; --pretrained starts from ImageNet weights)")
+        else:
+            where = source.get("repository") or source.get("path") or source["source"]
+            reporter.message(f"{role} {architecture}: starts from {source['source']} weights ({where})")
+    estimate = experiment.estimate(names)
+    if estimate["models"]:
+        speeds = ", ".join(f"{get_method(n).title} {s:.0f} images/s" for n, s in estimate["models"].items())
+        reporter.message(f"estimated training time: about {_duration(estimate['seconds'])} ({speeds}, "
+                         f"{cfg.epochs} epochs of {len(experiment.train_set)} images)")
+        reporter.event("estimate", **estimate)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
