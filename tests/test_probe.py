@@ -1,0 +1,75 @@
+"""The throughput probe: the time estimate a run prints, and bf16 on the CPU only where measured faster."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from cqdkit.models import Normalizer, create_backbone
+from cqdkit.train import experiment as experiment_module
+from cqdkit.train import probe as probe_module
+from cqdkit.train.config import RunConfig
+from cqdkit.train.experiment import Experiment
+from cqdkit.train.hardware import Hardware
+from cqdkit.train.probe import Speed, probe_training
+
+from .test_run_cli import TINY, invoke
+
+TINY_CONFIG = dict(dataset_options={"classes": 3, "train_per_class": 8, "test_per_class": 4, "image_size": 48},
+                   image_size=32, batch_size=8, epochs=2, device="cpu", degrade="gray")
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("CQDKIT_CACHE", str(tmp_path_factory.getbasetemp() / "cqdkit-cache"))
+
+
+def test_the_probe_measures_without_touching_the_model_or_the_random_streams(monkeypatch):
+    model = create_backbone("convnet-s", num_classes=3)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    speed = probe_training(model, Normalizer.for_model(model), Hardware(), batch_size=4, image_size=16, in_chans=3)
+    assert torch.equal(torch.rand(3), expected)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert speed.images_per_second == speed.float32 > 0 and not speed.bf16
+    monkeypatch.setattr(probe_module, "cpu_has_fast_bf16", lambda: True)
+    timings = iter([100.0, 200.0])  # float32, then bf16: twice as fast
+    monkeypatch.setattr(probe_module, "_images_per_second", lambda *args: next(timings))
+    assert probe_training(model, Normalizer.for_model(model), Hardware(), batch_size=4, image_size=16,
+                          in_chans=3) == Speed(200.0, 100.0, bf16=True)
+    timings = iter([100.0, 110.0])  # not 15% faster: float32
+    assert not probe_training(model, Normalizer.for_model(model), Hardware(), batch_size=4, image_size=16,
+                              in_chans=3).bf16
+
+
+def test_cpu_bf16_is_chosen_per_model_recorded_and_reused_on_resume(tmp_path, monkeypatch):
+    monkeypatch.setattr(experiment_module, "cpu_has_fast_bf16", lambda: True)
+    calls = []
+
+    def fake_probe(model, normalizer, hardware, **kwargs):
+        calls.append(type(model).__name__)
+        return Speed(50.0, 25.0, bf16=True)
+
+    monkeypatch.setattr(experiment_module, "probe_training", fake_probe)
+    experiment = Experiment(RunConfig(**TINY_CONFIG), tmp_path)
+    trained = experiment.train_or_load("b")
+    assert trained.hardware.cpu_bf16 and json.loads((tmp_path / "b" / "precision.json").read_text())["cpu_bf16"]
+    with trained.hardware.autocast():
+        logits = trained.model(torch.zeros(2, 3, 32, 32))
+    assert logits.dtype == torch.bfloat16
+    assert len(calls) == 1
+    again = Experiment(RunConfig(**TINY_CONFIG), tmp_path).train_or_load("b")
+    assert again.hardware.cpu_bf16 and len(calls) == 1, "the recorded choice is reused, not probed again"
+
+
+def test_run_says_where_the_networks_start_and_how_long_it_will_take(tmp_path):
+    args = [a for a in TINY if a != "--quiet"]
+    result = invoke("run", "--degrade", "gray", "--method", "cqd", *args, "--out", str(tmp_path / "run"))
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "teacher convnet-s: no pretrained weights, trained from scratch" in text
+    assert "estimated training time: about" in text and "A " in text and "images/s" in text
