@@ -114,16 +114,16 @@ def test_tune_scores_on_validation_and_picks_the_best(tmp_path):
                     "--lambdas", "1", *TINY, "--epochs", "1", "--out", str(out))
     assert result.exit_code == 0, result.output
     tuned = json.loads((out / "tune.json").read_text())
-    assert tuned["split"] == "val" and tuned["score"] == "val_z_nll"
+    assert tuned["split"] == "val" and tuned["score"] == "val_z_calibrated_nll"
     found = tuned["methods"]["cqd"]["lowres"]
     assert [(c["temperature"], c["lam"]) for c in found["grid"]] == [(0.0, 0.0), (1.0, 1.0), (10.0, 1.0)]
-    baseline = found["grid"][0]["val_z_nll"]
-    better = [c for c in found["grid"][1:] if c["val_z_nll"] < baseline]
-    if better:  # one seed: any gain over lambda = 0 counts, and the lowest NLL wins
-        best = min(better, key=lambda c: c["val_z_nll"])
+    baseline = found["grid"][0]["score"]
+    better = [c for c in found["grid"][1:] if c["score"] < baseline]
+    if better:  # one seed: any gain over lambda = 0 counts, and the lowest score wins
+        best = min(better, key=lambda c: c["score"])
         assert found["chosen"] == {"temperature": best["temperature"], "lam": best["lam"]}
     else:
         assert found["chosen"]["lam"] == 0.0 and "chosen: lambda = 0 --" in " ".join(result.output.split())
     assert len(list((out / "teachers").glob("a-*"))) == 1
     assert (out / "lowres-cqd.png").exists()
-    assert f"lambda = 0 (b): NLL {baseline:.3f}" in " ".join(result.output.split())
+    assert f"lambda = 0 (b): calibrated NLL {baseline:.3f}" in " ".join(result.output.split())

@@ -185,13 +185,13 @@ def test_tuning_never_reads_the_test_split(tmp_path, monkeypatch):
                       lambdas=(0.0, 5.0))
     grid = result["methods"]["cqd"]["lowres"]["grid"]
     assert [(c["temperature"], c["lam"]) for c in grid] == [(0.0, 0.0), (10.0, 5.0)]
-    assert all(math.isfinite(c["val_z_nll"]) for c in grid)
+    assert all(math.isfinite(c["score"]) and math.isfinite(c["val_z_nll"]) for c in grid)
     assert (tmp_path / "tune.json").exists() and (tmp_path / "lowres-cqd.png").exists()
 
 
 def scores(cells: dict[tuple[float, float], list[float]]) -> dict[tuple[float, float], list[dict[str, float]]]:
-    """Per-replicate validation scores from per-replicate NLLs (accuracy is not used by the choice)."""
-    return {key: [{"val_z_nll": v, "val_z": 0.5} for v in values] for key, values in cells.items()}
+    """Per-replicate validation scores from per-replicate (calibrated) NLLs; accuracy is not used by the choice."""
+    return {key: [{"val_z_calibrated_nll": v, "val_z": 0.5} for v in values] for key, values in cells.items()}
 
 
 PAPER = {"temperature": 10.0, "lam": 200.0}
@@ -203,6 +203,26 @@ def test_ties_between_distilled_cells_go_to_the_paper_values_never_to_less_disti
     assert found["distillation_helps"] and found["chosen"] == {"temperature": 10.0, "lam": 200.0}
     found = choose(scores({(0.0, 0.0): [1.0, 1.1], (4.0, 2.0): [0.5, 0.6], (4.0, 20.0): [0.5, 0.6]}), PAPER)
     assert found["chosen"] == {"temperature": 4.0, "lam": 20.0}  # nearer the paper's 200 than 2 is
+
+
+def test_the_choice_compares_the_calibrated_nll_not_the_plain_one():
+    plain_worse = {(0.0, 0.0): [{"val_z_calibrated_nll": 1.0, "val_z_nll": 0.8, "val_z": 0.5}] * 2,
+                   (4.0, 20.0): [{"val_z_calibrated_nll": 0.7, "val_z_nll": 0.9, "val_z": 0.6}] * 2}
+    found = choose(plain_worse, PAPER)
+    assert found["distillation_helps"] and found["chosen"] == {"temperature": 4.0, "lam": 20.0}
+    assert choose(plain_worse, PAPER, score="val_z_nll")["chosen"]["lam"] == 0.0
+
+
+def test_calibrated_nll_ignores_the_scale_of_the_scores_and_fits_no_image_on_itself():
+    from cqdkit.train.evaluate import calibrated_nll, negative_log_likelihood
+
+    torch.manual_seed(0)
+    labels = torch.randint(0, 4, (64,))
+    logits = torch.randn(64, 4) + 3 * F.one_hot(labels, 4)
+    assert calibrated_nll(logits, labels) == pytest.approx(calibrated_nll(logits / 10, labels), abs=0.03)
+    assert calibrated_nll(logits / 10, labels) < negative_log_likelihood(logits / 10, labels)
+    noise = torch.randn(64, 4)  # no signal: a fitted temperature must not invent any
+    assert calibrated_nll(noise, labels) >= negative_log_likelihood(torch.zeros(64, 4), labels) - 0.05
 
 
 def test_a_distilled_cell_must_beat_lambda_zero_by_more_than_the_seeds_spread():

@@ -43,7 +43,7 @@ def _numbers(text: str, what: str) -> tuple[float, ...]:
 @training_options
 @click.option("--out", type=click.Path(file_okay=False), default="runs/tune", show_default=True)
 def tune(**options: Any) -> None:
-    """Grid search of T and lambda per method, scored by validation NLL on z (never the test split)."""
+    """Grid search of T and lambda per method, scored by calibrated validation NLL on z (never the test split)."""
     from ..train.tune import run_tune
 
     methods = tuple(m.strip() for m in options["methods"].split(",") if m.strip())
@@ -82,7 +82,7 @@ def print_grid(method: str, degradation: str, found: dict[str, Any]) -> None:
 
     cells = {(c["temperature"], c["lam"]): c for c in found["grid"]}
     lambdas = sorted({lam for _, lam in cells if lam > 0})
-    grid = Table(title=f"{degradation}, {method}: validation NLL on z (accuracy %); * beats lambda = 0")
+    grid = Table(title=f"{degradation}, {method}: calibrated validation NLL on z (accuracy %); * beats lambda = 0")
     grid.add_column("T \\ lambda")
     for lam in lambdas:
         grid.add_column(f"{lam:g}", justify="right")
@@ -91,11 +91,12 @@ def print_grid(method: str, degradation: str, found: dict[str, Any]) -> None:
         for lam in lambdas:
             cell = cells.get((temperature, lam))
             row.append("" if cell is None else
-                       f"{cell['val_z_nll']:.3f}{'*' if cell['qualifies'] else ''} ({100 * cell['val_z']:.0f})")
+                       f"{cell['score']:.3f}{'*' if cell['qualifies'] else ''} ({100 * cell['val_z']:.0f})")
         grid.add_row(f"{temperature:g}", *row)
     console.print(grid)
     base = cells[(0.0, 0.0)]
-    console.print(f"lambda = 0 ({get_method(method).baseline().name}): NLL {base['val_z_nll']:.3f} ± {base['val_z_nll_std']:.3f}, "
+    console.print(f"lambda = 0 ({get_method(method).baseline().name}): calibrated NLL {base['score']:.3f} ± "
+                  f"{base['score_std']:.3f}, "
                   f"accuracy {100 * base['val_z']:.1f}%")
     chosen = found["chosen"]
     if found["distillation_helps"]:

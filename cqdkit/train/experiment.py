@@ -35,7 +35,7 @@ from ..reporting import Reporter
 from .config import RunConfig
 from .distributed import is_main_process
 from .engine import FitResult, Objective, TeacherSignal, fit
-from .evaluate import accuracy, negative_log_likelihood, predict
+from .evaluate import accuracy, calibrated_nll, negative_log_likelihood, predict
 from .hardware import Hardware, cpu_has_fast_bf16
 from .methods import AUTO, Method, get_method, resolve
 from .probe import probe_training
@@ -430,8 +430,9 @@ class Experiment:
     # -- evaluation ---------------------------------------------------------------------------
 
     def evaluate(self, method_name: str, split: str = "test") -> dict[str, float]:
-        """Per-image top-1 accuracy (``<split>_<view>``) and negative log-likelihood (``<split>_<view>_nll``)
-        of a method's model on the x and z views of ``split`` (``"test"`` or ``"val"``).
+        """Per-image top-1 accuracy (``<split>_<view>``), negative log-likelihood (``<split>_<view>_nll``) and
+        calibrated NLL (``..._calibrated_nll``, see :func:`~cqdkit.train.evaluate.calibrated_nll`) of a method's
+        model on the x and z views of ``split`` (``"test"`` or ``"val"``).
 
         With privileged channels in x, an RGB student is scored on x's RGB channels, and the teacher on z
         scores NaN: z lacks the channels it needs.
@@ -441,7 +442,8 @@ class Experiment:
         scores = {}
         for view, channels in (("x", self.x_channels), ("z", 3)):
             if trained.in_chans > channels:
-                scores[f"{split}_{view}"] = scores[f"{split}_{view}_nll"] = math.nan
+                for suffix in ("", "_nll", "_calibrated_nll"):
+                    scores[f"{split}_{view}{suffix}"] = math.nan
                 continue
             logits, labels = predict(
                 trained.model, trained.normalizer, dataset, view, trained.hardware,
@@ -450,6 +452,7 @@ class Experiment:
             )
             scores[f"{split}_{view}"] = accuracy(logits, labels)
             scores[f"{split}_{view}_nll"] = negative_log_likelihood(logits, labels)
+            scores[f"{split}_{view}_calibrated_nll"] = calibrated_nll(logits, labels)
         return scores
 
     def write_config(self) -> None:

@@ -2,7 +2,10 @@
 
 For each degradation and each distilled method (``cqd``, ``a-cqd``, tuned separately), every cell of the
 grid is trained once per seed (and fold) and scored by the negative log-likelihood of the true classes on
-the validation z views (accuracy is reported beside it). The cell ``lambda = 0`` is the method without
+the validation z views after one temperature fitted on the other half of them
+(:func:`cqdkit.train.evaluate.calibrated_nll`): distillation at a temperature also changes how confident the
+student is, which the plain NLL would count against it even when it ranks the true class first more
+often. The plain NLL and accuracy are reported beside it. The cell ``lambda = 0`` is the method without
 distillation: B for ``cqd``, A→B for ``a-cqd`` (same initial weights, same data).
 
 The choice, per degradation and method:
@@ -34,6 +37,8 @@ from ..reporting import Reporter, reporting_into
 from .config import RunConfig, profile_defaults
 from .methods import get_method
 
+#: What the choice compares (lower is better): validation NLL on z after a cross-fitted temperature.
+SCORE = "val_z_calibrated_nll"
 TEMPERATURES: tuple[float, ...] = (1.0, 2.0, 4.0, 10.0)
 LAMBDAS: tuple[float, ...] = (0.0, 2.0, 5.0, 20.0, 50.0, 200.0, 500.0, 1000.0)
 
@@ -77,7 +82,7 @@ def _run_tune(base: RunConfig, degradations: list[str], out: Path, *, methods: t
     replicates = [(seed, fold) for seed in seeds for fold in (range(base.folds) if base.folds else [0])]
     paper_profile = profile_defaults("paper", base.dataset)
     paper = {"temperature": paper_profile["temperature"], "lam": paper_profile["lam"]}
-    result: dict[str, Any] = {"split": "val", "score": "val_z_nll", "seeds": list(seeds), "folds": base.folds,
+    result: dict[str, Any] = {"split": "val", "score": SCORE, "seeds": list(seeds), "folds": base.folds,
                               "temperatures": list(temperatures), "lambdas": list(lambdas), "paper": paper,
                               "methods": {}}
     baselines = {}
@@ -117,25 +122,26 @@ def _run_tune(base: RunConfig, degradations: list[str], out: Path, *, methods: t
     return result
 
 
-def choose(scores: dict[tuple[float, float], list[dict[str, float]]], paper: dict[str, float]) -> dict[str, Any]:
+def choose(scores: dict[tuple[float, float], list[dict[str, float]]], paper: dict[str, float], *,
+           score: str = SCORE) -> dict[str, Any]:
     """Apply the choice rule of the module docstring to per-replicate validation scores.
 
     ``scores[(T, lam)]`` lists one ``Experiment.evaluate(..., split="val")`` dict per replicate, in the same
-    replicate order for every cell; ``(0, 0)`` is the baseline. Returns the grid (mean and spread of NLL and
-    accuracy, gain over the baseline, whether the cell qualifies) and the choice.
+    replicate order for every cell; ``(0, 0)`` is the baseline; ``score`` (lower is better) is the key the
+    rule compares. Returns the grid (for each cell the mean and spread of the score, raw NLL and accuracy,
+    the gain over the baseline, whether the cell qualifies) and the choice.
     """
-    baseline = [s["val_z_nll"] for s in scores[(0.0, 0.0)]]
+    baseline = [s[score] for s in scores[(0.0, 0.0)]]
     grid = []
     for (temperature, lam), replicates in sorted(scores.items()):
-        nll = [s["val_z_nll"] for s in replicates]
-        gains = [b - n for b, n in zip(baseline, nll)]
-        cell = {
-            "temperature": temperature, "lam": lam,
-            "val_z_nll": statistics.fmean(nll), "val_z_nll_std": _std(nll),
-            "val_z": statistics.fmean(s["val_z"] for s in replicates), "val_z_std": _std([s["val_z"] for s in replicates]),
-            "gain": statistics.fmean(gains), "gain_std": _std(gains),
-            "replicates": len(nll), "nll": nll,
-        }
+        values = [s[score] for s in replicates]
+        gains = [b - v for b, v in zip(baseline, values)]
+        cell = {"temperature": temperature, "lam": lam, "score": statistics.fmean(values), "score_std": _std(values),
+                "scores": values, "gain": statistics.fmean(gains), "gain_std": _std(gains), "replicates": len(values)}
+        for key in ("val_z", "val_z_nll", "val_z_calibrated_nll"):
+            if all(key in s for s in replicates):
+                cell[key] = statistics.fmean(s[key] for s in replicates)
+                cell[f"{key}_std"] = _std([s[key] for s in replicates])
         cell["qualifies"] = lam > 0 and cell["gain"] > 0 and cell["gain"] > cell["gain_std"]
         grid.append(cell)
     qualifying = [cell for cell in grid if cell["qualifies"]]
@@ -143,10 +149,10 @@ def choose(scores: dict[tuple[float, float], list[dict[str, float]]], paper: dic
     if not qualifying:
         return {"chosen": {"temperature": paper["temperature"], "lam": 0.0}, "distillation_helps": False,
                 "best": base_cell, "grid": grid}
-    best = min(qualifying, key=lambda cell: cell["val_z_nll"])
+    best = min(qualifying, key=lambda cell: cell["score"])
     ties = []
     for cell in qualifying:
-        behind = [c - b for c, b in zip(cell["nll"], best["nll"])]
+        behind = [c - b for c, b in zip(cell["scores"], best["scores"])]
         if statistics.fmean(behind) <= _std(behind):
             ties.append(cell)
 
@@ -182,7 +188,7 @@ def heatmap(path: Path, found: dict[str, Any], title: str) -> None:
         for row, temperature in enumerate(temperatures):
             if cell["lam"] == 0 or cell["temperature"] == temperature:
                 column = lambdas.index(cell["lam"])
-                values[row, column], accuracy[row, column] = cell["val_z_nll"], cell["val_z"]
+                values[row, column], accuracy[row, column] = cell["score"], cell["val_z"]
     figure, axis = plt.subplots(figsize=(1.1 * len(lambdas) + 2, 0.7 * len(temperatures) + 1.8))
     image = axis.imshow(values, cmap="viridis_r", aspect="auto")
     for row in range(len(temperatures)):
@@ -198,8 +204,8 @@ def heatmap(path: Path, found: dict[str, Any], title: str) -> None:
     axis.set_yticks(range(len(temperatures)), [f"{t:g}" for t in temperatures])
     axis.set_xlabel("lambda (0: no distillation)")
     axis.set_ylabel("T")
-    axis.set_title(f"{title}: validation NLL on z (lower is better; * beats lambda=0 beyond the seeds' spread)\n"
-                   f"baseline {base['val_z_nll']:.3f}; chosen T={chosen['temperature']:g}, lambda={chosen['lam']:g}",
+    axis.set_title(f"{title}: calibrated validation NLL on z (lower is better; * beats lambda=0 beyond the "
+                   f"seeds' spread)\nbaseline {base['score']:.3f}; chosen T={chosen['temperature']:g}, lambda={chosen['lam']:g}",
                    fontsize=8)
     figure.colorbar(image, ax=axis, label="NLL")
     figure.tight_layout()
