@@ -221,8 +221,11 @@ def test_calibrated_nll_ignores_the_scale_of_the_scores_and_fits_no_image_on_its
     logits = torch.randn(64, 4) + 3 * F.one_hot(labels, 4)
     assert calibrated_nll(logits, labels) == pytest.approx(calibrated_nll(logits / 10, labels), abs=0.03)
     assert calibrated_nll(logits / 10, labels) < negative_log_likelihood(logits / 10, labels)
-    noise = torch.randn(64, 4)  # no signal: a fitted temperature must not invent any
-    assert calibrated_nll(noise, labels) >= negative_log_likelihood(torch.zeros(64, 4), labels) - 0.05
+    # Even images say the truth loudly, odd ones say the opposite: a temperature fitted on an image's own half
+    # would sharpen the even and flatten the odd; fitted on the other half, it punishes both.
+    sign = torch.tensor([1.0, -1.0]).repeat(32).view(64, 1)
+    opposite = 5 * sign * F.one_hot(labels, 4)
+    assert calibrated_nll(opposite, labels) > math.log(4) + 1.0
 
 
 def test_a_distilled_cell_must_beat_lambda_zero_by_more_than_the_seeds_spread():
