@@ -61,15 +61,18 @@ def _no_plugins(ctx: click.Context, param: click.Parameter, value: bool) -> None
 def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
     if not value or ctx.resilient_parsing:
         return
-    manager = get_plugin_manager()
     click.echo(f"cqdkit {__version__}")
-    third_party = manager.third_party()
+    try:
+        manager = get_plugin_manager()
+        third_party, problems = manager.third_party(), manager.problems()
+    except Exception as error:  # --version answers whatever the installed plugins do
+        third_party, problems = [], [f"the plugins could not be loaded: {type(error).__name__}: {error}"]
     if third_party:
         click.echo("plugins:")
         for info in third_party:
             click.echo(f"  {info.dist} {info.version} ({info.name})")
-    for failure in manager.failures:
-        click.echo(f"  broken: {failure.describe()}", err=True)
+    for problem in problems:
+        click.echo(f"  problem: {problem}", err=True)
     ctx.exit()
 
 
