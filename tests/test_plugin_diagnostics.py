@@ -116,6 +116,178 @@ def test_a_name_from_a_plugin_that_could_not_be_registered_points_at_it(fake_dis
         PluginManager(autoload=False).register(sys.modules["typo_plugin"], name="typo")
 
 
+# -- exceptions inside plugin code: one line, the traceback on request ------------------------------
+
+
+@pytest.fixture
+def failing_occlude(fake_distribution, fresh_default_manager, tmp_path):
+    """cqdkit-occlude 0.1.0 installed, with an op that raises; returns an image file to degrade."""
+    fake_distribution("cqdkit-occlude", "0.1.0", {"occlude": "failing_occlude"}, {"failing_occlude": FAILING_OP})
+    import cv2
+
+    image = tmp_path / "bird.png"
+    cv2.imwrite(str(image), np.zeros((20, 24, 3), np.uint8))
+    return image
+
+
+def test_an_exception_in_a_plugins_op_is_one_line_naming_the_plugin(failing_occlude, tmp_path, monkeypatch):
+    monkeypatch.delenv("CQDKIT_TRACEBACK", raising=False)
+    result = invoke("degrade", "occlude", str(failing_occlude), "--size", "16", "--out", str(tmp_path / "look"))
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("error: plugin 'occlude' (cqdkit-occlude 0.1.0) failed in its degradation op: "
+                           "ValueError: the square does not fit second line of the message")
+    assert "CQDKIT_TRACEBACK=1" in line
+
+
+def test_cqdkit_traceback_shows_the_plugins_own_frame(failing_occlude, tmp_path, monkeypatch):
+    monkeypatch.setenv("CQDKIT_TRACEBACK", "1")
+    result = invoke("degrade", "occlude", str(failing_occlude), "--size", "16", "--out", str(tmp_path / "look"))
+    assert result.exit_code == 2
+    assert "Traceback" in result.stderr and "failing_occlude.py" in result.stderr
+    assert 'raise ValueError("the square does not fit' in result.stderr  # the author's line
+    assert result.stderr.strip().splitlines()[-1].startswith("error: plugin 'occlude' (cqdkit-occlude 0.1.0)")
+
+
+def test_traceback_is_documented():
+    for doc in ("plugins.md", "cli.md"):
+        assert "CQDKIT_TRACEBACK=1" in (ROOT / "docs" / doc).read_text(), doc
+
+
+def plugin_module(name: str, **hooks) -> types.ModuleType:
+    module = types.ModuleType(name)
+    for hook, function in hooks.items():
+        setattr(module, hook, hookimpl(function))
+    return module
+
+
+def author_frames(error: BaseException, function: str) -> list[traceback.FrameSummary]:
+    return [frame for frame in traceback.extract_tb(error.__traceback__) if frame.name == function]
+
+
+def test_pytest_shows_the_authors_frame_in_check_degradation(cqdkit_plugin_manager, register_plugin):
+    from cqdkit.testing import check_degradation
+
+    class Broken:
+        def __call__(self, views, rng):
+            return views._replace(z=views.z[::2].missing_attribute)
+
+    register_plugin(plugin_module("broken_deg", cqdkit_degradations=lambda: [
+        Degradation(name="broken", summary="raises", factory=Broken)]))
+    with pytest.raises(PluginError, match=r"plugin 'broken_deg' failed in its degradation op: AttributeError") as info:
+        check_degradation("broken", manager=cqdkit_plugin_manager)
+    cause = info.value.__cause__
+    assert isinstance(cause, AttributeError) and author_frames(cause, "__call__")  # pytest prints the chain
+
+
+def test_pytest_prints_the_chained_authors_frame(tmp_path):
+    """In a real pytest run, the report of the failing check shows the line of the plugin that raised."""
+    (tmp_path / "conftest.py").write_text("pytest_plugins = ['cqdkit.testing']\n")
+    (tmp_path / "test_author.py").write_text(
+        "from cqdkit.plugin import Degradation, hookimpl\n"
+        "from cqdkit.testing import check_degradation\n\n"
+        "class Mine:\n"
+        "    def __call__(self, views, rng):\n"
+        "        return views._replace(z=views.z.author_typo)\n\n"
+        "class Plugin:\n"
+        "    @hookimpl\n"
+        "    def cqdkit_degradations(self):\n"
+        "        yield Degradation(name='mine', summary='mine', factory=Mine)\n\n"
+        "def test_mine(register_plugin, cqdkit_plugin_manager):\n"
+        "    register_plugin(Plugin(), name='mine-plugin')\n"
+        "    check_degradation('mine', manager=cqdkit_plugin_manager)\n"
+    )
+    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_author.py"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "views.z.author_typo" in done.stdout  # the author's own line, with pytest's marker
+    assert "The above exception was the direct cause" in done.stdout
+    assert "plugin 'mine-plugin' failed in its degradation op: AttributeError" in done.stdout
+
+
+def test_a_backbone_factory_that_raises_names_its_plugin(cqdkit_plugin_manager, register_plugin):
+    from cqdkit.models import create_backbone
+
+    def broken(num_classes, in_chans=3, pretrained=False):
+        return {}["no such layer"]
+
+    register_plugin(plugin_module("my_backbones", cqdkit_backbones=lambda: [
+        Backbone(name="broken-net", summary="raises", factory=broken)]))
+    with pytest.raises(PluginError) as info:
+        create_backbone("broken-net", num_classes=3, manager=cqdkit_plugin_manager)
+    assert str(info.value) == ("plugin 'my_backbones' failed in its backbone factory: KeyError: 'no such layer'")
+    assert isinstance(info.value.__cause__, KeyError) and author_frames(info.value.__cause__, "broken")
+
+
+def test_a_loss_that_raises_names_its_plugin_and_cqdkit_errors_pass_through(cqdkit_plugin_manager,
+                                                                            register_plugin):
+    import torch
+
+    from cqdkit.errors import TrainingError
+
+    class Loss:
+        def __init__(self, temperature):
+            self.temperature = temperature
+
+        def __call__(self, student, teacher):
+            if self.temperature < 0:
+                raise TrainingError("my loss needs T >= 0")
+            return student @ teacher  # (N, C) @ (N, C): a shape error from torch
+
+    def bad_factory(temperature):
+        raise RuntimeError("factory broke")
+
+    register_plugin(plugin_module("my_losses", cqdkit_losses=lambda: [
+        DistillLoss(name="matmul", summary="raises", factory=Loss),
+        DistillLoss(name="no-factory", summary="raises", factory=bad_factory)]))
+    loss = cqdkit_plugin_manager.loss("matmul").factory(temperature=2.0)
+    assert loss.temperature == 2.0  # the plugin's object is still reachable
+    student, teacher = torch.zeros(4, 3), torch.zeros(4, 3)
+    with pytest.raises(PluginError, match=r"^plugin 'my_losses' failed in its loss: RuntimeError: ") as info:
+        loss(student, teacher)
+    assert author_frames(info.value.__cause__, "__call__")
+    with pytest.raises(TrainingError, match="^my loss needs T >= 0$"):  # the plugin's own message, unchanged
+        cqdkit_plugin_manager.loss("matmul").factory(temperature=-1.0)(student, teacher)
+    with pytest.raises(PluginError, match="failed in its loss factory: RuntimeError: factory broke"):
+        cqdkit_plugin_manager.loss("no-factory").factory(temperature=2.0)
+
+
+def test_a_dataset_factory_that_raises_names_its_plugin_but_file_errors_stay_as_they_are(
+        cqdkit_plugin_manager, register_plugin, tmp_path):
+    from cqdkit.data import load_dataset
+    from cqdkit.plugin import DatasetSource
+
+    def reader(root, *, skip_bad=False):
+        if root.name == "missing":
+            return open(root / "labels.csv")  # an OSError: the system's words, printed as one line already
+        return int("three")
+
+    register_plugin(plugin_module("my_data", cqdkit_datasets=lambda: [
+        DatasetSource(name="mine", summary="raises", factory=reader)]))
+    with pytest.raises(PluginError, match=r"^plugin 'my_data' failed in its dataset factory: ValueError: invalid"):
+        load_dataset("mine", tmp_path, manager=cqdkit_plugin_manager)
+    with pytest.raises(FileNotFoundError):
+        load_dataset("mine", tmp_path / "missing", manager=cqdkit_plugin_manager)
+
+
+def test_errors_in_cqdkits_own_plugins_stay_tracebacks(cqdkit_plugin_manager):
+    """A built-in raising is a bug in cqdkit: the original exception, unchanged."""
+    from cqdkit.plugin.guard import reraise
+
+    [builtin] = [info for info in cqdkit_plugin_manager.plugins() if info.name == "cqdkit.losses.plugin"]
+    error = ValueError("a bug")
+    with pytest.raises(ValueError) as info:
+        try:
+            raise error
+        except ValueError as caught:
+            reraise(builtin, "loss", caught)
+    assert info.value is error
+    loss = cqdkit_plugin_manager.loss("softce")
+    assert loss.factory.__module__ == "cqdkit.losses.plugin"  # not wrapped: nothing between trainer and loss
+
+
 # -- a name clash says how to get past it -----------------------------------------------------------
 
 

@@ -1,20 +1,23 @@
 """The ``cqdkit`` command line: thin click commands that call the library and print with rich.
 
 Expected errors (:class:`cqdkit.CqdkitError`) and input/output errors (``OSError``: a full disk, a
-read-only folder) print one clear line and exit with status 2; anything else is a bug and is shown with a
-rich traceback. Start-up imports neither torch nor timm.
+read-only folder) print one clear line and exit with status 2 (``CQDKIT_TRACEBACK=1`` prints their
+traceback first); anything else is a bug and is shown with a rich traceback. Start-up imports neither
+torch nor timm.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import traceback
 
 import click
 
 from .. import __version__
-from ..errors import CqdkitError
+from ..errors import CqdkitError, PluginError
 from ..plugin import configure_autoload, get_plugin_manager
+from ..plugin.guard import TRACEBACK_ENV, traceback_requested
 from .console import err_console
 from .plugins import list_group, plugins
 from .convert import convert_weights
@@ -46,11 +49,22 @@ class CqdkitGroup(click.Group):
         try:
             return super().invoke(ctx)
         except CqdkitError as error:
-            raise UserError(str(error)) from None
+            _traceback_on_request(error)
+            hint = ""
+            if isinstance(error, PluginError) and error.__cause__ is not None and not traceback_requested():
+                hint = f" ({TRACEBACK_ENV}=1 shows the traceback)"  # for the plugin's author
+            raise UserError(f"{error}{hint}") from None
         except OSError as error:  # a full disk, a read-only folder, a file that vanished: the system's words
+            _traceback_on_request(error)
             where = f"{error.filename}: " if error.filename else ""
             raise UserError(f"{where}{error.strerror or error} (an input/output error; nothing was lost: "
                             "fix it and run again, with --resume for a run)") from None
+
+
+def _traceback_on_request(error: BaseException) -> None:
+    """With CQDKIT_TRACEBACK=1, the full traceback of an expected error (chained causes included)."""
+    if traceback_requested():
+        click.echo("".join(traceback.format_exception(error)).rstrip(), err=True)
 
 
 def _no_plugins(ctx: click.Context, param: click.Parameter, value: bool) -> None:

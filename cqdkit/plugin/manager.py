@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import importlib
 import importlib.metadata
@@ -25,6 +26,7 @@ import pluggy
 
 from ..errors import PluginConflictError, PluginError, UnknownNameError, closest_matches
 from . import spec
+from .guard import Guarded
 from .types import (
     ENTRY_TYPES,
     KINDS,
@@ -288,7 +290,14 @@ class PluginManager:
         return self.get("degradation", name)  # type: ignore[return-value]
 
     def loss(self, name: str) -> DistillLoss:
-        return self.get("loss", name)  # type: ignore[return-value]
+        """The loss entry ``name``. A third-party loss comes with its factory and the losses it builds
+        wrapped (:class:`~cqdkit.plugin.guard.Guarded`): an exception inside them is a one-line
+        :class:`PluginError` naming the plugin, chained to the original."""
+        entry: DistillLoss = self.get("loss", name)  # type: ignore[assignment]
+        plugin = self.provider("loss", name)
+        if plugin is None or plugin.builtin:
+            return entry
+        return dataclasses.replace(entry, factory=Guarded(entry.factory, plugin, "loss factory", result_what="loss"))
 
     def dataset(self, name: str) -> DatasetSource:
         return self.get("dataset", name)  # type: ignore[return-value]
