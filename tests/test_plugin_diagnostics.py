@@ -288,6 +288,57 @@ def test_errors_in_cqdkits_own_plugins_stay_tracebacks(cqdkit_plugin_manager):
     assert loss.factory.__module__ == "cqdkit.losses.plugin"  # not wrapped: nothing between trainer and loss
 
 
+# -- a loss returning one value per sample fails before training -------------------------------------
+
+
+def per_sample_loss(temperature):
+    def loss(student, teacher):
+        return (student - teacher).square().sum(dim=1)  # (N,): forgot the mean
+
+    return loss
+
+
+def test_a_per_sample_loss_is_refused_when_it_is_built(cqdkit_plugin_manager, register_plugin):
+    import torch
+
+    from cqdkit.losses import build_loss
+
+    register_plugin(plugin_module("vector_loss", cqdkit_losses=lambda: [
+        DistillLoss(name="per-sample", summary="a vector", factory=per_sample_loss)]))
+    state = torch.random.get_rng_state()
+    with pytest.raises(PluginError, match=r"loss 'per-sample' of plugin 'vector_loss' returned a tensor of shape "
+                                          r"\(2,\) for a batch of 2; expected a scalar .*mean over the batch"):
+        build_loss("per-sample", temperature=4.0, manager=cqdkit_plugin_manager)
+    assert torch.equal(torch.random.get_rng_state(), state)  # the check leaves the seeded streams alone
+
+
+@pytest.mark.parametrize("name", ["softce", "logit-l2", "kl"])
+def test_built_in_losses_pass_the_build_check(name, cqdkit_plugin_manager):
+    import torch
+
+    from cqdkit.losses import build_loss
+
+    loss = build_loss(name, temperature=10.0, manager=cqdkit_plugin_manager)
+    value = loss(torch.zeros(3, 4, requires_grad=True), torch.ones(3, 4))
+    assert value.shape == ()
+
+
+def test_build_check_refuses_other_non_scalars(cqdkit_plugin_manager, register_plugin):
+    from cqdkit.losses import build_loss
+
+    register_plugin(plugin_module("odd_losses", cqdkit_losses=lambda: [
+        DistillLoss(name="float", summary="a float", factory=lambda temperature: (lambda s, t: 1.0)),
+        DistillLoss(name="detached", summary="no grad", factory=lambda temperature: (lambda s, t: (s - t).sum().detach())),
+        DistillLoss(name="labels", summary="needs labels", needs_labels=True,
+                    factory=lambda temperature: (lambda s, t, y: (s - t).square().mean() + 0 * y.sum())),
+    ]))
+    with pytest.raises(PluginError, match="returned float; expected a scalar tensor"):
+        build_loss("float", temperature=1.0, manager=cqdkit_plugin_manager)
+    with pytest.raises(PluginError, match="does not depend on the student's logits"):
+        build_loss("detached", temperature=1.0, manager=cqdkit_plugin_manager)
+    build_loss("labels", temperature=1.0, manager=cqdkit_plugin_manager)  # called with labels: fine
+
+
 # -- a name clash says how to get past it -----------------------------------------------------------
 
 
