@@ -363,3 +363,101 @@ def test_a_clash_with_a_built_in_names_only_the_installed_distribution(fake_dist
     message = str(info.value)
     assert "pip uninstall cqdkit-mytps" in message and "--no-plugins" in message
     assert "uninstall cqdkit.degradations" not in message
+
+
+# -- the test kit -----------------------------------------------------------------------------------
+
+
+def test_the_test_kit_has_one_import_path():
+    import cqdkit.testing as kit
+    from cqdkit.testing import check_backbone, check_degradation, check_loss  # noqa: F401
+
+    assert {"check_backbone", "check_degradation", "check_loss"} <= set(kit.__all__)
+    guide = (ROOT / "docs" / "plugins.md").read_text()
+    assert "from cqdkit.testing import check_degradation, check_loss, check_backbone" in guide
+    assert "from cqdkit.testing.degradations import check_degradation" not in guide
+    assert "check_backbone(name" in guide
+
+
+def test_check_backbone_passes_cqdkits_and_the_guides_backbones(cqdkit_plugin_manager):
+    from cqdkit.testing import check_backbone
+
+    from .test_docs import plugin_from_the_guide
+
+    check_backbone("convnet-s", manager=cqdkit_plugin_manager)
+    plugin_from_the_guide("backbone", cqdkit_plugin_manager)
+    check_backbone("tinycnn", manager=cqdkit_plugin_manager)
+
+
+def backbone_plugin(factory) -> types.ModuleType:
+    return plugin_module("bb_plugin", cqdkit_backbones=lambda: [Backbone(name="bb", summary="b", factory=factory)])
+
+
+def test_check_backbone_finds_what_cqdkit_relies_on(cqdkit_plugin_manager, register_plugin):
+    from torch import nn
+
+    from cqdkit.testing import check_backbone
+
+    def net(num_classes, in_chans, classifier="head", out=None, bn=True):
+        model = nn.Sequential(nn.Conv2d(in_chans, 4, 3), nn.BatchNorm2d(4) if bn else nn.Identity(), nn.ReLU(),
+                              nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, out or num_classes))
+        model.pretrained_cfg = {"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5), "classifier": classifier}
+        return model
+
+    cases = {
+        "output of shape (2, 3)": lambda num_classes, in_chans=3, pretrained=False: net(num_classes, in_chans, "5",
+                                                                                        out=3),
+        "ignores in_chans": lambda num_classes, in_chans=3, pretrained=False: net(num_classes, 3, "5"),
+        "no module '5.weight'": lambda num_classes, in_chans=3, pretrained=False: net(num_classes, in_chans,
+                                                                                      "5.weight"),
+        "returned dict": lambda num_classes, in_chans=3, pretrained=False: {},
+    }
+    for expected, factory in cases.items():
+        register_plugin(backbone_plugin(factory), name=f"bb-{len(expected)}")
+        with pytest.raises(AssertionError, match=re.escape(expected)):
+            check_backbone("bb", manager=cqdkit_plugin_manager)
+        cqdkit_plugin_manager.unregister(f"bb-{len(expected)}")
+    register_plugin(backbone_plugin(lambda num_classes, in_chans=3, pretrained=False: net(num_classes, in_chans, "5")))
+    check_backbone("bb", manager=cqdkit_plugin_manager)
+
+
+def test_check_backbone_catches_a_network_that_does_not_learn(cqdkit_plugin_manager, register_plugin):
+    from torch import nn
+
+    from cqdkit.testing import check_backbone
+
+    class Frozen(nn.Module):
+        def __init__(self, num_classes):
+            super().__init__()
+            self.classifier = nn.Linear(3, num_classes)
+            self.classifier.requires_grad_(False)
+
+        def forward(self, x):
+            return self.classifier(x.mean(dim=(2, 3))[:, :3])
+
+    register_plugin(backbone_plugin(lambda num_classes, in_chans=3, pretrained=False: Frozen(num_classes)))
+    with pytest.raises(AssertionError, match="one training step"):
+        check_backbone("bb", manager=cqdkit_plugin_manager, in_chans=(3,))
+
+
+# -- the guide's degradation template ---------------------------------------------------------------
+
+
+def test_the_degradation_template_imports_cqdkit_types_for_type_hints_only():
+    source = (ROOT / "examples" / "minimal_plugin" / "cqdkit_occlude.py").read_text()
+    tree = ast.parse(source)
+    runtime = [node for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))]
+    assert all(not (isinstance(n, ast.ImportFrom) and n.module == "cqdkit.degradations") for n in runtime)
+    [guarded] = [node for node in tree.body if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING"]
+    assert "from cqdkit.degradations import Views" in ast.unparse(guarded)
+    code = ("import sys; sys.path.insert(0, 'examples/minimal_plugin'); import cqdkit_occlude; "
+            "print(sorted(m for m in ('cv2', 'torch', 'cqdkit.images', 'cqdkit.degradations.views') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_the_guide_explains_describe():
+    guide = (ROOT / "docs" / "plugins.md").read_text()
+    section = guide.split("### What `describe()` is for", 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
+    assert "config.json" in section and "check_degradation" in section
