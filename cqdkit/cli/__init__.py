@@ -30,6 +30,7 @@ from .multires import multires
 from .superres import sr_train
 from .inspect import inspect_
 from .run import run
+from .report import report
 
 
 class UserError(click.ClickException):
@@ -138,6 +139,7 @@ cli.add_command(export)
 cli.add_command(multires)
 cli.add_command(sr_train)
 cli.add_command(convert_weights)
+cli.add_command(report)
 
 
 def main() -> None:
