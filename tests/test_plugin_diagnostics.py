@@ -352,6 +352,8 @@ def test_a_name_clash_says_how_to_get_past_it(fake_distribution, fresh_default_m
     assert "--no-plugins" in message and "pip uninstall cqdkit-one" in message and "pip uninstall cqdkit-two" in message
     result = invoke("list", "degradations")
     assert result.exit_code == 2 and "--no-plugins" in squashed(result.stderr)
+    version = invoke("--version")
+    assert version.exit_code == 0 and "problem: conflicting plugins for degradation 'dup'" in version.stderr
     assert invoke("--no-plugins", "list", "degradations").exit_code == 0
 
 
