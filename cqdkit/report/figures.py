@@ -89,6 +89,9 @@ def curves_figure(logs: dict[str, list[dict[str, Any]]], titles: dict[str, str])
         axis.grid(alpha=0.3)
         if key == "train_acc":
             axis.set_ylim(0, 100)
+        values = [v for line in axis.lines for v in line.get_ydata() if v > 0]
+        if key == "loss" and values and max(values) > 20 * min(values):
+            axis.set_yscale("log")  # a distilled model's loss (CE + lambda x term) dwarfs the others
     handles, labels = axes[0].get_legend_handles_labels()
     if handles:
         figure.legend(handles, labels, loc="outside lower center", ncol=len(handles), frameon=False, fontsize=9)

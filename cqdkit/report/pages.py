@@ -62,6 +62,8 @@ def value_text(value: Any) -> str:
         return "—"
     if isinstance(value, (dict, list, tuple)):
         return json.dumps(value, sort_keys=True)
+    if isinstance(value, float):
+        return f"{value:.6g}"  # 0.0166667, not 0.016666666666666666
     return str(value)
 
 
