@@ -1,20 +1,23 @@
 """The ``cqdkit`` command line: thin click commands that call the library and print with rich.
 
 Expected errors (:class:`cqdkit.CqdkitError`) and input/output errors (``OSError``: a full disk, a
-read-only folder) print one clear line and exit with status 2; anything else is a bug and is shown with a
-rich traceback. Start-up imports neither torch nor timm.
+read-only folder) print one clear line and exit with status 2 (``CQDKIT_TRACEBACK=1`` prints their
+traceback first); anything else is a bug and is shown with a rich traceback. Start-up imports neither
+torch nor timm.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import traceback
 
 import click
 
 from .. import __version__
-from ..errors import CqdkitError
+from ..errors import CqdkitError, PluginError
 from ..plugin import configure_autoload, get_plugin_manager
+from ..plugin.guard import TRACEBACK_ENV, traceback_requested
 from .console import err_console
 from .plugins import list_group, plugins
 from .convert import convert_weights
@@ -27,6 +30,7 @@ from .multires import multires
 from .superres import sr_train
 from .inspect import inspect_
 from .run import run
+from .report import report
 
 
 class UserError(click.ClickException):
@@ -46,8 +50,13 @@ class CqdkitGroup(click.Group):
         try:
             return super().invoke(ctx)
         except CqdkitError as error:
-            raise UserError(_one_line(str(error))) from None
+            _traceback_on_request(error)
+            hint = ""
+            if isinstance(error, PluginError) and error.__cause__ is not None and not traceback_requested():
+                hint = f" ({TRACEBACK_ENV}=1 shows the traceback)"  # for the plugin's author
+            raise UserError(f"{_one_line(str(error))}{hint}") from None
         except OSError as error:  # a full disk, a read-only folder, a file that vanished: the system's words
+            _traceback_on_request(error)
             where = f"{error.filename}: " if error.filename else ""
             raise UserError(f"{where}{error.strerror or error} (an input/output error; nothing was lost: "
                             "fix it and run again, with --resume for a run)") from None
@@ -62,6 +71,12 @@ def _one_line(message: str) -> str:
     return last.split(": ", 1)[1] if last.startswith("cqdkit.errors.") and ": " in last else last
 
 
+def _traceback_on_request(error: BaseException) -> None:
+    """With CQDKIT_TRACEBACK=1, the full traceback of an expected error (chained causes included)."""
+    if traceback_requested():
+        click.echo("".join(traceback.format_exception(error)).rstrip(), err=True)
+
+
 def _no_plugins(ctx: click.Context, param: click.Parameter, value: bool) -> None:
     if value:
         configure_autoload(False)
@@ -70,15 +85,18 @@ def _no_plugins(ctx: click.Context, param: click.Parameter, value: bool) -> None
 def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
     if not value or ctx.resilient_parsing:
         return
-    manager = get_plugin_manager()
     click.echo(f"cqdkit {__version__}")
-    third_party = manager.third_party()
+    try:
+        manager = get_plugin_manager()
+        third_party, problems = manager.third_party(), manager.problems()
+    except Exception as error:  # --version answers whatever the installed plugins do
+        third_party, problems = [], [f"the plugins could not be loaded: {type(error).__name__}: {error}"]
     if third_party:
         click.echo("plugins:")
         for info in third_party:
             click.echo(f"  {info.dist} {info.version} ({info.name})")
-    for failure in manager.failures:
-        click.echo(f"  broken: {failure.describe()}", err=True)
+    for problem in problems:
+        click.echo(f"  problem: {problem}", err=True)
     ctx.exit()
 
 
@@ -130,6 +148,7 @@ cli.add_command(export)
 cli.add_command(multires)
 cli.add_command(sr_train)
 cli.add_command(convert_weights)
+cli.add_command(report)
 
 
 def main() -> None:

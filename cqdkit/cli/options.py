@@ -138,3 +138,22 @@ def report_result(options: dict[str, Any], reporter: Reporter, kind: str, result
         reporter.event(kind, **result)
     else:
         show()
+
+
+def write_run_report(options: dict[str, Any], reporter: Reporter, folder: str) -> None:
+    """The HTML report of a finished run or table folder, unless ``--no-report``; says where it is."""
+    if not options.get("report", True):
+        return
+    from pathlib import Path
+
+    from ..lock import folder_lock
+    from ..report import write_report
+
+    with folder_lock(Path(folder)):
+        index = write_report(Path(folder), reporter=reporter)
+    reporter.message(f"report: {index}")
+    reporter.event("report", path=str(index))
+
+
+report_option = click.option("--report/--no-report", default=True, show_default=True,
+                             help="Write the HTML report (OUT/report/index.html) at the end.")

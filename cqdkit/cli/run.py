@@ -9,7 +9,15 @@ from rich.table import Table
 
 from ..train.methods import METHODS, method_names
 from .console import console
-from .options import config_from_options, dataset_options, model_options, reporter_from_options, training_options
+from .options import (
+    config_from_options,
+    dataset_options,
+    model_options,
+    report_option,
+    reporter_from_options,
+    training_options,
+    write_run_report,
+)
 
 @click.command()
 @click.option("--degrade", default="tps", show_default=True, help="Degradation spec, e.g. lowres:size=32+jpeg.")
@@ -25,6 +33,7 @@ from .options import config_from_options, dataset_options, model_options, report
 @training_options
 @click.option("--baseline/--no-baseline", default=True, show_default=True,
               help="Also train B (the student on z alone) and print what the student gained over it.")
+@report_option
 @click.option("--out", type=click.Path(file_okay=False), help="Run directory [runs/<time>-<degrade>-...].")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.pass_context
@@ -42,6 +51,7 @@ def run(ctx: click.Context, **options: Any) -> None:
         reporter.event("run", **results)
     else:
         print_summary(results)
+    write_run_report(options, reporter, results["out"])
 
 
 def print_summary(results: dict[str, Any]) -> None:

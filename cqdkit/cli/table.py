@@ -16,9 +16,11 @@ from .options import (
     config_from_options,
     dataset_options,
     model_options,
+    report_option,
     report_result,
     reporter_from_options,
     training_options,
+    write_run_report,
 )
 
 PAPER_DEGRADATIONS = "localization,lowres,edges,tps"
@@ -33,6 +35,7 @@ PAPER_DEGRADATIONS = "localization,lowres,edges,tps"
 @dataset_options
 @model_options
 @training_options
+@report_option
 @click.option("--out", type=click.Path(file_okay=False), default="runs/table", show_default=True,
               help="Output folder; finished models in it are reused.")
 def table(**options: Any) -> None:
@@ -52,6 +55,7 @@ def table(**options: Any) -> None:
     result = run_table(base, split_specs(options["degrade"]), seeds, Path(options["out"]), tuned=tuned,
                        reporter=reporter)
     report_result(options, reporter, "table", result, lambda: show(result, options))
+    write_run_report(options, reporter, options["out"])
 
 
 def show(result: dict[str, Any], options: dict[str, Any]) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from ..errors import DataError, PluginError, UnknownNameError
 from ..plugin import PluginManager, get_plugin_manager
+from ..plugin.guard import reraise
 from .records import ImageDataset
 
 #: The dataset every command uses when none is named.
@@ -53,7 +54,10 @@ def load_dataset(
     if root is None and source.needs_root:
         raise DataError(f"dataset {name!r} needs a root folder: pass --root PATH (load_dataset(..., root=PATH))")
     parsed = {key: _parse_option(name, key, value, source.options) for key, value in options.items()}
-    dataset = source.factory(Path(root).expanduser() if root is not None else None, skip_bad=skip_bad, **parsed)
+    try:
+        dataset = source.factory(Path(root).expanduser() if root is not None else None, skip_bad=skip_bad, **parsed)
+    except Exception as error:  # a plugin's bug: one line naming it (cqdkit.plugin.guard)
+        reraise(manager.provider("dataset", name), "dataset factory", error)
     if not isinstance(dataset, ImageDataset):
         raise PluginError(f"dataset {name!r}: its factory returned {type(dataset).__name__}, expected ImageDataset")
     if deep or skip_bad:

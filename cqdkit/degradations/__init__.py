@@ -10,7 +10,7 @@ Entry points::
 Writing a degradation: a plugin yields a :class:`cqdkit.plugin.Degradation` whose ``factory(**params)``
 returns an op ``op(views, rng) -> views`` (:class:`Views`, :class:`DegradationOp`); the protocol is
 described in :mod:`cqdkit.degradations.views` and docs/degradations.md, and
-:func:`cqdkit.testing.degradations.check_degradation` checks an implementation.
+:func:`cqdkit.testing.check_degradation` checks an implementation.
 
 Importing this package is cheap (the built-in plugin module lives here): the names below load their
 modules (numpy, OpenCV) on first access.

@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError, PluginError, SpecError
+from ..plugin import get_plugin_manager
+from ..plugin.guard import reraise
 from .augment import PairedAugmentation
 from ..images import Box, crop, fit_box, resize_square, to_rgb_uint8
 from .spec import resolve_spec
@@ -72,9 +74,17 @@ class PairMaker:
     ) -> None:
         if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or size < 1:
             raise SpecError(f"expected a positive integer size, got {size!r}")
+        manager = manager if manager is not None else get_plugin_manager()
         resolved = resolve_spec(spec, manager)
         self.spec, self.size, self.crop, self.augment = spec, int(size), bool(crop), bool(augment)
-        self.ops: list[DegradationOp] = [entry.factory(**params) for entry, params in resolved]
+        #: The plugin of each op, named when its code raises (see :mod:`cqdkit.plugin.guard`).
+        self.op_plugins = [manager.provider("degradation", entry.name) for entry, _ in resolved]
+        self.ops: list[DegradationOp] = []
+        for (entry, params), plugin in zip(resolved, self.op_plugins):
+            try:
+                self.ops.append(entry.factory(**params))
+            except Exception as error:
+                reraise(plugin, "degradation factory", error)
         self.op_params = [(entry.name, params) for entry, params in resolved]
         for index, op in enumerate(self.ops):
             if index > 0 and getattr(op, "sets_x", False):
@@ -120,7 +130,10 @@ class PairMaker:
         x = make_x(source, box, self.size, self.crop)
         views = Views(source, box, x, x, extra, box if self.crop else None)
         for index, op in enumerate(self.ops, start=1):
-            views = op(views, np.random.default_rng([seed, index]))
+            try:
+                views = op(views, np.random.default_rng([seed, index]))
+            except Exception as error:  # a plugin's bug: one line naming it (cqdkit.plugin.guard)
+                reraise(self.op_plugins[index - 1], "degradation op", error)
         x, z = views.x, views.z
         self._check_output(x, "x", len(self.x_channels))
         self._check_output(z, "z", 3)

@@ -17,6 +17,7 @@ from torch import nn
 
 from ..errors import SpecError
 from ..plugin import PluginManager, get_plugin_manager
+from ..plugin.guard import reraise
 
 
 def create_backbone(
@@ -34,9 +35,14 @@ def create_backbone(
         UnknownNameError: no plugin (nor timm) provides ``name``; the message lists close names.
         SpecError: ``num_classes`` or ``in_chans`` is not a positive integer.
         CqdkitError: pretrained weights were asked for and are not available.
+        PluginError: a third-party factory raised something else (chained to it).
     """
     for what, value in (("num_classes", num_classes), ("in_chans", in_chans)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise SpecError(f"backbone {name!r}: {what} must be a positive integer, got {value!r}")
-    entry = (manager or get_plugin_manager()).backbone(name)
-    return entry.factory(num_classes=num_classes, in_chans=in_chans, pretrained=pretrained, **kwargs)
+    manager = manager or get_plugin_manager()
+    entry = manager.backbone(name)
+    try:
+        return entry.factory(num_classes=num_classes, in_chans=in_chans, pretrained=pretrained, **kwargs)
+    except Exception as error:  # a plugin's bug: one line naming it (cqdkit.plugin.guard)
+        reraise(manager.provider("backbone", name), "backbone factory", error)

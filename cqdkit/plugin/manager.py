@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import importlib
 import importlib.metadata
@@ -25,6 +26,7 @@ import pluggy
 
 from ..errors import PluginConflictError, PluginError, UnknownNameError, closest_matches
 from . import spec
+from .guard import Guarded
 from .types import (
     ENTRY_TYPES,
     KINDS,
@@ -65,14 +67,17 @@ class PluginInfo:
 
 @dataclass(frozen=True)
 class PluginFailure:
-    """A plugin that could not be imported, or that raised inside a hook."""
+    """A plugin that could not be imported or registered, or that raised inside a hook."""
 
     plugin: PluginInfo
-    stage: str  # "import" or the hook name
+    stage: str  # "import", "register" (a misspelt hook, a hook with arguments) or the hook name
     error: BaseException
 
     def describe(self) -> str:
-        what = "failed to import" if self.stage == "import" else f"raised in {self.stage}"
+        if self.stage == "register" and isinstance(self.error, PluginError):
+            return str(self.error)  # already names the plugin and says what is wrong
+        what = {"import": "failed to import", "register": "could not be registered"}.get(
+            self.stage, f"raised in {self.stage}")
         return f"plugin {self.plugin.describe()} {what}: {type(self.error).__name__}: {self.error}"
 
 
@@ -140,7 +145,8 @@ class PluginManager:
         except (pluggy.PluginValidationError, ValueError) as error:
             if self.pm.is_registered(plugin):
                 self.pm.unregister(plugin)
-            raise PluginError(f"plugin {info.describe()} is invalid: {error}") from error
+            details = "; ".join(line.strip() for line in str(error).splitlines() if line.strip())
+            raise PluginError(f"plugin {info.describe()} is invalid: {details}") from error
         self._info[name] = info
         self._cache.clear()
         return name
@@ -154,7 +160,8 @@ class PluginManager:
     def load_entry_points(self, group: str = ENTRY_POINT_GROUP) -> None:
         """Register every plugin advertised in the entry-point ``group``.
 
-        A plugin that fails to import is recorded in :attr:`failures` and skipped.
+        A plugin that fails to import, or that cannot be registered (a misspelt hook, a hook with
+        arguments), is recorded in :attr:`failures` and skipped: one broken package never breaks cqdkit.
         """
         for entry_point in importlib.metadata.entry_points(group=group):
             dist = getattr(entry_point, "dist", None)
@@ -170,7 +177,10 @@ class PluginManager:
             except Exception as error:  # a broken third-party package must not break cqdkit
                 self.failures.append(PluginFailure(info, "import", error))
                 continue
-            self.register(plugin, name=info.name, dist=info.dist, version=info.version)
+            try:
+                self.register(plugin, name=info.name, dist=info.dist, version=info.version)
+            except Exception as error:  # PluginError, or a plugin object that breaks dir() or pluggy
+                self.failures.append(PluginFailure(info, "register", error))
 
     def _check_hook_names(self, plugin: Any, info: PluginInfo) -> None:
         known = set(spec.HOOK_FOR_KIND.values())
@@ -223,11 +233,7 @@ class PluginManager:
                 continue
             for entry in entries:
                 if entry.name in found:
-                    other = found[entry.name].plugin
-                    raise PluginConflictError(
-                        f"conflicting plugins for {kind} {entry.name!r}: provided by "
-                        f"{other.describe()} and by {info.describe()}"
-                    )
+                    raise _conflict(kind, entry.name, found[entry.name].plugin, info)
                 found[entry.name] = Provided(kind, entry, info)
         self._cache[kind] = [found[name] for name in sorted(found)]
         return self._cache[kind]
@@ -237,8 +243,32 @@ class PluginManager:
         return [p.entry for p in self.provided(kind)]
 
     def failures_for(self, kind: str) -> list[PluginFailure]:
+        """Failures that may have hidden an entry of ``kind``: whole plugins, and that kind's hook."""
         hook_name = spec.HOOK_FOR_KIND[kind]
-        return [f for f in self.failures if f.stage in ("import", hook_name)]
+        return [f for f in self.failures if f.stage in ("import", "register", hook_name)]
+
+    def problems(self) -> list[str]:
+        """Every problem with the registered plugins, one line each: plugins that failed to import or
+        register, hooks that raised, names two plugins provide. Never raises."""
+        conflicts = []
+        for kind in KINDS:
+            try:
+                self.provided(kind)
+            except PluginConflictError as error:
+                conflicts.append(str(error))
+        return list(dict.fromkeys([failure.describe() for failure in self.failures] + conflicts))
+
+    def provider(self, kind: str, name: str) -> PluginInfo | None:
+        """The plugin that provides ``name`` of ``kind`` (a backbone catalog's for a catalog name), or
+        None when none does."""
+        for provided in self.provided(kind):
+            if provided.entry.name == name:
+                return provided.plugin
+        if kind == "backbone":
+            for provided in self.provided(kind):
+                if isinstance(provided.entry, BackboneCatalog) and provided.entry.contains(name):
+                    return provided.plugin
+        return None
 
     # -- lookups ------------------------------------------------------------------------------
 
@@ -260,7 +290,14 @@ class PluginManager:
         return self.get("degradation", name)  # type: ignore[return-value]
 
     def loss(self, name: str) -> DistillLoss:
-        return self.get("loss", name)  # type: ignore[return-value]
+        """The loss entry ``name``. A third-party loss comes with its factory and the losses it builds
+        wrapped (:class:`~cqdkit.plugin.guard.Guarded`): an exception inside them is a one-line
+        :class:`PluginError` naming the plugin, chained to the original."""
+        entry: DistillLoss = self.get("loss", name)  # type: ignore[assignment]
+        plugin = self.provider("loss", name)
+        if plugin is None or plugin.builtin:
+            return entry
+        return dataclasses.replace(entry, factory=Guarded(entry.factory, plugin, "loss factory", result_what="loss"))
 
     def dataset(self, name: str) -> DatasetSource:
         return self.get("dataset", name)  # type: ignore[return-value]
@@ -298,28 +335,28 @@ class PluginManager:
             rows += [(n, catalog.name) for n in catalog.list_names(pattern) if n not in seen]
         return rows
 
-    def provider(self, kind: str, name: str) -> PluginInfo:
-        """The plugin that provides entry ``name`` of ``kind`` (for a backbone served by a catalog, such as
-        timm's, the catalog's plugin).
-
-        Raises:
-            UnknownNameError: no plugin provides it.
-        """
-        for provided in self.provided(kind):
-            if provided.entry.name == name:
-                return provided.plugin
-        if kind == "backbone":
-            for provided in self.provided("backbone"):
-                if isinstance(provided.entry, BackboneCatalog) and provided.entry.contains(name):
-                    return provided.plugin
-        raise self._unknown(kind, name, [p.entry.name for p in self.provided(kind)])
-
     def _unknown(self, kind: str, name: str, known: Iterable[str]) -> UnknownNameError:
         broken = self.failures_for(kind)
         hint = ""
         if broken:
             hint = "Plugins that failed to load: " + "; ".join(f.describe() for f in broken)
         return UnknownNameError(kind, name, known, hint=hint)
+
+
+def _conflict(kind: str, name: str, first: PluginInfo, second: PluginInfo) -> PluginConflictError:
+    """Two plugins provide ``name``: the error names both and says how to get past it."""
+    installed = [info.dist for info in (first, second) if info.dist]
+    ways = []
+    if installed:
+        ways.append("run with --no-plugins (or CQDKIT_DISABLE_PLUGIN_AUTOLOAD=1) to use cqdkit's built-ins only")
+        ways.append("uninstall " + ("one of the two distributions: " if len(installed) == 2 else "the distribution: ")
+                    + " or ".join(f"pip uninstall {dist}" for dist in installed))
+    else:
+        ways.append("rename the entry in one of them, or register only one")
+    return PluginConflictError(
+        f"conflicting plugins for {kind} {name!r}: provided by {first.describe()} and by {second.describe()}; "
+        f"to get past it, {'; or '.join(ways)}"
+    )
 
 
 @dataclass(frozen=True)

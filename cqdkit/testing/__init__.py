@@ -1,12 +1,20 @@
 """Test kit for cqdkit plugin authors: a pytest plugin and conformance checks.
 
-Opt in from your ``conftest.py``::
+The checks, one import path::
+
+    from cqdkit.testing import check_degradation, check_loss, check_backbone
+
+    check_degradation(spec_or_name, manager=None)   # a degradation op's contract
+    check_loss(name_or_entry, manager=None)         # a distillation loss's contract
+    check_backbone(name, manager=None)              # a backbone's contract
+
+The fixtures: opt in from your ``conftest.py``::
 
     pytest_plugins = ["cqdkit.testing"]
 
-    def test_my_plugin(register_plugin):
+    def test_my_plugin(register_plugin, cqdkit_plugin_manager):
         register_plugin(my_plugin_module)
-        check_degradation("sepia")   # from cqdkit.testing
+        check_degradation("sepia", manager=cqdkit_plugin_manager)
 
 Fixtures:
     cqdkit_plugin_manager: a fresh :class:`~cqdkit.plugin.PluginManager` with built-ins only (no entry-point
@@ -29,6 +37,7 @@ from cqdkit.plugin import PluginManager, set_plugin_manager
 _LAZY = {
     "check_degradation": "cqdkit.testing.degradations",
     "check_loss": "cqdkit.testing.losses",
+    "check_backbone": "cqdkit.testing.backbones",
 }
 
 __getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
@@ -60,4 +69,4 @@ def register_plugin(cqdkit_plugin_manager: PluginManager) -> Iterator[Callable[.
         cqdkit_plugin_manager.unregister(name)
 
 
-__all__ = ["check_degradation", "check_loss", "cqdkit_plugin_manager", "register_plugin"]
+__all__ = ["check_backbone", "check_degradation", "check_loss", "cqdkit_plugin_manager", "register_plugin"]

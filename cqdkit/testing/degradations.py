@@ -3,7 +3,7 @@
 Example::
 
     from cqdkit.plugin import PluginManager
-    from cqdkit.testing.degradations import check_degradation
+    from cqdkit.testing import check_degradation
 
     def test_sepia():
         manager = PluginManager(autoload=False)

@@ -2,7 +2,7 @@
 
 Call :func:`check_loss` from your plugin's test suite::
 
-    from cqdkit.testing.losses import check_loss
+    from cqdkit.testing import check_loss
 
     def test_my_loss_conforms():
         check_loss("my-loss")  # or check_loss(my_plugin_module.MY_LOSS_ENTRY)

@@ -28,6 +28,7 @@ from torch import nn
 from .. import __version__
 from ..errors import CqdkitError
 from ..files import atomic_write_json
+from ..losses.build import build_loss
 from ..models.preprocessing import Normalizer
 from ..models.weights import save_model
 from ..plugin import PluginManager, get_plugin_manager
@@ -130,7 +131,7 @@ class Experiment:
         cfg = self.config
         self.manager.backbone(cfg.teacher)
         self.manager.backbone(cfg.student)
-        self.manager.loss(cfg.loss).factory(temperature=cfg.temperature)
+        build_loss(cfg.loss, temperature=cfg.temperature, manager=self.manager)  # a per-sample loss fails here
         self.initial_weights = {role: self._weights_source(role) for role in ("teacher", "student")}
 
     def _weights_source(self, role: str) -> dict[str, Any]:
@@ -223,8 +224,9 @@ class Experiment:
         rows = []
         for kind, name in dict.fromkeys(used):
             info = self.manager.provider(kind, name)
-            rows.append({"kind": kind, "name": name, "plugin": info.name, "distribution": info.dist,
-                         "version": info.version, "builtin": info.builtin})
+            if info is not None:
+                rows.append({"kind": kind, "name": name, "plugin": info.name, "distribution": info.dist,
+                             "version": info.version, "builtin": info.builtin})
         return rows
 
     def distillation(self) -> dict[str, Any]:

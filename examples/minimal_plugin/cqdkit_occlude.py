@@ -1,11 +1,16 @@
 """cqdkit-occlude: a minimal cqdkit degradation plugin. z = x with a random gray square hiding part of it."""
 
+from __future__ import annotations
+
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from cqdkit.degradations import Views
 from cqdkit.plugin import Degradation, Param, hookimpl
+
+if TYPE_CHECKING:  # for type hints only: every cqdkit command imports this module at startup
+    from cqdkit.degradations import Views
 
 
 class Occlude:

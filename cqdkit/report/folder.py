@@ -1,0 +1,137 @@
+"""Reading what ``cqdkit run`` and ``cqdkit table`` wrote: the folder a report is made of.
+
+A run folder holds ``config.json`` (the settings), ``results.json`` (every model's test accuracy, the gain
+over B, the distillation strength) and one sub-folder per model (``a/``, ``b/``, ``<method>/``) with its
+``log.jsonl`` (one line per epoch) and ``model.safetensors`` + ``model.json``. A table folder holds
+``table.json`` (every cell, per seed, and the settings of each degradation). Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import DataError
+
+#: The order of models in a report: the teacher, then the students from the baseline to the distilled ones.
+MODEL_ORDER = ("a", "b", "a-b", "cqd", "a-cqd")
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """A finished ``cqdkit run`` folder.
+
+    Attributes:
+        path: the folder.
+        config: ``config.json``: ``run`` (the settings), ``pipeline``, ``dataset``, ``distillation``, ...
+        results: ``results.json``: ``models`` (method -> scores), ``method`` (the student), ``gain``, ...
+        logs: method -> its ``log.jsonl`` lines (one dict per epoch), for the models that have one.
+    """
+
+    path: Path
+    config: dict[str, Any]
+    results: dict[str, Any]
+    logs: dict[str, list[dict[str, Any]]]
+
+    @property
+    def method(self) -> str:
+        """The run's student method (``a-cqd``, ``cqd``, ``b``, ...)."""
+        return str(self.results["method"])
+
+    @property
+    def models(self) -> list[str]:
+        """The methods with results, teacher first, then in Table 1's order."""
+        names = list(self.results["models"])
+        return sorted(names, key=lambda name: (MODEL_ORDER.index(name) if name in MODEL_ORDER else len(MODEL_ORDER),
+                                               name))
+
+    @property
+    def baseline(self) -> str | None:
+        """B, when the run trained it besides another student."""
+        return self.results.get("baseline")
+
+    @property
+    def classes(self) -> list[str]:
+        """Class names by index, from a saved model's description (``model.json``)."""
+        for name in self.models:
+            description = self.path / name / "model.json"
+            if description.exists():
+                classes = read_json(description).get("classes")
+                if isinstance(classes, list):
+                    return [str(c) for c in classes]
+        count = int(self.config.get("dataset", {}).get("classes", 0))
+        return [f"class {index}" for index in range(count)]
+
+    def weights(self, method: str) -> Path:
+        """The saved model of ``method``."""
+        return self.path / method / "model.safetensors"
+
+
+@dataclass(frozen=True)
+class TableFolder:
+    """A ``cqdkit table`` folder: ``table`` is ``table.json`` (rows, degradations, seeds, raw values per
+    seed, mean and std per cell, settings per degradation)."""
+
+    path: Path
+    table: dict[str, Any]
+
+
+def read_folder(path: str | Path) -> RunFolder | TableFolder:
+    """The run or table written in ``path``.
+
+    Raises:
+        DataError: ``path`` is neither a finished run folder nor a table folder, or a file in it cannot be
+            read.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise DataError(f"{path}: no such folder; expected a cqdkit run or table folder")
+    if (path / "table.json").is_file():
+        table = read_json(path / "table.json")
+        _require(table, ("rows", "degradations", "seeds", "table"), path / "table.json")
+        return TableFolder(path, table)
+    if (path / "config.json").is_file() and not (path / "results.json").is_file():
+        raise DataError(f"{path}: no results.json: the run has not finished "
+                        f"(cqdkit run --resume --out {path} continues it)")
+    if not (path / "results.json").is_file():
+        raise DataError(f"{path}: not a cqdkit run folder (config.json, results.json) or table folder (table.json)")
+    config, results = read_json(path / "config.json"), read_json(path / "results.json")
+    _require(results, ("models", "method"), path / "results.json")
+    logs = {name: read_log(path / name / "log.jsonl") for name in results["models"]
+            if (path / name / "log.jsonl").is_file()}
+    return RunFolder(path, config, results, logs)
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path`` (NaN allowed, as cqdkit writes it)."""
+    try:
+        payload = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise DataError(f"{path}: cannot read it as JSON ({error})") from error
+    if not isinstance(payload, dict):
+        raise DataError(f"{path}: expected a JSON object, got {type(payload).__name__}")
+    return payload
+
+
+def read_log(path: Path) -> list[dict[str, Any]]:
+    """The epochs of a model's ``log.jsonl``, one dict per line."""
+    epochs = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            epoch = json.loads(line)
+        except ValueError as error:
+            raise DataError(f"{path} line {number}: not JSON ({error})") from error
+        if not isinstance(epoch, dict) or "epoch" not in epoch:
+            raise DataError(f"{path} line {number}: expected an object with 'epoch', got {line[:80]!r}")
+        epochs.append(epoch)
+    return epochs
+
+
+def _require(payload: dict[str, Any], keys: tuple[str, ...], path: Path) -> None:
+    missing = [key for key in keys if key not in payload]
+    if missing:
+        raise DataError(f"{path}: missing {', '.join(missing)}; not written by this version of cqdkit?")
