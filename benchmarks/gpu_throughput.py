@@ -5,9 +5,9 @@
 Writes a CUB-like folder of JPEGs of CUB's size (500x375) to a temporary directory, then measures, in this
 one process and on one device:
 
-* ``bare``: a hand-written loop over tensors already on the device (random pixels, the same batch shape):
-  normalise, forward under bf16 autocast, cross-entropy, backward, SGD step. No data loading at all: the
-  upper bound of what the device can do with this model;
+* ``bare``: a minimal loop on random pixels of the same batch shape (:func:`cqdkit.train.probe.probe_training`:
+  normalise, forward under bf16 autocast, cross-entropy, backward, SGD step). No data loading, no
+  checkpoints: the upper bound of what the device can do with this model;
 * ``cqdkit``: ``cqdkit.train.engine.fit`` on the real pipeline: the JPEGs decoded, cropped, degraded and
   cached by ``PairedDataset``, DataLoader workers, pinned memory, bf16 autocast and channels_last on CUDA,
   checkpoints every epoch. Its first epoch fills the caches and is reported apart;
@@ -27,7 +27,6 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -37,33 +36,7 @@ from cqdkit.data import PairedDataset, read_cub  # noqa: E402
 from cqdkit.models import Normalizer, create_backbone  # noqa: E402
 from cqdkit.train.engine import Objective, Optimization, fit  # noqa: E402
 from cqdkit.train.hardware import Hardware  # noqa: E402
-
-
-def bare_images_per_second(model, normalizer, hardware: Hardware, batch: int, size: int, steps: int) -> float:
-    """A minimal loop on device-resident random pixels; images/s over ``steps`` steps after warm-up."""
-    images = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8, device=hardware.device)
-    labels = torch.randint(0, 10, (batch,), device=hardware.device)
-    hardware.prepare(model)
-    normalizer.to(hardware.device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-    model.train()
-
-    def step() -> None:
-        with hardware.autocast():
-            logits = model(hardware.to_input(normalizer, images))
-        loss = F.cross_entropy(logits.float(), labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    for _ in range(3):
-        step()
-    _sync(hardware)
-    began = time.perf_counter()
-    for _ in range(steps):
-        step()
-    _sync(hardware)
-    return batch * steps / (time.perf_counter() - began)
+from cqdkit.train.probe import probe_training  # noqa: E402
 
 
 def cqdkit_images_per_second(model, normalizer, dataset, hardware: Hardware, batch: int, epochs: int) -> tuple[float, float]:
@@ -84,11 +57,6 @@ def data_images_per_second(dataset, workers: int, batch: int, epochs: int) -> tu
         count = sum(len(sample.label) for sample in loader)
         rates.append(count / (time.perf_counter() - began))
     return rates[0], statistics.median(rates[1:])
-
-
-def _sync(hardware: Hardware) -> None:
-    if hardware.cuda:
-        torch.cuda.synchronize(hardware.device)
 
 
 def main() -> None:
@@ -120,8 +88,8 @@ def main() -> None:
 
         torch.manual_seed(0)
         model = create_backbone(args.model, num_classes=10)
-        figures["bare"] = bare_images_per_second(model, Normalizer.for_model(model), hardware, args.batch_size,
-                                                 args.size, steps)
+        figures["bare"] = probe_training(model, Normalizer.for_model(model), hardware, batch_size=args.batch_size,
+                                         image_size=args.size, in_chans=3, steps=steps).images_per_second
         torch.manual_seed(0)
         model = create_backbone(args.model, num_classes=10)
         first, later = cqdkit_images_per_second(model, Normalizer.for_model(model), cached, hardware,
