@@ -38,7 +38,7 @@ def test_the_probe_measures_without_touching_the_model_or_the_random_streams(mon
     assert speed.images_per_second == speed.float32 > 0 and not speed.bf16
     monkeypatch.setattr(probe_module, "cpu_has_fast_bf16", lambda: True)
     timings = iter([100.0, 200.0])  # float32, then bf16: twice as fast
-    monkeypatch.setattr(probe_module, "_images_per_second", lambda *args: next(timings))
+    monkeypatch.setattr(probe_module, "training_images_per_second", lambda *args: next(timings))
     assert probe_training(model, Normalizer.for_model(model), Hardware(), batch_size=4, image_size=16,
                           in_chans=3) == Speed(200.0, 100.0, bf16=True)
     timings = iter([100.0, 110.0])  # not 15% faster: float32

@@ -51,11 +51,11 @@ def probe_training(model: nn.Module, normalizer: Normalizer, hardware: Hardware,
     labels = torch.zeros(batch_size, dtype=torch.long)
     state = torch.get_rng_state()
     try:
-        float32 = _images_per_second(model, normalizer, dataclasses.replace(hardware, cpu_bf16=False), pixels,
+        float32 = training_images_per_second(model, normalizer, dataclasses.replace(hardware, cpu_bf16=False), pixels,
                                      labels, steps)
         if hardware.device.type != "cpu" or not hardware.amp or not cpu_has_fast_bf16():
             return Speed(float32, float32, bf16=hardware.cuda and hardware.amp)
-        bf16 = _images_per_second(model, normalizer, dataclasses.replace(hardware, cpu_bf16=True), pixels,
+        bf16 = training_images_per_second(model, normalizer, dataclasses.replace(hardware, cpu_bf16=True), pixels,
                                   labels, steps)
     finally:
         torch.set_rng_state(state)
@@ -64,8 +64,9 @@ def probe_training(model: nn.Module, normalizer: Normalizer, hardware: Hardware,
     return Speed(float32, float32, bf16=False)
 
 
-def _images_per_second(model: nn.Module, normalizer: Normalizer, hardware: Hardware, pixels: torch.Tensor,
-                       labels: torch.Tensor, steps: int) -> float:
+def training_images_per_second(model: nn.Module, normalizer: Normalizer, hardware: Hardware, pixels: torch.Tensor,
+                               labels: torch.Tensor, steps: int) -> float:
+    """SGD steps per second times the batch, on a copy of ``model``, after one warm-up step."""
     trial = hardware.prepare(copy.deepcopy(model)).train()
     normalizer = copy.deepcopy(normalizer).to(hardware.device)
     optimizer = torch.optim.SGD(trial.parameters(), lr=1e-6, momentum=0.9)  # the cost of a real step
