@@ -51,12 +51,12 @@ def probe_training(model: nn.Module, normalizer: Normalizer, hardware: Hardware,
     labels = torch.zeros(batch_size, dtype=torch.long)
     state = torch.get_rng_state()
     try:
-        float32 = training_images_per_second(model, normalizer, dataclasses.replace(hardware, cpu_bf16=False), pixels,
-                                     labels, steps)
+        float32 = training_images_per_second(model, normalizer, dataclasses.replace(hardware, cpu_bf16=False),
+                                             pixels, labels, steps)
         if hardware.device.type != "cpu" or not hardware.amp or not cpu_has_fast_bf16():
             return Speed(float32, float32, bf16=hardware.cuda and hardware.amp)
-        bf16 = training_images_per_second(model, normalizer, dataclasses.replace(hardware, cpu_bf16=True), pixels,
-                                  labels, steps)
+        bf16 = training_images_per_second(model, normalizer, dataclasses.replace(hardware, cpu_bf16=True),
+                                          pixels, labels, steps)
     finally:
         torch.set_rng_state(state)
     if bf16 >= BF16_MARGIN * float32:
