@@ -337,33 +337,6 @@ class Experiment:
             atomic_write_json(record, chosen)
         return dataclasses.replace(hardware, cpu_bf16=bool(chosen["cpu_bf16"]))
 
-    def estimate(self, method_names: list[str]) -> dict[str, Any]:
-        """How long training ``method_names`` (the missing ones, A first when needed) should take here, from a
-        short throughput probe of each architecture: ``{"seconds": ..., "models": {name: images/s}}``."""
-        cfg = self.config
-        needed = []
-        for name in method_names:
-            method = get_method(name)
-            if method.needs_teacher and "a" not in needed:
-                needed.append("a")
-            needed.append(name)
-        speeds: dict[tuple[str, int], float] = {}
-        seconds, models = 0.0, {}
-        for name in dict.fromkeys(needed):
-            method = get_method(name)
-            directory = self.teacher_directory if name == "a" else self.directory / name
-            if (directory / "model.safetensors").exists():
-                continue
-            key = (method.architecture(cfg.teacher, cfg.student), self.in_chans(method))
-            if key not in speeds:
-                model, normalizer = self.initial_model(method)
-                speeds[key] = probe_training(model, normalizer, self.hardware, batch_size=cfg.batch_size,
-                                             image_size=cfg.image_size, in_chans=key[1]).images_per_second
-            models[name] = speeds[key]
-            passes = len(self.train_set) + len(self.val_set)  # training, and validation each epoch
-            seconds += cfg.epochs * passes / speeds[key] + (len(self.test_set) * 2) / (3 * speeds[key])
-        return {"seconds": seconds, "models": models}
-
     def _validation(self, method: Method, normalizer: Normalizer,
                     hardware: Hardware) -> Callable[[nn.Module], float] | None:
         """Accuracy on the validation split's view of ``method`` (x for A, z for students), for each epoch's

@@ -1,8 +1,9 @@
 """A short throughput probe: how fast a backbone trains here, in float32 and (where the CPU has it) bf16.
 
-``cqdkit run`` uses it to say up front how long training will take, and every experiment uses it to turn
-on bf16 autocast on a CPU only for models that it measures faster (it pays off for large convolutions on
-CPUs with AMX; small networks and CPUs without bf16 hardware are faster in float32).
+``cqdkit run`` uses it to say up front how long training will take (:func:`estimate_training`), and every
+experiment uses it to turn on bf16 autocast on a CPU only for models that it measures faster (it pays off
+for large convolutions on CPUs with AMX; small networks and CPUs without bf16 hardware are faster in
+float32).
 
 Example::
 
@@ -16,6 +17,7 @@ import copy
 import dataclasses
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +25,10 @@ from torch import nn
 
 from ..models.preprocessing import Normalizer
 from .hardware import Hardware, cpu_has_fast_bf16
+from .methods import get_method
+
+if TYPE_CHECKING:
+    from .experiment import Experiment
 
 #: bf16 must be at least this much faster than float32 to be used on a CPU.
 BF16_MARGIN = 1.15
@@ -85,3 +91,31 @@ def training_images_per_second(model: nn.Module, normalizer: Normalizer, hardwar
         if step:  # the first step warms up
             elapsed += time.perf_counter() - began
     return steps * len(pixels) / elapsed
+
+
+def estimate_training(experiment: Experiment, method_names: list[str]) -> dict[str, Any]:
+    """How long training ``method_names`` of ``experiment`` should take here (the missing models only, and A
+    first when one needs it), from a short probe of each architecture: ``{"seconds", "models": {name:
+    images/s}}``. A forward pass (validation each epoch, the final test) counts as a third of a step."""
+    cfg = experiment.config
+    needed = []
+    for name in method_names:
+        if get_method(name).needs_teacher:
+            needed.append("a")
+        needed.append(name)
+    speeds: dict[tuple[str, int], float] = {}
+    seconds, models = 0.0, {}
+    for name in dict.fromkeys(needed):
+        method = get_method(name)
+        directory = experiment.teacher_directory if name == "a" else experiment.directory / name
+        if (directory / "model.safetensors").exists():
+            continue
+        key = (method.architecture(cfg.teacher, cfg.student), experiment.in_chans(method))
+        if key not in speeds:
+            model, normalizer = experiment.initial_model(method)
+            speeds[key] = probe_training(model, normalizer, experiment.hardware, batch_size=cfg.batch_size,
+                                         image_size=cfg.image_size, in_chans=key[1]).images_per_second
+        models[name] = speeds[key]
+        epochs = cfg.epochs * (len(experiment.train_set) + len(experiment.val_set) / 3)
+        seconds += (epochs + 2 * len(experiment.test_set) / 3) / speeds[key]
+    return {"seconds": seconds, "models": models}

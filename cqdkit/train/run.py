@@ -137,6 +137,7 @@ def _run(config: RunConfig, directory: Path, *, resume: bool, reporter: Reporter
 def _announce(experiment: Any, names: list[str], reporter: Reporter) -> None:
     """Say what will happen before it does: where each network starts from, and how long it should take."""
     from .methods import get_method
+    from .probe import estimate_training
 
     cfg = experiment.config
     for role, source in experiment.initial_weights.items():
@@ -147,7 +148,7 @@ def _announce(experiment: Any, names: list[str], reporter: Reporter) -> None:
         else:
             where = source.get("repository") or source.get("path") or source["source"]
             reporter.message(f"{role} {architecture}: starts from {source['source']} weights ({where})")
-    estimate = experiment.estimate(names)
+    estimate = estimate_training(experiment, names)
     if estimate["models"]:
         speeds = ", ".join(f"{get_method(n).title} {s:.0f} images/s" for n, s in estimate["models"].items())
         reporter.message(f"estimated training time: about {_duration(estimate['seconds'])} ({speeds}, "
