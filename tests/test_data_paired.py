@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from torch.utils.data import DataLoader, DistributedSampler
 
 from cqdkit.cli.inspect import inspect_
-from cqdkit.data import ImageCache, PairedDataset, Record, read_cub, sample_seed, split_train_val
+from cqdkit.data import ImageCache, PairedDataset, Record, read_cub, sample_seed, split_folds, split_train_val
 from cqdkit.errors import DataError
 from tests.data_fixtures import ResizeMaker, write_cub
 
@@ -155,6 +155,25 @@ def test_validation_split_is_stratified_seeded_and_disjoint(labels, fraction, se
         expected = 0 if fraction == 0 or n < 2 else min(n - 1, max(1, round(fraction * n)))
         assert held[label] == expected
     assert [r.id for r in train] == sorted((r.id for r in train), key=int)  # input order kept
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.integers(0, 3), min_size=1, max_size=40), st.integers(2, 5), st.integers(0, 99))
+def test_folds_hold_out_every_record_exactly_once_stratified(labels, folds, seed):
+    records = [Record(str(i), Path(f"{i}.png"), label) for i, label in enumerate(labels)]
+    counts = Counter(labels)
+    if max(counts.values()) < folds:
+        with pytest.raises(DataError, match=rf"--folds {folds}: the largest class has only {max(counts.values())} "):
+            split_folds(records, folds, 0, seed)
+        return
+    held_out = []
+    for fold in range(folds):
+        train, val = split_folds(records, folds, fold, seed)
+        assert val and sorted(r.id for r in train + val) == sorted(r.id for r in records)
+        for label, n in counts.items():  # every class dealt round-robin: n // folds or one more per fold
+            assert n // folds <= sum(r.label == label for r in val) <= -(-n // folds)
+        held_out += [r.id for r in val]
+    assert sorted(held_out) == sorted(r.id for r in records)
 
 
 def test_bad_validation_fraction():

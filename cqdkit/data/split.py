@@ -62,6 +62,10 @@ def split_folds(records: list[Record], folds: int, fold: int, seed: int = 0) -> 
     by_class: dict[int, list[int]] = defaultdict(list)
     for position, record in enumerate(records):
         by_class[record.label].append(position)
+    largest = max((len(positions) for positions in by_class.values()), default=0)
+    if largest < folds:  # then fold `largest` and every later one would hold out nothing
+        raise DataError(f"--folds {folds}: the largest class has only {largest} training images, so some folds "
+                        f"would have no validation images; expected at most {largest} folds")
     held_out: set[int] = set()
     for label in sorted(by_class):
         order = np.random.default_rng([seed, label]).permutation(by_class[label])

@@ -76,6 +76,10 @@ def option(name: str, default: Any = None, **kwargs: Any) -> Any:
     return field(metadata={"option": name}, **kwargs)
 
 
+#: Seeds go to numpy's, torch's and Python's generators; 32 bits is what all of them take whole.
+MAX_SEED = 2**32
+
+
 @dataclass
 class RunConfig:
     """A whole CQD run: data, degradation, models, method, optimisation and where to write.
@@ -166,6 +170,8 @@ class RunConfig:
             value = getattr(self, name)
             if value is not None and value < least:
                 raise CqdkitError(f"{self.option_name(name)} must be at least {least}, got {value}")
+        if self.seed >= MAX_SEED:
+            raise CqdkitError(f"{self.option_name('seed')} must be below 2**32 (a random generator's seed), got {self.seed}")
         ranges = {
             "temperature": (self.temperature, "a finite number > 0", lambda v: v > 0),
             "lam": (self.lam, "a finite number >= 0", lambda v: v >= 0),
