@@ -496,3 +496,48 @@ def test_random_bytes_as_an_image_are_a_data_error_naming_the_file(magic, data, 
             assert str(error).startswith(f"{path}: ") and "\n" not in str(error)
         else:
             assert image.ndim == 3 and image.shape[2] == 3 and image.size > 0
+
+
+# -- found by benchmarks/reliability_sweep.py ------------------------------------------------------------------
+
+
+def test_cars_bad_test_flag_is_skipped_and_listed_with_skip_bad(tmp_path):
+    import numpy as np
+    import scipy.io
+
+    from tests.data_fixtures import struct_array, write_cars_combined
+
+    root = write_cars_combined(tmp_path / "cars", count=6)
+    content = scipy.io.loadmat(root / "cars_annos.mat", squeeze_me=True, struct_as_record=True)
+    rows = [{name: row[name] for name in content["annotations"].dtype.names} for row in content["annotations"]]
+    rows[1]["test"] = "maybe"
+    scipy.io.savemat(root / "cars_annos.mat", {"annotations": struct_array(rows), "class_names": content["class_names"]})
+    with pytest.raises(DataError, match=r"cars_annos.mat annotation 2: field test must be an integer, got 'maybe'"):
+        load_dataset("cars", root)
+    dataset = load_dataset("cars", root, skip_bad=True)
+    assert len(dataset.train) + len(dataset.test) == 5
+    assert any("annotation 2" in problem for problem in dataset.problems)
+    assert np.all([record.id != "car_ims/000002.jpg" for record in dataset.train + dataset.test])
+
+
+def test_folder_dangling_link_named_like_an_image_is_a_problem_not_a_silent_skip(tmp_path):
+    root = write_folder(tmp_path / "data")
+    link = root / "train" / "cat" / "gone.jpg"
+    link.symlink_to(tmp_path / "nowhere.jpg")
+    with pytest.raises(DataError, match=r"gone.jpg: a link to .*nowhere.jpg, which does not exist"):
+        load_dataset("folder", root)
+    dataset = load_dataset("folder", root, skip_bad=True)
+    assert len(dataset.train) == 6 and any("gone.jpg" in problem for problem in dataset.problems)
+
+
+@pytest.mark.parametrize("command", ["table", "tune"])
+@pytest.mark.parametrize("degrade", [",", "", " , "])
+def test_no_degradation_at_all_is_one_line(tmp_path, command, degrade):
+    assert_one_line_error(invoke(command, "--degrade", degrade, "--out", tmp_path / "out"), "no degradation in")
+    assert not (tmp_path / "out" / "tune.json").exists()
+
+
+def test_an_absurd_tps_grid_is_refused_before_any_memory_is_taken(tmp_path):
+    write_image(tmp_path / "bird.png")
+    assert_one_line_error(invoke("degrade", "tps:grid=3000", tmp_path / "bird.png", "--out", tmp_path / "look"),
+                          "grid", "3000", "from 2 to 64")

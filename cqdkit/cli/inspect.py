@@ -16,7 +16,7 @@ from .console import console
 @click.option("--dataset", "name", default="synthetic", show_default=True, help="Dataset name (see `cqdkit list datasets`).")
 @click.option("--root", type=click.Path(path_type=Path), default=None, help="Dataset folder (not needed for synthetic).")
 @click.option("--val-fraction", type=float, default=0.1, show_default=True, help="Fraction of train held out for validation.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the validation split.")
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True, help="Seed of the validation split.")
 @click.option("--skip-bad", is_flag=True, help="Skip and list bad samples instead of stopping at the first "
                                                "(decodes every image, as --deep does).")
 @click.option("--deep", is_flag=True, help="Also decode every image (slow on large datasets).")

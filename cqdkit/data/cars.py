@@ -66,8 +66,14 @@ def _read_combined(root: Path, problems: Problems) -> tuple[list[Record], list[R
     for where, values in _annotations(content, path, fields):
         record = _record(root / str(values["relative_im_path"]), str(values["relative_im_path"]), values, where,
                          len(classes), problems)
-        if record is not None:
-            (test if _integer(values["test"], where, "test") else train).append(record)
+        if record is None:
+            continue
+        try:
+            in_test = _integer(values["test"], where, "test")
+        except DataError as error:
+            problems.report(str(error))
+            continue
+        (test if in_test else train).append(record)
     return train, test, classes
 
 

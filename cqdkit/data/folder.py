@@ -72,10 +72,10 @@ def _class_folders(split: Path, problems: Problems) -> dict[str, list[Path]]:
     """``{class name: sorted image paths}`` for the non-empty class folders of ``split``."""
     folders: dict[str, list[Path]] = {}
     for folder in sorted(p for p in split.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        images = sorted(
-            p for p in folder.iterdir()
-            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
-        )
+        named = [p for p in folder.iterdir() if not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS]
+        for link in sorted(p for p in named if p.is_symlink() and not p.exists()):
+            problems.report(f"{link}: a link to {os.readlink(link)}, which does not exist; expected an image file")
+        images = sorted(p for p in named if p.is_file())
         if not images:
             problems.report(f"{folder}: class folder is empty; expected image files ({', '.join(sorted(IMAGE_EXTENSIONS))})")
             continue

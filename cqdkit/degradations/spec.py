@@ -40,6 +40,9 @@ def split_specs(text: str) -> list[str]:
 
         >>> split_specs("lowres:size=16,upsample=srcnn,weights=sr.safetensors,tps")
         ['lowres:size=16,upsample=srcnn,weights=sr.safetensors', 'tps']
+
+    Raises:
+        SpecError: the text holds no spec at all.
     """
     specs: list[str] = []
     for piece in (part.strip() for part in text.split(PARAM_SEPARATOR)):
@@ -51,6 +54,8 @@ def split_specs(text: str) -> list[str]:
             specs[-1] += PARAM_SEPARATOR + piece
         else:
             specs.append(piece)
+    if not specs:
+        raise SpecError(f"no degradation in {text!r}; expected one spec or more, comma-separated (e.g. 'tps' or 'lowres,edges')")
     return specs
 
 
