@@ -253,6 +253,34 @@ def test_misspelt_names_are_found_before_the_teacher_trains(tmp_path, option, va
 # -- 7. a failed run can be fixed and re-run ----------------------------------------------------------------
 
 
+class Payload:
+    """Pickled, it would run code on load: cqdkit must refuse it without unpickling."""
+
+    def __reduce__(self):
+        return (print, ("pickled code ran",))
+
+
+@pytest.mark.parametrize("role", ["teacher", "student"])
+@pytest.mark.parametrize("bad", ["pickled code", "nan"])
+def test_bad_initial_weights_are_refused_before_the_teacher_trains(tmp_path, role, bad):
+    from safetensors.torch import save_file
+
+    if bad == "nan":
+        weights = tmp_path / "nan.safetensors"
+        save_file({"stem.weight": torch.ones(4, 3, 3, 3), "head.bias": torch.tensor([0.0, float("nan"), 1.0])}, weights)
+        expected = "holds NaN or infinite values"
+    else:
+        weights = tmp_path / "evil.pth"
+        torch.save({"weight": Payload()}, weights)
+        expected = "pickled Python objects"
+    out = tmp_path / "run"
+    result = invoke("run", "--degrade", "gray", "--method", "cqd", *TINY, f"--{role}-weights", str(weights),
+                    "--out", str(out))
+    message = one_line_error(result)
+    assert weights.name in message and expected in message and "pickled code ran" not in result.output
+    assert not any(out.rglob("*.safetensors"))  # refused before anything trained
+
+
 def test_a_run_that_failed_before_any_checkpoint_can_be_rerun_in_its_folder(tmp_path):
     out = tmp_path / "run"
     args = ["run", "--degrade", "gray", "--method", "b", *TINY, "--out", str(out)]

@@ -93,6 +93,22 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     return {key.removeprefix("module."): value for key, value in state.items()}
 
 
+def check_weights_file(path: str | os.PathLike[str]) -> None:
+    """Read a ``.safetensors``/``.pth``/``.pt`` weights file once and check that every value is finite, so
+    that a bad initial-weights file is refused before anything trains (other formats are left to their
+    converter).
+
+    Raises:
+        DataError: what :func:`read_state_dict` refuses, or a tensor holding NaN or infinite values.
+    """
+    if Path(path).suffix.lower() not in (".safetensors", ".pth", ".pt"):
+        return
+    for name, tensor in read_state_dict(path).items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise DataError(f"weights file {str(path)!r}: tensor {name!r} holds NaN or infinite values; "
+                            "expected finite weights")
+
+
 def _unwrap(state: object) -> object:
     if isinstance(state, Mapping):
         for key in _NESTED_KEYS:

@@ -138,6 +138,7 @@ class Experiment:
         """Where ``role``'s initial weights come from: a weights file, pretrained weights, or a seeded init."""
         from ..files import sha256
         from ..models.pretrained import locate_pretrained
+        from ..models.weights import check_weights_file
 
         cfg = self.config
         architecture = cfg.teacher if role == "teacher" else cfg.student
@@ -146,6 +147,7 @@ class Experiment:
             path = Path(weights)
             if not path.is_file():
                 raise CqdkitError(f"--{role}-weights {weights}: no such file")
+            check_weights_file(path)
             return {"source": "file", "path": str(path.resolve()), "sha256": sha256(path)}
         if cfg.pretrained:
             return locate_pretrained(architecture)
