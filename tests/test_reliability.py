@@ -334,13 +334,22 @@ def test_a_damaged_latest_json_falls_back_to_the_newest_intact_checkpoint(tmp_pa
     assert (after["test_x"], after["test_z"]) == (before["test_x"], before["test_z"])
 
 
-def test_a_truncated_teacher_logits_cache_is_computed_again(tmp_path):
+@pytest.mark.parametrize("damage", ["truncated", "another shape", "NaN"])
+def test_a_damaged_teacher_logits_cache_is_computed_again(tmp_path, damage):
+    from safetensors.torch import save_file
+
     out = tmp_path / "run"
     args = ["run", "--degrade", "gray", "--method", "cqd", "--no-baseline", *TINY, "--out", str(out)]
     assert invoke(*args).exit_code == 0
     before = json.loads((out / "results.json").read_text())["models"]["cqd"]
     [cache] = (out / "a").glob("teacher-logits-*.safetensors")
-    cache.write_bytes(cache.read_bytes()[:40])
+    logits = load_file(str(cache))["logits"]
+    if damage == "truncated":
+        cache.write_bytes(cache.read_bytes()[:40])
+    elif damage == "another shape":  # a valid file, e.g. from a dataset that has since changed
+        save_file({"logits": logits[:3].clone()}, cache)
+    else:
+        save_file({"logits": torch.full_like(logits, float("nan"))}, cache)
     for stale in ("cqd",):  # train the student again, reading the damaged cache
         for path in sorted((out / stale).iterdir()):
             path.unlink()

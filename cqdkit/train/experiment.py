@@ -400,6 +400,7 @@ class Experiment:
                 x_pipeline=self.x_pipeline(),
                 x_random=self.maker.x_random,
                 cache_dir=self.teacher_directory,
+                shape=(len(self.train_set), len(self.data.classes)),
             )
             return TeacherSignal(cached=cached)
         return TeacherSignal(teacher=frozen, normalizer=teacher.normalizer)

@@ -75,6 +75,7 @@ def teacher_logits(
     x_pipeline: dict[str, Any],
     x_random: bool,
     cache_dir: Path | None,
+    shape: tuple[int, int] | None = None,
 ) -> torch.Tensor:
     """f(x_i) for every training sample i, computed by ``compute()`` once and then read from disk.
 
@@ -84,6 +85,8 @@ def teacher_logits(
         x_pipeline: JSON-able description of how x is made (dataset, split, size, crop, ...); part of the key.
         x_random: True when x changes from epoch to epoch; then no cache can be right and this refuses.
         cache_dir: where cached logits live (None: compute without storing).
+        shape: ``(num_samples, num_classes)`` when known: a cache of another shape, or holding a NaN or an
+            infinity, is computed again (with a warning) rather than trusted.
 
     Raises:
         TrainingError: ``x_random`` is True (run the teacher online instead).
@@ -96,10 +99,24 @@ def teacher_logits(
     path = cache_dir / f"teacher-logits-{cache_key(teacher, x_pipeline)}.safetensors" if cache_dir else None
     if path is not None and path.exists():
         try:
-            return load_file(str(path))["logits"]
+            cached = load_file(str(path))["logits"]
         except (OSError, KeyError, SafetensorError) as error:  # a damaged cache (a killed copy, a full disk)
             log.warning("teacher-logits cache %s is unreadable (%s); computing the logits again", path, error)
+        else:
+            problem = _cache_problem(cached, shape)
+            if problem is None:
+                return cached
+            log.warning("teacher-logits cache %s %s; computing the logits again", path, problem)
     logits = compute().float().cpu().contiguous()
     if path is not None:
         atomic_save_tensors(path, {"logits": logits}, metadata={"x_pipeline": json.dumps(x_pipeline, default=str)})
     return logits
+
+
+def _cache_problem(logits: torch.Tensor, shape: tuple[int, int] | None) -> str | None:
+    """Why cached logits cannot be used (None when they can)."""
+    if logits.ndim != 2 or (shape is not None and tuple(logits.shape) != tuple(shape)):
+        return f"holds logits of shape {tuple(logits.shape)}, expected {shape or '(samples, classes)'}"
+    if not bool(torch.isfinite(logits).all()):
+        return "holds NaN or infinite logits"
+    return None
