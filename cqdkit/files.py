@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     import torch
 
 #: The suffix of :func:`atomic_write`'s temporary files (see :func:`remove_stale_temporaries`).
-TEMPORARY_SUFFIX = ".tmp"
+TEMPORARY_SUFFIX = ".cqdkit-tmp"
 
 
 #: The environment variable naming cqdkit's cache folder.
@@ -58,7 +58,8 @@ def atomic_write(path: Path, write: Callable[[str], object]) -> None:
 
 
 def is_temporary(path: Path) -> bool:
-    """Whether ``path`` is a temporary file of :func:`atomic_write` (``.<name>.<random>.tmp``)."""
+    """Whether ``path`` is a temporary file of :func:`atomic_write` (``.<name>.<random>.cqdkit-tmp``); a
+    user's own ``.notes.tmp`` is not."""
     return path.name.startswith(".") and path.name.endswith(TEMPORARY_SUFFIX) and path.is_file()
 
 
@@ -97,8 +98,13 @@ def atomic_save_tensors(
     """
     from safetensors.torch import save_file
 
+    from safetensors import SafetensorError
+
     contiguous = {k: v.detach().cpu().clone().contiguous() for k, v in tensors.items()}
-    atomic_write(path, lambda temporary: save_file(contiguous, temporary, metadata=metadata))
+    try:
+        atomic_write(path, lambda temporary: save_file(contiguous, temporary, metadata=metadata))
+    except SafetensorError as error:  # safetensors reports a full disk or an I/O error in its own type
+        raise OSError(f"cannot write {path}: {error}") from error
 
 
 def sha256(path: Path) -> str:

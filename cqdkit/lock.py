@@ -67,10 +67,36 @@ def folder_lock(folder: Path, *, what: str = "output folder") -> Iterator[Path]:
         handle.truncate()
         handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "command": sys.argv[:6]}))
         handle.flush()
+        check_files_are_ours(folder)
         remove_stale_temporaries(folder)
         yield folder
     finally:
         handle.close()  # closing releases the lock; the file stays (a later owner overwrites it)
+
+
+#: The files cqdkit writes at the top of an output folder, each with an entry every such file has.
+OWN_FILES = {"config.json": "run", "results.json": "models", "table.json": "table", "tune.json": "methods",
+             "table3.json": "models"}
+
+
+def check_files_are_ours(folder: Path) -> None:
+    """Refuse a folder whose ``config.json``, ``results.json`` (...) cqdkit did not write: a command would
+    overwrite them.
+
+    Raises:
+        CqdkitError: naming the file and what it lacks.
+    """
+    for name, entry in OWN_FILES.items():
+        path = folder / name
+        if not path.is_file():
+            continue
+        try:
+            content = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            content = None
+        if not isinstance(content, dict) or entry not in content:
+            raise CqdkitError(f"{path} was not written by cqdkit, or is damaged (expected a JSON object with {entry!r}); cqdkit "
+                              f"does not overwrite it: choose another --out")
 
 
 def _owner(handle) -> str:  # noqa: ANN001 (an open text file)

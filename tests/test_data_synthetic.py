@@ -41,6 +41,23 @@ def test_generated_once_atomically_and_reused(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == [folder.name]  # no temporary folder left behind
 
 
+def test_the_folder_of_a_killed_generator_is_removed_and_a_live_ones_kept(tmp_path):
+    import fcntl
+
+    from cqdkit.data.synthetic import GENERATING
+
+    spec = SyntheticSpec(**TINY)
+    dead, live = (tmp_path / f".tmp-{spec.folder_name}-{name}" for name in ("dead1234", "live5678"))
+    for folder in (dead, live):
+        folder.mkdir()
+        (folder / GENERATING).touch()
+        (folder / "images.txt").write_text("half")
+    with open(live / GENERATING) as claim:
+        fcntl.flock(claim.fileno(), fcntl.LOCK_EX)  # as a generator that is still running holds it
+        folder = ensure_synthetic(spec, tmp_path)
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted([folder.name, live.name])
+
+
 def test_deterministic_from_the_seed(tmp_path):
     a = load_dataset("synthetic", tmp_path / "a", **TINY)
     b = load_dataset("synthetic", tmp_path / "b", **TINY)

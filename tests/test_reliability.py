@@ -201,6 +201,24 @@ def test_a_run_interrupted_at_any_stage_resumes_to_the_same_weights(tmp_path, mo
     assert scores == reference_scores
 
 
+def test_ctrl_c_is_one_line_with_status_130_and_the_run_resumes(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    args = ["run", "--degrade", "gray", "--method", "b", "--no-baseline", *TINY, "--out", str(out)]
+    real_save = engine.save_checkpoint
+
+    def save(directory, *, epoch, **kwargs):
+        real_save(directory, epoch=epoch, **kwargs)
+        raise KeyboardInterrupt  # the user presses Ctrl-C right after the first checkpoint
+
+    monkeypatch.setattr(engine, "save_checkpoint", save)
+    interrupted = invoke(*args)
+    assert interrupted.exit_code == 130 and "Traceback" not in interrupted.output
+    assert "interrupted: what was finished is kept" in " ".join(interrupted.output.split())
+    monkeypatch.undo()
+    monkeypatch.setenv("CQDKIT_CACHE", str(tmp_path.parent / "cqdkit-cache"))
+    assert invoke(*args, "--resume").exit_code == 0
+
+
 # -- 4. no orphan temporaries -----------------------------------------------------------------------------
 
 
@@ -208,13 +226,28 @@ def test_temporaries_of_a_killed_writer_are_removed_when_the_run_resumes(tmp_pat
     out = tmp_path / "run"
     args = ["run", "--degrade", "gray", "--method", "b", *TINY, "--out", str(out)]
     assert invoke(*args).exit_code == 0
-    orphans = [out / ".results.json.k2j4.tmp", out / "b" / ".epoch-0002.safetensors.x7q1.tmp"]
+    orphans = [out / ".results.json.k2j4ab_1.cqdkit-tmp", out / "b" / ".epoch-0002.safetensors.x7q1zz9t.cqdkit-tmp"]
     for orphan in orphans:
         orphan.write_bytes(b"half a file")
-    keep = out / "b" / "notes.tmp"  # not one of cqdkit's temporaries
-    keep.write_text("mine")
+    keep = [out / "b" / "notes.tmp", out / ".notes.tmp", out / "drafts" / ".draft.tmp"]  # not cqdkit's temporaries
+    for mine in keep:
+        mine.parent.mkdir(exist_ok=True)
+        mine.write_text("mine")
     assert invoke(*args, "--resume").exit_code == 0
-    assert not any(orphan.exists() for orphan in orphans) and keep.read_text() == "mine"
+    assert not any(orphan.exists() for orphan in orphans) and all(mine.read_text() == "mine" for mine in keep)
+
+
+@pytest.mark.parametrize("command", ["run", "table", "report"])
+def test_a_folder_holding_a_users_own_config_or_results_is_refused_and_left_alone(tmp_path, command):
+    out = tmp_path / "mine"
+    out.mkdir()
+    mine = {out / "config.json": '{"learning_rate": 0.1}', out / "results.json": "my results, not JSON"}
+    for path, text in mine.items():
+        path.write_text(text)
+    args = [command, str(out)] if command == "report" else [command, "--degrade", "gray", *TINY, "--out", str(out)]
+    message = one_line_error(invoke(*args))
+    assert "config.json was not written by cqdkit" in message
+    assert all(path.read_text() == text for path, text in mine.items())
 
 
 # -- 6. every setting checked before training --------------------------------------------------------------
@@ -320,6 +353,20 @@ def test_a_full_disk_is_a_one_line_error(tmp_path, monkeypatch):
     monkeypatch.setattr(files, "atomic_write", full)
     message = one_line_error(invoke("run", "--degrade", "gray", *TINY, "--out", str(tmp_path / "run")))
     assert "No space left on device" in message
+
+
+def test_a_full_disk_inside_safetensors_is_a_one_line_error(tmp_path, monkeypatch):
+    import safetensors.torch
+    from safetensors import SafetensorError
+
+    def full(*args, **kwargs):  # what safetensors raises when the disk fills while it writes
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", full)
+    out = tmp_path / "run"
+    message = one_line_error(invoke("run", "--degrade", "gray", *TINY, "--out", str(out)))
+    assert "No space left on device" in message and "cannot write" in message
+    assert not [path for path in out.rglob("*") if path.name.endswith("tmp")]
 
 
 def test_a_damaged_latest_json_falls_back_to_the_newest_intact_checkpoint(tmp_path):

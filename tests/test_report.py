@@ -382,7 +382,7 @@ def test_the_table_figure_has_one_bar_per_row_and_degradation():
 
 
 def test_report_refuses_a_folder_that_is_neither_run_nor_table(tmp_path):
-    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "config.json").write_text('{"run": {}}')
     result = invoke("report", str(tmp_path))
     assert result.exit_code == 2
     assert "no results.json: the run has not finished" in " ".join(result.stderr.split())

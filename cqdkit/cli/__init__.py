@@ -55,6 +55,10 @@ class CqdkitGroup(click.Group):
             if isinstance(error, PluginError) and error.__cause__ is not None and not traceback_requested():
                 hint = f" ({TRACEBACK_ENV}=1 shows the traceback)"  # for the plugin's author
             raise UserError(f"{_one_line(str(error))}{hint}") from None
+        except KeyboardInterrupt:  # Ctrl-C: finished models and checkpoints are on disk, written atomically
+            err_console.print("[bold red]interrupted:[/] what was finished is kept; run the same command again "
+                              "(cqdkit run: with --resume) to continue", highlight=False)
+            ctx.exit(130)
         except OSError as error:  # a full disk, a read-only folder, a file that vanished: the system's words
             _traceback_on_request(error)
             where = f"{error.filename}: " if error.filename else ""

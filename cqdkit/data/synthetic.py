@@ -34,6 +34,7 @@ body's rasterisation, which draws no random numbers.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import itertools
 import os
@@ -153,16 +154,36 @@ def ensure_synthetic(spec: SyntheticSpec, root: str | os.PathLike[str] | None = 
     if (target / "images.txt").is_file():
         return target
     parent.mkdir(parents=True, exist_ok=True)
+    _remove_abandoned(parent, spec.folder_name)
     temporary = Path(tempfile.mkdtemp(dir=parent, prefix=f".tmp-{spec.folder_name}-"))
-    try:
-        write_synthetic(spec, temporary)
-        os.rename(temporary, target)
-    except OSError:
-        if not (target / "images.txt").is_file():  # another process did not win the race: a real error
-            raise
-    finally:
-        shutil.rmtree(temporary, ignore_errors=True)
+    with open(temporary / GENERATING, "w") as claim:
+        fcntl.flock(claim.fileno(), fcntl.LOCK_EX)  # held while this process writes (released if it dies)
+        try:
+            write_synthetic(spec, temporary)
+            (temporary / GENERATING).unlink()
+            os.rename(temporary, target)
+        except OSError:
+            if not (target / "images.txt").is_file():  # another process did not win the race: a real error
+                raise
+        finally:
+            shutil.rmtree(temporary, ignore_errors=True)
     return target
+
+
+#: The file a generating process holds locked inside its temporary folder.
+GENERATING = ".generating"
+
+
+def _remove_abandoned(parent: Path, folder_name: str) -> None:
+    """Delete the temporary folders of generators that died (``kill -9``) before finishing: no live process
+    holds their lock. A folder still being written by a live process is left alone."""
+    for folder in parent.glob(f".tmp-{folder_name}-*"):
+        try:
+            with open(folder / GENERATING) as claim:
+                fcntl.flock(claim.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # locked: a live generator; no claim (yet): one that is just starting
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def write_synthetic(spec: SyntheticSpec, folder: Path) -> None:
