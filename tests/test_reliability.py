@@ -369,6 +369,13 @@ def test_a_full_disk_inside_safetensors_is_a_one_line_error(tmp_path, monkeypatc
     assert not [path for path in out.rglob("*") if path.name.endswith("tmp")]
 
 
+def test_a_run_folder_whose_name_is_not_utf8_gets_its_report(tmp_path):
+    out = tmp_path / os.fsdecode(b"r\xe9sultats")
+    result = invoke("run", "--degrade", "gray", "--method", "b", *TINY, "--epochs", "1", "--out", str(out))
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert "r\ufffdsultats" in (out / "report" / "index.html").read_text(encoding="utf-8")
+
+
 def test_a_damaged_latest_json_falls_back_to_the_newest_intact_checkpoint(tmp_path):
     out = tmp_path / "run"
     args = ["run", "--degrade", "gray", "--method", "b", *TINY, "--out", str(out)]
