@@ -283,6 +283,28 @@ def test_misspelt_names_are_found_before_the_teacher_trains(tmp_path, option, va
     assert not list(out.rglob("latest.json")), "nothing trained"
 
 
+def chosen(**values: object) -> dict:
+    """A tune.json choosing ``values`` for CQD on gray."""
+    return {"methods": {"cqd": {"gray": {"chosen": {"temperature": 4.0, "lam": 2.0, **values}}}}}
+
+
+@pytest.mark.parametrize("payload, named", [
+    ([1, 2], "expected a JSON object with a 'methods' table"),
+    (chosen(lam="much"), "methods.cqd.gray.chosen.lam (--lambda) must be a finite number >= 0, got 'much'"),
+    (chosen(lam=-5), "methods.cqd.gray.chosen.lam (--lambda) must be a finite number >= 0, got -5"),
+    (chosen(temperature=0), "chosen.temperature (--temperature) must be a finite number > 0, got 0"),
+    (chosen(beta=1), "methods.cqd.gray.chosen: unknown key 'beta'"),
+    ({"methods": {"b": {}}}, "'b' is not a distilled method"),
+])
+def test_a_bad_tune_json_is_refused_before_the_table_trains(tmp_path, payload, named):
+    tuned = tmp_path / "tune.json"
+    tuned.write_text(json.dumps(payload))
+    out = tmp_path / "out"
+    message = one_line_error(invoke("table", "--degrade", "gray", *TINY, "--tuned", str(tuned), "--out", str(out)))
+    assert str(tuned) in message and named in message
+    assert not out.exists()
+
+
 # -- 7. a failed run can be fixed and re-run ----------------------------------------------------------------
 
 
