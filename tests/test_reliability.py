@@ -305,6 +305,22 @@ def test_a_bad_tune_json_is_refused_before_the_table_trains(tmp_path, payload, n
     assert not out.exists()
 
 
+@pytest.mark.parametrize("option, value, named", [
+    ("--temperatures", "", "--temperatures: the grid is empty"),
+    ("--temperatures", " , ", "--temperatures: the grid is empty"),
+    ("--lambdas", "", "--lambdas: no lambda > 0 in the grid; nothing to tune"),
+    ("--lambdas", "0", "--lambdas: no lambda > 0 in 0; nothing to tune"),
+])
+def test_an_empty_tune_grid_is_refused(tmp_path, option, value, named):
+    grid = {"--temperatures": "10", "--lambdas": "1", option: value}
+    out = tmp_path / "out"
+    message = one_line_error(invoke("tune", "--degrade", "gray", "--method", "cqd", "--seeds", "1", *TINY,
+                                    "--temperatures", grid["--temperatures"], "--lambdas", grid["--lambdas"],
+                                    "--out", str(out)))
+    assert named in message
+    assert not out.exists()
+
+
 # -- 7. a failed run can be fixed and re-run ----------------------------------------------------------------
 
 

@@ -67,6 +67,11 @@ def run_tune(
     for value in lambdas:
         if not (math.isfinite(value) and value >= 0):
             raise CqdkitError(f"--lambdas: {value} is not a lambda; expected finite numbers >= 0")
+    if not temperatures:
+        raise CqdkitError("--temperatures: the grid is empty; expected comma-separated numbers > 0")
+    if not any(value > 0 for value in lambdas):
+        raise CqdkitError(f"--lambdas: no lambda > 0 in {', '.join(f'{v:g}' for v in lambdas) or 'the grid'}; "
+                          "nothing to tune (0, the method without distillation, is always included)")
     with folder_lock(out), reporting_into(reporter, out, tensorboard=base.tensorboard) as reporter:
         return _run_tune(base, degradations, out, methods=methods, seeds=seeds, temperatures=temperatures,
                          lambdas=tuple(sorted(set(lambdas) | {0.0})), reporter=reporter)
