@@ -19,6 +19,7 @@ routes every image to the expert for its predicted quality in the same forward c
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,20 +73,25 @@ def load_trained(path: Path) -> Exportable:
     from .models import create_backbone
     from .models.weights import read_state_dict
 
-    description = _read_json(path.with_suffix(".json"))
+    json_path = path.with_suffix(".json")
+    description = _read_json(json_path)
     try:
         architecture = description["architecture"]
         num_classes, in_chans = int(description["num_classes"]), int(description.get("in_chans", 3))
-        size, mean, std = int(description["image_size"]), description["mean"], description["std"]
+        size = int(description["image_size"])
     except (KeyError, TypeError, ValueError) as error:
-        raise DataError(f"{path.with_suffix('.json')}: not a cqdkit model description ({error!r} missing or bad)")
+        raise DataError(f"{json_path}: not a cqdkit model description ({error!r} missing or bad)")
+    mean = _per_channel(description, "mean", in_chans, json_path, positive=False)
+    std = _per_channel(description, "std", in_chans, json_path, positive=True)
     backbone = create_backbone(architecture, num_classes=num_classes, in_chans=in_chans)
     state = read_state_dict(path)
     try:
         backbone.load_state_dict(state, strict=True)
     except RuntimeError as error:
-        raise DataError(f"{path}: the weights do not fit a {architecture} with {num_classes} classes: {error}")
-    module = Classifier(backbone, list(mean), list(std)).eval()
+        details = " ".join(str(error).split())  # torch's message has a line per tensor
+        raise DataError(f"{path}: the weights do not fit a {architecture} with {num_classes} classes and "
+                        f"{in_chans} channels, as {json_path.name} says (num_classes, in_chans): {details}")
+    module = Classifier(backbone, mean, std).eval()
     return Exportable(module, (in_chans, size, size), {
         "kind": "classifier",
         "architecture": architecture,
@@ -250,6 +256,19 @@ def _check(path: Path, format: str, module: nn.Module, input_shape: tuple[int, i
         session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         actual = torch.from_numpy(session.run(None, {"images": images.numpy()})[0])
     return float((actual - expected).abs().max())
+
+
+def _per_channel(description: dict[str, Any], key: str, channels: int, json_path: Path, *,
+                 positive: bool) -> list[float]:
+    """``description[key]``: one finite number per input channel (above 0 where ``positive``)."""
+    values = description.get(key)
+    if (isinstance(values, list) and len(values) == channels
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
+            and not (positive and min(values) <= 0)):
+        return [float(v) for v in values]
+    expected = "finite numbers above 0" if positive else "finite numbers"
+    raise DataError(f"{json_path}: field {key} must be a list of {channels} {expected} (one per channel), "
+                    f"got {values!r:.80}")
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -67,6 +67,22 @@ def test_unknown_keys_are_errors_naming_the_key_and_close_matches(tmp_path):
     assert "unknown key 'lamda'" in result.output and "'lambda'" in result.output
 
 
+@pytest.mark.parametrize("name, text, named", [
+    ("c.yaml", "epochs: [1, 2\n", "is not valid YAML: expected ',' or ']'"),
+    ("c.toml", 'fold = "x"\n', "fold must be an integer, got 'x'"),
+    ("c.toml", 'cache_teacher = "no"\n', "cache_teacher must be true or false, got 'no'"),
+    ("c.json", '{"channels_last": 1}', "channels_last must be true or false, got 1"),
+])
+def test_a_bad_config_file_is_one_line_naming_the_file_and_setting(tmp_path, name, text, named):
+    path = tmp_path / name
+    path.write_text(text)
+    result = CliRunner().invoke(cli, ["run", "--config", str(path), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert len(result.output.strip().splitlines()) == 1 and result.output.startswith("error: ")
+    assert f"config file {path}" in result.output and named in result.output
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_runs_own_config_json_reproduces_it(tmp_path):
     first = tmp_path / "first"
     assert invoke("run", "--degrade", "gray", "--method", "cqd", *TINY, "--out", str(first)).exit_code == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -79,6 +80,25 @@ def test_export_errors_name_what_is_missing(run_dir, tmp_path):
     assert result.exit_code == 2 and "results.json not found" in result.output
     result = CliRunner().invoke(cli, ["export", str(run_dir), "--format", "tflite"])
     assert result.exit_code == 2 and "tflite" in result.output
+
+
+@pytest.mark.parametrize("field, value, named", [
+    ("mean", "abc", "field mean must be a list of 3 finite numbers"),
+    ("std", [0.2, 0.0, 0.2], "field std must be a list of 3 finite numbers above 0"),
+    ("num_classes", 5, "model.safetensors: the weights do not fit a convnet-s with 5 classes"),
+])
+def test_a_model_json_that_does_not_fit_is_a_one_line_error(run_dir, tmp_path, field, value, named):
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    description_path = run / "a-cqd" / "model.json"
+    description = json.loads(description_path.read_text())
+    description[field] = value
+    description_path.write_text(json.dumps(description))
+    result = CliRunner().invoke(cli, ["export", str(run), "--out", str(tmp_path / "student.onnx")])
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert len(result.output.strip().splitlines()) == 1 and result.output.startswith("error: ")
+    assert named in result.output and "model.json" in result.output
+    assert not (tmp_path / "student.onnx").exists()
 
 
 def test_router_exports_as_one_graph_that_routes_and_classifies(tmp_path):

@@ -221,6 +221,45 @@ def test_a_backbone_factory_that_raises_names_its_plugin(cqdkit_plugin_manager, 
     assert isinstance(info.value.__cause__, KeyError) and author_frames(info.value.__cause__, "broken")
 
 
+FAILING_FORWARD = """
+from torch import nn
+from cqdkit.plugin import Backbone, hookimpl
+
+
+class Broken(nn.Module):
+    def __init__(self, num_classes, in_chans=3, pretrained=False):
+        super().__init__()
+        self.classifier = nn.Linear(in_chans, num_classes)
+        self.pretrained_cfg = {"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5), "classifier": "classifier"}
+
+    def forward(self, images):
+        raise RuntimeError("forward-exploded")
+
+
+@hookimpl
+def cqdkit_backbones():
+    yield Backbone(name="broken-forward", summary="raises in its forward pass", factory=Broken)
+"""
+
+
+def test_a_backbone_whose_forward_pass_raises_is_one_line_before_anything_trains(fake_distribution,
+                                                                                 fresh_default_manager, tmp_path,
+                                                                                 monkeypatch):
+    from tests.test_run_cli import TINY
+
+    monkeypatch.delenv("CQDKIT_TRACEBACK", raising=False)
+    monkeypatch.setenv("CQDKIT_CACHE", str(tmp_path / "cache"))
+    fake_distribution("cqdkit-broken", "0.1.0", {"broken": "failing_forward"}, {"failing_forward": FAILING_FORWARD})
+    out = tmp_path / "out"
+    result = invoke("run", "--degrade", "gray", *TINY, "--student", "broken-forward", "--out", str(out))
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert "Traceback" not in result.output
+    [line] = [line for line in result.stderr.splitlines() if "error" in line]
+    assert line.startswith("error: plugin 'broken' (cqdkit-broken 0.1.0) failed in its backbone 'broken-forward' "
+                           "forward pass on (2, 3, 32, 32) images: RuntimeError: forward-exploded")
+    assert not list(out.rglob("model.safetensors")), "nothing trained"
+
+
 def test_a_loss_that_raises_names_its_plugin_and_cqdkit_errors_pass_through(cqdkit_plugin_manager,
                                                                             register_plugin):
     import torch

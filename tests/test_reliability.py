@@ -283,6 +283,44 @@ def test_misspelt_names_are_found_before_the_teacher_trains(tmp_path, option, va
     assert not list(out.rglob("latest.json")), "nothing trained"
 
 
+def chosen(**values: object) -> dict:
+    """A tune.json choosing ``values`` for CQD on gray."""
+    return {"methods": {"cqd": {"gray": {"chosen": {"temperature": 4.0, "lam": 2.0, **values}}}}}
+
+
+@pytest.mark.parametrize("payload, named", [
+    ([1, 2], "expected a JSON object with a 'methods' table"),
+    (chosen(lam="much"), "methods.cqd.gray.chosen.lam (--lambda) must be a finite number >= 0, got 'much'"),
+    (chosen(lam=-5), "methods.cqd.gray.chosen.lam (--lambda) must be a finite number >= 0, got -5"),
+    (chosen(temperature=0), "chosen.temperature (--temperature) must be a finite number > 0, got 0"),
+    (chosen(beta=1), "methods.cqd.gray.chosen: unknown key 'beta'"),
+    ({"methods": {"b": {}}}, "'b' is not a distilled method"),
+])
+def test_a_bad_tune_json_is_refused_before_the_table_trains(tmp_path, payload, named):
+    tuned = tmp_path / "tune.json"
+    tuned.write_text(json.dumps(payload))
+    out = tmp_path / "out"
+    message = one_line_error(invoke("table", "--degrade", "gray", *TINY, "--tuned", str(tuned), "--out", str(out)))
+    assert str(tuned) in message and named in message
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("option, value, named", [
+    ("--temperatures", "", "--temperatures: the grid is empty"),
+    ("--temperatures", " , ", "--temperatures: the grid is empty"),
+    ("--lambdas", "", "--lambdas: no lambda > 0 in the grid; nothing to tune"),
+    ("--lambdas", "0", "--lambdas: no lambda > 0 in 0; nothing to tune"),
+])
+def test_an_empty_tune_grid_is_refused(tmp_path, option, value, named):
+    grid = {"--temperatures": "10", "--lambdas": "1", option: value}
+    out = tmp_path / "out"
+    message = one_line_error(invoke("tune", "--degrade", "gray", "--method", "cqd", "--seeds", "1", *TINY,
+                                    "--temperatures", grid["--temperatures"], "--lambdas", grid["--lambdas"],
+                                    "--out", str(out)))
+    assert named in message
+    assert not out.exists()
+
+
 # -- 7. a failed run can be fixed and re-run ----------------------------------------------------------------
 
 
@@ -367,6 +405,13 @@ def test_a_full_disk_inside_safetensors_is_a_one_line_error(tmp_path, monkeypatc
     message = one_line_error(invoke("run", "--degrade", "gray", *TINY, "--out", str(out)))
     assert "No space left on device" in message and "cannot write" in message
     assert not [path for path in out.rglob("*") if path.name.endswith("tmp")]
+
+
+def test_a_run_folder_whose_name_is_not_utf8_gets_its_report(tmp_path):
+    out = tmp_path / os.fsdecode(b"r\xe9sultats")
+    result = invoke("run", "--degrade", "gray", "--method", "b", *TINY, "--epochs", "1", "--out", str(out))
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert "r\ufffdsultats" in (out / "report" / "index.html").read_text(encoding="utf-8")
 
 
 def test_a_damaged_latest_json_falls_back_to_the_newest_intact_checkpoint(tmp_path):

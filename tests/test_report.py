@@ -22,6 +22,7 @@ import pytest
 from click.testing import CliRunner
 
 from cqdkit.cli import cli
+from cqdkit.lock import LOCK_NAME
 from cqdkit.plugin import DatasetSource, PluginManager, hookimpl, set_plugin_manager
 
 from .test_run_cli import TINY
@@ -388,6 +389,24 @@ def test_report_refuses_a_folder_that_is_neither_run_nor_table(tmp_path):
     assert "no results.json: the run has not finished" in " ".join(result.stderr.split())
     (tmp_path / "config.json").unlink()
     assert "not a cqdkit run folder" in " ".join(invoke("report", str(tmp_path)).stderr.split())
+
+
+@pytest.mark.parametrize("damage, named", [
+    ("log", "b/log.jsonl: not UTF-8 text"),
+    ("models", "results.json: field models must be an object of each model's scores, got [\"b\"]"),
+])
+def test_a_run_folder_with_a_damaged_file_is_one_line_naming_it(tmp_path, damage, named):
+    (tmp_path / "config.json").write_text('{"run": {}}')
+    models = ["b"] if damage == "models" else {"b": {"test_x": 0.5, "test_z": 0.4}}
+    (tmp_path / "results.json").write_text(json.dumps({"models": models, "method": "b"}))
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "log.jsonl").write_bytes(b"\xff\xfe not text\n" if damage == "log" else b"")
+    result = CliRunner().invoke(cli, ["report", str(tmp_path), "--examples", "0"])
+    assert result.exit_code == 2, (result.output, result.exception)
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("error: ") and named in line
+    assert sorted(path.name for path in tmp_path.iterdir() if path.name != LOCK_NAME) == \
+        ["b", "config.json", "results.json"]
 
 
 def test_importing_the_report_package_is_cheap():

@@ -234,3 +234,39 @@ def test_sr_train_refuses_bad_settings(tmp_path):
     with pytest.raises(CqdkitError, match=r"nothing to upsample"):
         run_sr_train(tmp_path / "w.safetensors", "--epochs", "1", "--size", "224")
     assert not list(tmp_path.iterdir())
+
+
+def cli_sr_train(out: Path, *extra: str):
+    """``cqdkit sr-train`` through the command line's error handling (one line, exit status 2)."""
+    from cqdkit.cli import cli
+
+    args = ["sr-train", *TINY_DATA, "--image-size", "32", "--size", "56", "--patch", "32", "--batch-size", "4",
+            "--epochs", "1", "--quiet", "--out", str(out), *extra]
+    return CliRunner().invoke(cli, args)
+
+
+@pytest.mark.parametrize("lr", ["nan", "inf", "-1"])
+def test_sr_train_refuses_a_learning_rate_that_is_not_a_finite_positive_number(tmp_path, lr):
+    result = cli_sr_train(tmp_path / "sr.safetensors", "--lr", lr)
+    assert result.exit_code == 2, (result.output, result.exception)
+    [line] = result.output.strip().splitlines()
+    assert line.startswith("error: --lr must be a finite number > 0") and lr in line
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("unrelated", ["sr.json", "sr.safetensors"])
+def test_sr_train_never_overwrites_files_it_did_not_write(tmp_path, unrelated):
+    out = tmp_path / "sr.safetensors"
+    (tmp_path / unrelated).write_text("my own notes")
+    result = cli_sr_train(out)
+    assert result.exit_code == 2, (result.output, result.exception)
+    [line] = result.output.strip().splitlines()
+    assert line.startswith(f"error: {tmp_path / unrelated} exists and is not from cqdkit sr-train")
+    assert "--force" in line
+    assert [path.name for path in tmp_path.iterdir()] == [unrelated]
+    assert (tmp_path / unrelated).read_text() == "my own notes"
+    if unrelated == "sr.json":
+        assert cli_sr_train(out, "--force").exit_code == 0
+        again = cli_sr_train(out)  # its own earlier output is replaced without --force
+        assert again.exit_code == 0, again.output
+        assert json.loads((tmp_path / "sr.json").read_text())["arch"] == "srcnn-9-5-5"

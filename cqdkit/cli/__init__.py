@@ -8,6 +8,7 @@ torch nor timm.
 
 from __future__ import annotations
 
+import io
 import logging
 import sys
 import traceback
@@ -127,7 +128,16 @@ def cli() -> None:
     Train a teacher on high-quality images, make low-quality views automatically, and distil the teacher
     into a student that recognises the low-quality images.
     """
+    _printable_file_names()
     _show_log_messages()
+
+
+def _printable_file_names() -> None:
+    """A path with bytes that are not UTF-8 (``os.fsdecode`` makes them lone surrogates) is printed with those
+    bytes escaped (``\\udce9``), not a UnicodeEncodeError, where the locale made stdout or stderr strict."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper) and stream.errors == "strict":
+            stream.reconfigure(errors="backslashreplace")
 
 
 def _show_log_messages() -> None:

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import types
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -60,12 +62,21 @@ def read_config_file(path: Path) -> dict[str, Any]:
     except CqdkitError:
         raise
     except Exception as error:  # each parser has its own error type
-        raise CqdkitError(f"config file {path} is not valid {suffix[1:].upper()}: {error}") from None
+        raise CqdkitError(f"config file {path} is not valid {suffix[1:].upper()}: {_parse_error(error)}") from None
     if isinstance(payload, dict) and isinstance(payload.get("run"), dict):
         payload = payload["run"]
     if not isinstance(payload, dict):
         raise CqdkitError(f"config file {path}: expected a table of settings, got {type(payload).__name__}")
     return payload
+
+
+def _parse_error(error: Exception) -> str:
+    """A parser's error on one line: YAML's spans lines with the text and a caret, so just its problem and
+    where it is."""
+    mark, problem = getattr(error, "problem_mark", None), getattr(error, "problem", None)
+    if mark is not None and problem:
+        return f"{problem} (line {mark.line + 1}, column {mark.column + 1})"
+    return " ".join(str(error).split())
 
 
 def _normalise(key: str) -> str:
@@ -83,6 +94,7 @@ def apply_config_file(ctx: click.Context, param: click.Parameter, value: str | N
     from ..train.config import RunConfig
 
     fields = {f.name for f in dataclasses.fields(RunConfig)}
+    types = typing.get_type_hints(RunConfig)
     options = {p.name: p for p in ctx.command.params if isinstance(p, click.Option) and p.name}
     aliases = {name: name for name in options} | {name: name for name in fields}
     for option in options.values():
@@ -101,7 +113,7 @@ def apply_config_file(ctx: click.Context, param: click.Parameter, value: str | N
         if name in options:
             defaults[name] = _as_option_value(options[name], setting)
         else:
-            extra[name] = setting
+            extra[name] = _checked_setting(name, setting, types[name], value)
     ctx.default_map = {**(ctx.default_map or {}), **defaults}
     ctx.meta[_EXTRA] = extra
 
@@ -114,6 +126,25 @@ def _as_option_value(option: click.Option, setting: Any) -> Any:
     if isinstance(setting, list) and not option.multiple:
         return ",".join(str(v) for v in setting)
     return setting
+
+
+#: How an error names what a setting's type expects.
+_EXPECTED = {bool: "true or false", int: "an integer", float: "a number", str: "a string", dict: "a table",
+             type(None): "null"}
+
+
+def _checked_setting(name: str, setting: Any, annotation: Any, path: str) -> Any:
+    """``setting`` if it has the type of RunConfig field ``name`` (``bool``, ``int``, ``float``, ``str``,
+    ``dict``, optionally ``| None``): a file's setting that no option parses is checked here."""
+    kinds = [typing.get_origin(kind) or kind
+             for kind in (typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,))]
+    for kind in kinds:
+        if kind is float and isinstance(setting, int) and not isinstance(setting, bool):
+            return float(setting)
+        if isinstance(setting, kind) and not (kind is int and isinstance(setting, bool)):
+            return setting
+    expected = " or ".join(_EXPECTED.get(kind, str(kind)) for kind in kinds)
+    raise CqdkitError(f"config file {path}: {name} must be {expected}, got {setting!r}")
 
 
 def config_settings(ctx: click.Context) -> dict[str, Any]:

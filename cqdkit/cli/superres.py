@@ -25,6 +25,8 @@ from .options import dataset_options
 @click.option("--device", default="cpu", show_default=True, help="Where to train: cpu, cuda, cuda:N or auto.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Weights file to write (.safetensors; a .json with PSNR and settings goes next to it).")
+@click.option("--force", is_flag=True,
+              help="Write over --out and its .json even when an earlier sr-train did not write them.")
 @click.option("--quiet", is_flag=True, help="No per-epoch lines.")
 def sr_train(**options: Any) -> None:
     """Train SRCNN 9-5-5 on the training images' luma: x against x shrunk to --size and upsampled bicubically.
@@ -53,6 +55,7 @@ def sr_train(**options: Any) -> None:
         seed=options["seed"],
         device=options["device"],
         progress=None if options["quiet"] else progress,
+        force=options["force"],
     )
     psnr = report["psnr"]
     console.print(

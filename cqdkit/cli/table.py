@@ -10,7 +10,7 @@ import click
 from rich.markdown import Markdown
 
 from ..degradations.spec import split_specs
-from ..errors import CqdkitError
+from ..errors import CqdkitError, DataError
 from .console import console
 from .options import (
     config_from_options,
@@ -48,7 +48,7 @@ def table(**options: Any) -> None:
     if options["tuned"]:
         try:
             tuned = chosen_values(json.loads(Path(options["tuned"]).read_text()))
-        except (OSError, ValueError, KeyError) as error:
+        except (OSError, ValueError, DataError) as error:
             raise CqdkitError(f"cannot read tuned values from {options['tuned']}: {error}") from error
     seeds = list(range(options["seeds"]))
     reporter = reporter_from_options(options)

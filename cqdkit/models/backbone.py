@@ -13,11 +13,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import nn
 
-from ..errors import SpecError
+from ..errors import PluginError, SpecError
 from ..plugin import PluginManager, get_plugin_manager
-from ..plugin.guard import reraise
+from ..plugin.guard import describe_plugin, reraise
+
+#: Images in the batch :func:`check_forward` runs a third-party backbone on.
+PROBE_BATCH = 2
 
 
 def create_backbone(
@@ -46,3 +50,31 @@ def create_backbone(
         return entry.factory(num_classes=num_classes, in_chans=in_chans, pretrained=pretrained, **kwargs)
     except Exception as error:  # a plugin's bug: one line naming it (cqdkit.plugin.guard)
         reraise(manager.provider("backbone", name), "backbone factory", error)
+
+
+def check_forward(name: str, *, num_classes: int, in_chans: int, image_size: int,
+                  manager: PluginManager | None = None) -> None:
+    """Run a third-party backbone ``name`` once on a batch of :data:`PROBE_BATCH` zero images, so that a forward
+    pass that raises or returns logits of the wrong shape is a one-line error naming the plugin before anything
+    trains. cqdkit's own backbones (timm's too) are not run; the global random streams are left alone.
+
+    Raises:
+        PluginError: the plugin's forward pass raised, or did not return ``(PROBE_BATCH, num_classes)`` logits.
+    """
+    manager = manager or get_plugin_manager()
+    plugin = manager.provider("backbone", name)
+    if plugin is None or plugin.builtin:
+        return
+    with torch.random.fork_rng(devices=[]):
+        model = create_backbone(name, num_classes=num_classes, in_chans=in_chans, manager=manager).eval()
+        images = torch.zeros(PROBE_BATCH, in_chans, image_size, image_size)
+        try:
+            with torch.no_grad():
+                logits = model(images)
+        except Exception as error:  # a plugin's bug: one line naming it (cqdkit.plugin.guard)
+            reraise(plugin, f"backbone {name!r} forward pass on {tuple(images.shape)} images", error)
+    expected = (PROBE_BATCH, num_classes)
+    if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != expected:
+        got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise PluginError(f"backbone {name!r} of {describe_plugin(plugin)} returned {got} for {tuple(images.shape)} "
+                          f"images; expected logits of shape {expected}")

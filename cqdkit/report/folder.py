@@ -99,6 +99,10 @@ def read_folder(path: str | Path) -> RunFolder | TableFolder:
         raise DataError(f"{path}: not a cqdkit run folder (config.json, results.json) or table folder (table.json)")
     config, results = read_json(path / "config.json"), read_json(path / "results.json")
     _require(results, ("models", "method"), path / "results.json")
+    models = results["models"]
+    if not isinstance(models, dict) or not all(isinstance(scores, dict) for scores in models.values()):
+        raise DataError(f"{path / 'results.json'}: field models must be an object of each model's scores, "
+                        f"got {json.dumps(models)[:80]}")
     logs = {name: read_log(path / name / "log.jsonl") for name in results["models"]
             if (path / name / "log.jsonl").is_file()}
     return RunFolder(path, config, results, logs)
@@ -117,8 +121,12 @@ def read_json(path: Path) -> dict[str, Any]:
 
 def read_log(path: Path) -> list[dict[str, Any]]:
     """The epochs of a model's ``log.jsonl``, one dict per line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path}: not UTF-8 text, as cqdkit writes it ({error})") from error
     epochs = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:

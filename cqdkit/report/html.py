@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -59,15 +60,20 @@ footer { margin-top: 36px; color: var(--muted); font-size: 13px; border-top: 1px
 """.strip()
 
 
+#: Lone surrogates: what Python makes of bytes in a file name that are not UTF-8 (``os.fsdecode``).
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
 class Markup(str):
     """HTML made by this module: inserted as it is, never escaped again."""
 
 
 def escape(text: object) -> Markup:
-    """``text`` as HTML text (``<``, ``>``, ``&``, quotes escaped); :class:`Markup` stays as it is."""
+    """``text`` as HTML text (``<``, ``>``, ``&``, quotes escaped; a byte of a non-UTF-8 file name shown as �);
+    :class:`Markup` stays as it is."""
     if isinstance(text, Markup):
         return text
-    return Markup(html.escape(str(text), quote=True))
+    return Markup(html.escape(_SURROGATES.sub("\ufffd", str(text)), quote=True))
 
 
 def join(parts: Iterable[object], separator: str = "") -> Markup:

@@ -126,11 +126,16 @@ class Experiment:
         self.teacher_directory = Path(teacher_root) / f"a-{self.teacher_key()}" if teacher_root else self.directory / "a"
 
     def _check_plugins(self) -> None:
-        """Find the backbones, their initial weights and the loss now, before any training (a misspelt name
-        or weights that cannot be had are a one-line error, not a surprise after the teacher trained)."""
+        """Find the backbones (a third-party one runs once on zeros), their initial weights and the loss now,
+        before any training (a misspelt name, a broken forward pass or weights that cannot be had are a one-line
+        error, not a surprise after the teacher trained)."""
+        from ..models.backbone import check_forward
+
         cfg = self.config
-        self.manager.backbone(cfg.teacher)
-        self.manager.backbone(cfg.student)
+        for architecture, in_chans in ((cfg.teacher, self.x_channels), (cfg.student, 3)):
+            self.manager.backbone(architecture)
+            check_forward(architecture, num_classes=self.data.num_classes, in_chans=in_chans,
+                          image_size=cfg.image_size, manager=self.manager)
         build_loss(cfg.loss, temperature=cfg.temperature, manager=self.manager)  # a per-sample loss fails here
         self.initial_weights = {role: self._weights_source(role) for role in ("teacher", "student")}
 

@@ -20,6 +20,7 @@ Example::
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -58,6 +59,7 @@ def train_srcnn(
     val_fraction: float = 0.1,
     device: str = "cpu",
     progress: Progress | None = None,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Train SRCNN 9-5-5 for ``lowres:size=SIZE`` at ``image_size`` and write ``out`` and its ``.json``.
 
@@ -74,6 +76,7 @@ def train_srcnn(
         val_fraction: fraction of each class's training images held out to measure PSNR.
         device: where to train (``cpu``, ``cuda``, ``auto``); the upsampler always runs on the CPU.
         progress: called after every epoch with the epoch and its mean loss.
+        force: write over ``out`` and its ``.json`` even when an earlier ``train_srcnn`` did not write them.
 
     Returns:
         What the JSON holds: ``arch``, ``size``, ``small`` (pixels kept), ``image_size``, ``psnr``
@@ -81,7 +84,8 @@ def train_srcnn(
         ``wall_seconds``, plus ``weights`` (the path written).
 
     Raises:
-        CqdkitError: bad settings, e.g. a ``size`` that keeps the full resolution.
+        CqdkitError: bad settings, e.g. a ``size`` that keeps the full resolution, or files at ``out`` that
+            are not an earlier SRCNN's (without ``force``).
         DataError: the dataset cannot be read; TrainingError: a non-finite loss.
     """
     from ..data import PairedDataset, load_dataset, split_train_val
@@ -95,8 +99,9 @@ def train_srcnn(
                                  ("image_size", image_size, 8), ("size", size, 1)):
         if value < minimum:
             raise CqdkitError(f"{name} must be at least {minimum}, got {value}")
-    if lr <= 0:
-        raise CqdkitError(f"lr must be positive, got {lr}")
+    if not (math.isfinite(lr) and lr > 0):
+        raise CqdkitError(f"--lr must be a finite number > 0, got {lr}")
+    _refuse_to_overwrite(out, force)
     began = time.perf_counter()
     config = {
         "dataset": dataset, "root": root, "dataset_options": dict(dataset_options or {}), "size": size,
@@ -158,6 +163,28 @@ def train_srcnn(
     save_weights(model, out)
     atomic_write_json(out.with_suffix(".json"), report)
     return {**report, "weights": str(out)}
+
+
+def is_srcnn_sidecar(path: Path) -> bool:
+    """Whether ``path`` is the ``.json`` that :func:`train_srcnn` writes next to its weights."""
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return (isinstance(report, dict) and report.get("arch") == ARCH and isinstance(report.get("psnr"), dict)
+            and isinstance(report.get("config"), dict))
+
+
+def _refuse_to_overwrite(out: Path, force: bool) -> None:
+    """Stop before writing over weights or a ``.json`` that an earlier ``train_srcnn`` did not write (unless
+    ``force``)."""
+    sidecar = out.with_suffix(".json")
+    if force or is_srcnn_sidecar(sidecar):
+        return
+    for path in (out, sidecar):
+        if path.exists() or path.is_symlink():
+            raise CqdkitError(f"{path} exists and is not from cqdkit sr-train (no SRCNN report {sidecar.name}); "
+                              "refusing to overwrite it: choose another --out, or pass --force to replace it")
 
 
 def validation_psnr(model: SRCNN, pairs: Any, batch_size: int) -> dict[str, float]:

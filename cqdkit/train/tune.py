@@ -27,15 +27,16 @@ from __future__ import annotations
 import dataclasses
 import math
 import statistics
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..errors import CqdkitError
+from ..errors import CqdkitError, DataError
 from ..files import atomic_write_json
 from ..lock import folder_lock
 from ..reporting import Reporter, reporting_into
 from .config import RunConfig, profile_defaults
-from .methods import get_method
+from .methods import METHODS, get_method
 
 #: What the choice compares (lower is better): validation NLL on z after a cross-fitted temperature.
 SCORE = "val_z_calibrated_nll"
@@ -66,6 +67,11 @@ def run_tune(
     for value in lambdas:
         if not (math.isfinite(value) and value >= 0):
             raise CqdkitError(f"--lambdas: {value} is not a lambda; expected finite numbers >= 0")
+    if not temperatures:
+        raise CqdkitError("--temperatures: the grid is empty; expected comma-separated numbers > 0")
+    if not any(value > 0 for value in lambdas):
+        raise CqdkitError(f"--lambdas: no lambda > 0 in {', '.join(f'{v:g}' for v in lambdas) or 'the grid'}; "
+                          "nothing to tune (0, the method without distillation, is always included)")
     with folder_lock(out), reporting_into(reporter, out, tensorboard=base.tensorboard) as reporter:
         return _run_tune(base, degradations, out, methods=methods, seeds=seeds, temperatures=temperatures,
                          lambdas=tuple(sorted(set(lambdas) | {0.0})), reporter=reporter)
@@ -218,7 +224,47 @@ def _is(grid: list[dict[str, Any]], temperature: float, lam: float, key: str) ->
     return any(c[key] for c in grid if c["temperature"] == temperature and c["lam"] == lam)
 
 
-def chosen_values(tune_result: dict[str, Any]) -> dict[str, dict[str, dict[str, float]]]:
-    """``{method: {degradation: {"temperature": T, "lam": lambda}}}`` from a ``tune.json`` payload."""
-    return {method: {d: dict(v["chosen"]) for d, v in found.items()}
-            for method, found in tune_result["methods"].items()}
+def chosen_values(tune_result: Any) -> dict[str, dict[str, dict[str, float]]]:
+    """``{method: {degradation: {"temperature": T, "lam": lambda}}}`` from a ``tune.json`` payload.
+
+    Raises:
+        DataError: the payload is not a ``cqdkit tune`` result: no ``methods`` table of distilled methods, or a
+            chosen value that is not a finite temperature > 0 or lambda >= 0 (named by its place in the file).
+    """
+    methods = tune_result.get("methods") if isinstance(tune_result, dict) else None
+    if not isinstance(methods, dict):
+        raise DataError(f"expected a JSON object with a 'methods' table, as cqdkit tune writes, "
+                        f"got {type(tune_result).__name__}")
+    chosen: dict[str, dict[str, dict[str, float]]] = {}
+    for method, found in methods.items():
+        if method not in METHODS or not METHODS[method].distill:
+            distilled = ", ".join(name for name, m in METHODS.items() if m.distill)
+            raise DataError(f"methods: {method!r} is not a distilled method (expected {distilled})")
+        if not isinstance(found, dict):
+            raise DataError(f"methods.{method}: expected a table of degradations, got {type(found).__name__}")
+        chosen[method] = {degradation: _chosen(f"methods.{method}.{degradation}.chosen", values)
+                          for degradation, values in found.items()}
+    return chosen
+
+
+#: What a tune.json may choose, and the values each takes.
+_CHOSEN: dict[str, tuple[str, Callable[[float], bool]]] = {
+    "temperature": ("(--temperature) must be a finite number > 0", lambda value: value > 0),
+    "lam": ("(--lambda) must be a finite number >= 0", lambda value: value >= 0),
+}
+
+
+def _chosen(where: str, found: Any) -> dict[str, float]:
+    """The ``chosen`` values at ``where`` in a tune.json: only a temperature (finite, > 0) and a lambda (finite,
+    >= 0)."""
+    values = found.get("chosen") if isinstance(found, dict) else None
+    if not isinstance(values, dict):
+        raise DataError(f"{where}: expected a table of temperature and lam, got {values!r:.60}")
+    for key, value in values.items():
+        if key not in _CHOSEN:
+            raise DataError(f"{where}: unknown key {key!r} (expected temperature, lam)")
+        rule, valid = _CHOSEN[key]
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not (number and math.isfinite(value) and valid(value)):
+            raise DataError(f"{where}.{key} {rule}, got {value!r:.60}")
+    return {key: float(value) for key, value in values.items()}
