@@ -533,7 +533,7 @@ def test_folder_dangling_link_named_like_an_image_is_a_problem_not_a_silent_skip
 @pytest.mark.parametrize("command", ["table", "tune"])
 @pytest.mark.parametrize("degrade", [",", "", " , "])
 def test_no_degradation_at_all_is_one_line(tmp_path, command, degrade):
-    assert_one_line_error(invoke(command, "--degrade", degrade, "--out", tmp_path / "out"), "no degradation in")
+    assert_one_line_error(invoke(command, "--degrade", degrade, "--out", tmp_path / "out"), "--degrade", "no degradation given")
     assert not (tmp_path / "out" / "tune.json").exists()
 
 

@@ -55,7 +55,8 @@ def split_specs(text: str) -> list[str]:
         else:
             specs.append(piece)
     if not specs:
-        raise SpecError(f"no degradation in {text!r}; expected one spec or more, comma-separated (e.g. 'tps' or 'lowres,edges')")
+        raise SpecError(f"--degrade {text!r}: no degradation given; expected one spec or more, comma-separated "
+                        "(e.g. 'tps' or 'lowres,edges')")
     return specs
 
 
