@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerates every number in docs/results.md on the embedded synthetic benchmark (CPU profile:
-# convnet-s, 64 px, 8 epochs). About three hours on 2 idle CPU cores, most of it the tuning grid (the
+# convnet-s, 64 px, 8 epochs). About four hours on 2 CPU cores, most of it the tuning grid (the
 # SRCNN training is about 20 minutes more; SKIP_SRCNN=1 reuses benchmarks/results/srcnn-synthetic.safetensors;
 # SKIP_TUNE=1 reuses benchmarks/results/tune.json). Raw JSON goes to benchmarks/results/.
 set -euo pipefail
@@ -91,12 +91,6 @@ echo "explain: ${SECONDS}s"
 cqdkit table --degrade privileged:channels=mask --no-crop --teacher convnet-m --student convnet-s --seeds 3 \
   --quiet --out "$OUT/privileged"
 cp "$OUT/privileged/table.json" "$RESULTS/privileged.json"
-cqdkit tune --degrade privileged:channels=mask --no-crop --teacher convnet-m --student convnet-s --method cqd \
-  --seeds 2 --val-fraction 0.25 --quiet --out "$OUT/privileged-tune"
-cp "$OUT/privileged-tune/tune.json" "$RESULTS/privileged-tune.json"
-cqdkit table --degrade privileged:channels=mask --no-crop --teacher convnet-m --student convnet-s --seeds 3 \
-  --tuned "$RESULTS/privileged-tune.json" --quiet --out "$OUT/privileged-tuned"
-cp "$OUT/privileged-tuned/table.json" "$RESULTS/privileged-tuned.json"
 cqdkit table --degrade privileged:channels=mask --no-crop --teacher convnet-m --student convnet-s --seeds 2 \
   --image-size 96 --quiet --out "$OUT/privileged-96"
 cp "$OUT/privileged-96/table.json" "$RESULTS/privileged-96px.json"
