@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from .errors import CqdkitError, DataError
-from .files import atomic_write, atomic_write_text
+from .files import atomic_write, atomic_write_text, refuse_to_overwrite
 from .models.preprocessing import Normalizer
 
 FORMATS = ("onnx", "torchscript")
@@ -219,14 +219,8 @@ def _refuse_to_overwrite(path: Path, metadata_path: Path, force: bool) -> None:
     for target in (path, metadata_path):
         if target.is_dir():
             raise CqdkitError(f"{target} is a folder; expected the path of the file to write (--out FILE)")
-    if force or is_export(path):
-        return
-    if path.exists() or path.is_symlink():
-        raise CqdkitError(f"{path} exists and is not a cqdkit export (no cqdkit {metadata_path.name} next to it); "
-                          "refusing to overwrite it: choose another --out, or pass --force to replace it")
-    if metadata_path.exists() or metadata_path.is_symlink():
-        raise CqdkitError(f"{metadata_path} exists and is not the metadata of a cqdkit export; refusing to "
-                          f"overwrite it with {path.name}'s: choose another --out, or pass --force to replace it")
+    refuse_to_overwrite([path, metadata_path], ours=is_export(path), force=force,
+                        what=f"a cqdkit export or its metadata ({metadata_path.name})")
 
 
 def _export_onnx(module: nn.Module, example: torch.Tensor, path: Path) -> None:

@@ -15,9 +15,11 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from .errors import CqdkitError
 
 if TYPE_CHECKING:
     import torch
@@ -72,6 +74,21 @@ def remove_stale_temporaries(folder: Path) -> list[Path]:
     for path in removed:
         path.unlink(missing_ok=True)
     return removed
+
+
+def refuse_to_overwrite(paths: Sequence[Path], *, ours: bool, force: bool, what: str) -> None:
+    """Stop before writing over any existing file of ``paths`` unless ``ours`` (they are what an earlier run of
+    the same command wrote) or ``force``; ``what`` says what they would have to be, e.g. "a cqdkit export".
+
+    Raises:
+        CqdkitError: naming the first such file and the ways out (another ``--out``, ``--force``).
+    """
+    if ours or force:
+        return
+    for path in paths:
+        if path.exists() or path.is_symlink():
+            raise CqdkitError(f"{path} exists and is not {what}; refusing to overwrite it: choose another --out, "
+                              "or pass --force to replace it")
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

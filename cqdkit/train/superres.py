@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader
 from ..errors import CqdkitError, TrainingError
 from ..models.srcnn import ARCH, SRCNN, rgb_to_luma, super_resolve
 from ..models.weights import save_weights
-from ..files import atomic_write_json
+from ..files import atomic_write_json, refuse_to_overwrite
 from .config import RunConfig
 from .hardware import resolve_device
 
@@ -101,7 +101,8 @@ def train_srcnn(
             raise CqdkitError(f"{name} must be at least {minimum}, got {value}")
     if not (math.isfinite(lr) and lr > 0):
         raise CqdkitError(f"--lr must be a finite number > 0, got {lr}")
-    _refuse_to_overwrite(out, force)
+    refuse_to_overwrite([out, out.with_suffix(".json")], ours=is_srcnn_sidecar(out.with_suffix(".json")),
+                        force=force, what="from cqdkit sr-train (no SRCNN report next to it)")
     began = time.perf_counter()
     config = {
         "dataset": dataset, "root": root, "dataset_options": dict(dataset_options or {}), "size": size,
@@ -173,18 +174,6 @@ def is_srcnn_sidecar(path: Path) -> bool:
         return False
     return (isinstance(report, dict) and report.get("arch") == ARCH and isinstance(report.get("psnr"), dict)
             and isinstance(report.get("config"), dict))
-
-
-def _refuse_to_overwrite(out: Path, force: bool) -> None:
-    """Stop before writing over weights or a ``.json`` that an earlier ``train_srcnn`` did not write (unless
-    ``force``)."""
-    sidecar = out.with_suffix(".json")
-    if force or is_srcnn_sidecar(sidecar):
-        return
-    for path in (out, sidecar):
-        if path.exists() or path.is_symlink():
-            raise CqdkitError(f"{path} exists and is not from cqdkit sr-train (no SRCNN report {sidecar.name}); "
-                              "refusing to overwrite it: choose another --out, or pass --force to replace it")
 
 
 def validation_psnr(model: SRCNN, pairs: Any, batch_size: int) -> dict[str, float]:
