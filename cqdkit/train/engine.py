@@ -203,7 +203,7 @@ def fit(
     directory.mkdir(parents=True, exist_ok=True)
     hardware.prepare(model)
     normalizer.to(hardware.device)
-    optimizer = torch.optim.SGD(
+    optimizer = hardware.sgd(
         model.parameters(), lr=optimization.lr, momentum=optimization.momentum, weight_decay=optimization.weight_decay
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(

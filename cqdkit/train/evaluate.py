@@ -32,7 +32,7 @@ def predict(
     ``channels`` feeds only the view's first channels (an RGB model on an x with privileged channels).
     """
     check_view(view)
-    model.to(hardware.device).eval()
+    hardware.prepare(model).eval()
     normalizer.to(hardware.device)
     # A private generator: evaluating never draws from the global random streams that training uses.
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=hardware.workers,

@@ -75,7 +75,7 @@ def training_images_per_second(model: nn.Module, normalizer: Normalizer, hardwar
     """SGD steps per second times the batch, on a copy of ``model``, after one warm-up step."""
     trial = hardware.prepare(copy.deepcopy(model)).train()
     normalizer = copy.deepcopy(normalizer).to(hardware.device)
-    optimizer = torch.optim.SGD(trial.parameters(), lr=1e-6, momentum=0.9)  # the cost of a real step
+    optimizer = hardware.sgd(trial.parameters(), lr=1e-6, momentum=0.9, weight_decay=5e-4)  # a real step's cost
     labels = labels.to(hardware.device)
     elapsed = 0.0
     for step in range(steps + 1):
