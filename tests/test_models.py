@@ -73,6 +73,17 @@ def test_vggm_runs_on_small_inputs(vggm10: nn.Module, size: int) -> None:
     assert out.shape == (2, 10) and torch.isfinite(out).all()
 
 
+def test_vggm_from_scratch_keeps_the_signals_scale() -> None:
+    """Without batch norm, a from-scratch vggm learns only if its initialisation carries a unit-scale input
+    through all eight layers at about unit scale (PyTorch's default init shrinks it about 100x: chance)."""
+    torch.manual_seed(0)
+    model = VGGM(num_classes=12).eval()
+    with torch.no_grad():
+        features = model.fc(model.pool(model.features(torch.randn(4, 3, 48, 48))))
+    rms = float(features.square().mean().sqrt())
+    assert 0.1 < rms < 10, rms
+
+
 def test_vggm_too_small_input_is_a_clear_error(vggm10: nn.Module) -> None:
     with pytest.raises(CqdkitError, match="at least 19x19 pixels, got 18x18"):
         vggm10(torch.zeros(1, 3, 18, 18))

