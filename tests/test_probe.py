@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
@@ -13,7 +14,9 @@ from cqdkit.train import probe as probe_module
 from cqdkit.train.config import RunConfig
 from cqdkit.train.experiment import Experiment
 from cqdkit.train.hardware import Hardware
+from cqdkit.reporting import Reporter
 from cqdkit.train.probe import Speed, probe_training
+from cqdkit.train.run import fit_budget
 
 from .test_run_cli import TINY, invoke
 
@@ -73,3 +76,51 @@ def test_run_says_where_the_networks_start_and_how_long_it_will_take(tmp_path):
     text = " ".join(result.output.split())
     assert "teacher convnet-s: no pretrained weights, trained from scratch" in text
     assert "estimated training time: about" in text and "A " in text and "images/s" in text
+
+
+def _fake_estimates(monkeypatch, seconds_at_size):
+    """estimate_training replaced by ``seconds_at_size(image_size)``; returns the sizes probed, in order."""
+    probed = []
+
+    def estimate(experiment, names):
+        probed.append(experiment.config.image_size)
+        return {"seconds": seconds_at_size(experiment.config.image_size), "models": {"a": 100.0}}
+
+    monkeypatch.setattr(probe_module, "estimate_training", estimate)
+    return probed
+
+
+def _fit(tmp_path, **settings):
+    config = RunConfig(**{**TINY_CONFIG, "image_size": None, "budget": 1.0, **settings})
+    stream = io.StringIO()
+    experiment, estimate = fit_budget(config, Experiment(config, tmp_path), ["a", "b"],
+                                      Reporter(None, log_format="json", json_stream=stream))
+    messages = [json.loads(line)["text"] for line in stream.getvalue().splitlines()]
+    return experiment, estimate, messages
+
+
+def test_run_trains_at_the_largest_input_size_that_fits_its_budget(tmp_path, monkeypatch):
+    probed = _fake_estimates(monkeypatch, lambda size: 1.5 * size)  # 64 px: 96 s, 48: 72 s, 32: 48 s
+    experiment, estimate, messages = _fit(tmp_path, budget=75 / 60)
+    assert probed == [64, 48] and experiment.config.image_size == 48 and estimate["seconds"] == 72
+    assert experiment.maker.size == 48, "the pairs are made at the chosen size"
+    assert "over the 1.25-minute budget (--budget); probing 48 px" in messages[0]
+    assert messages[-1] == "input size 48 px instead of the profile's 64; --image-size 64 keeps it"
+
+
+def test_a_run_within_its_budget_or_with_its_size_given_keeps_the_size(tmp_path, monkeypatch):
+    probed = _fake_estimates(monkeypatch, lambda size: 1.5 * size)
+    experiment, _, messages = _fit(tmp_path / "fits", budget=2.0)
+    assert probed == [64] and experiment.config.image_size == 64 and not messages
+    experiment, _, messages = _fit(tmp_path / "given", image_size=64, budget=0.1)
+    assert probed == [64, 64] and experiment.config.image_size == 64 and not messages
+    experiment, _, _ = _fit(tmp_path / "paper", budget=None, profile="paper", pretrained=False, teacher="convnet-s",
+                            student="convnet-s", batch_size=8, epochs=2)
+    assert experiment.config.budget is None and experiment.config.image_size == 224, "the paper has no budget"
+
+
+def test_over_budget_even_at_the_smallest_size_says_so(tmp_path, monkeypatch):
+    probed = _fake_estimates(monkeypatch, lambda size: 100.0 * size)
+    experiment, _, messages = _fit(tmp_path, budget=1.0)
+    assert probed == [64, 48, 32] and experiment.config.image_size == 32
+    assert "still over the budget (fewer --epochs shortens it)" in messages[-1]

@@ -33,6 +33,9 @@ from .options import (
 @training_options
 @click.option("--baseline/--no-baseline", default=True, show_default=True,
               help="Also train B (the student on z alone) and print what the student gained over it.")
+@click.option("--budget", type=float, metavar="MINUTES",
+              help="Train at a smaller input size (3/4, then 1/2 of the profile's) when the estimated training "
+                   "time is over this; an explicit --image-size is kept [cpu profile: 12; paper: none].")
 @report_option
 @click.option("--out", type=click.Path(file_okay=False), help="Run directory [runs/<time>-<degrade>-...].")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")

@@ -50,6 +50,8 @@ PAPER_LAMBDA: dict[str, float] = {"cars": 50.0}
 #: of the cells searched everywhere, T = 10, lambda = 20 beats lambda = 0 beyond the seeds' spread on the most
 #: (method, degradation) pairs (CQD on localization and tps) and has the best mean NLL gain over all of them.
 #: For 12 classes it weighs the softened logits by lambda / (C T^2) = 1/60 (docs/results.md).
+#: ``budget``: ``cqdkit run`` trains at a smaller input size when its estimate at 64 px is over 12 minutes
+#: (larger networks than convnet-s on a laptop CPU, such as vgg16 -> vggm), so that it ends within 15.
 CPU_PROFILE: dict[str, Any] = {
     "teacher": "convnet-s",
     "student": "convnet-s",
@@ -61,6 +63,7 @@ CPU_PROFILE: dict[str, Any] = {
     "temperature": 10.0,
     "lam": 20.0,
     "pretrained": False,
+    "budget": 12.0,
 }
 
 
@@ -90,7 +93,7 @@ class RunConfig:
     """A whole CQD run: data, degradation, models, method, optimisation and where to write.
 
     ``None`` for a profile field (teacher, student, image_size, epochs, batch_size, lr, lr_end, temperature,
-    lam, pretrained) means "use the profile's value" -- see :meth:`resolved`. Each field is the command-line option of
+    lam, pretrained, budget) means "use the profile's value" -- see :meth:`resolved`. Each field is the command-line option of
     the same name (``lam`` is ``--lambda``; see :meth:`option_name`).
     """
 
@@ -129,6 +132,7 @@ class RunConfig:
     workers: int = 0
     cache_teacher: bool = True
     baseline: bool = option("--no-baseline", True)  # run also trains B, to show what distillation gave
+    budget: float | None = None  # minutes of training `cqdkit run` fits the input size into (None: no limit)
     tensorboard: bool = False  # also write TensorBoard event files into <out>/tensorboard
     profile: str = "auto"  # "paper", "cpu", or "auto" (cpu for the synthetic dataset)
     out: str | None = None
@@ -182,6 +186,7 @@ class RunConfig:
             "lam": (self.lam, "a finite number >= 0", lambda v: v >= 0),
             "lr": (self.lr, "a finite number > 0", lambda v: v > 0),
             "lr_end": (self.lr_end, "a finite number >= 0", lambda v: v >= 0),
+            "budget": (self.budget, "a finite number of minutes > 0", lambda v: v > 0),
             "momentum": (self.momentum, "a number in [0, 1)", lambda v: 0 <= v < 1),
             "weight_decay": (self.weight_decay, "a finite number >= 0", lambda v: v >= 0),
             "val_fraction": (self.val_fraction, "a number in [0, 1)", lambda v: 0 <= v < 1),

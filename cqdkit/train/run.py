@@ -30,8 +30,9 @@ def default_run_directory(config: RunConfig) -> Path:
     return Path("runs") / f"{stamp}-{degrade}-{config.teacher}-{config.student}"
 
 
-#: What ``--resume`` may change: where and how to compute, and what the NaN message advises to lower.
-RESUME_CHANGEABLE = frozenset({"device", "workers", "amp", "compile", "lr", "lr_end", "lam"})
+#: What ``--resume`` may change: where and how to compute, what the NaN message advises to lower, and the
+#: budget (a started run keeps its input size).
+RESUME_CHANGEABLE = frozenset({"device", "workers", "amp", "compile", "lr", "lr_end", "lam", "budget"})
 
 
 def prepare_directory(directory: Path, config: RunConfig, *, resume: bool,
@@ -90,22 +91,28 @@ def run(config: RunConfig, *, resume: bool = False, changes: dict[str, Any] | No
 
 def _run(config: RunConfig, directory: Path, *, resume: bool, reporter: Reporter) -> dict[str, Any]:
     from .experiment import Experiment
+    from .probe import estimate_training
 
     config = dataclasses.replace(config, out=str(directory))
     began = time.perf_counter()
     with setup(config.device) as device:
         config.device = device
         experiment = Experiment(config, directory, resume=resume, reporter=reporter)
-        rank = world()[0]
-        if rank == 0:
-            directory.mkdir(parents=True, exist_ok=True)
-            experiment.write_config()
+        rank, processes = world()
         method = experiment.method
         names = ["a", method.name]
         if experiment.config.baseline and method.view == "z" and method.name != "b":
             names.append("b")
         if rank == 0:
-            _announce(experiment, names, reporter)
+            _announce_weights(experiment, reporter)
+        if processes == 1:  # every process of a distributed run must train at the same size
+            experiment, estimate = fit_budget(config, experiment, names, reporter)
+        else:
+            estimate = estimate_training(experiment, names) if rank == 0 else {}
+        if rank == 0:
+            _announce_estimate(experiment, estimate, reporter)
+            directory.mkdir(parents=True, exist_ok=True)
+            experiment.write_config()
         models = {}
         for name in dict.fromkeys(names):
             trained = experiment.train_or_load(name)
@@ -134,11 +141,8 @@ def _run(config: RunConfig, directory: Path, *, resume: bool, reporter: Reporter
     return results
 
 
-def _announce(experiment: Any, names: list[str], reporter: Reporter) -> None:
-    """Say what will happen before it does: where each network starts from, and how long it should take."""
-    from .methods import get_method
-    from .probe import estimate_training
-
+def _announce_weights(experiment: Any, reporter: Reporter) -> None:
+    """Say, before anything trains, where each network starts from."""
     cfg = experiment.config
     for role, source in experiment.initial_weights.items():
         architecture = cfg.teacher if role == "teacher" else cfg.student
@@ -148,11 +152,54 @@ def _announce(experiment: Any, names: list[str], reporter: Reporter) -> None:
         else:
             where = source.get("repository") or source.get("path") or source["source"]
             reporter.message(f"{role} {architecture}: starts from {source['source']} weights ({where})")
+
+
+#: The input sizes ``cqdkit run`` tries, as fractions of the profile's, when training would overrun its budget.
+BUDGET_FRACTIONS = (0.75, 0.5)
+
+
+def fit_budget(config: RunConfig, experiment: Any, names: list[str],
+               reporter: Reporter) -> tuple[Any, dict[str, Any]]:
+    """The experiment at the largest input size whose estimated training time fits ``--budget``, and that
+    estimate (:func:`cqdkit.train.probe.estimate_training`).
+
+    Only when the input size is the profile's (``config.image_size`` not given) and there is a budget: an
+    explicit ``--image-size`` is always kept. Smaller sizes are :data:`BUDGET_FRACTIONS` of the profile's
+    (64 -> 48 -> 32 px), each probed in turn; when even the smallest is over, it is used and the run says so.
+    """
+    from .experiment import Experiment
+    from .probe import estimate_training
+
     estimate = estimate_training(experiment, names)
-    if estimate["models"]:
+    cfg = experiment.config
+    if config.image_size is not None or cfg.budget is None:
+        return experiment, estimate
+    budget, profile_size = 60 * cfg.budget, cfg.image_size
+    for fraction in BUDGET_FRACTIONS:
+        if estimate["seconds"] <= budget:
+            break
+        size = max(8, int(profile_size * fraction) // 8 * 8)
+        reporter.message(f"at {cfg.image_size} px training would take about {_duration(estimate['seconds'])}, "
+                         f"over the {cfg.budget:g}-minute budget (--budget); probing {size} px")
+        experiment = Experiment(dataclasses.replace(config, image_size=size), experiment.directory,
+                                resume=experiment.resume, reporter=experiment.reporter)
+        cfg = experiment.config
+        estimate = estimate_training(experiment, names)
+    if cfg.image_size != profile_size:
+        over = "" if estimate["seconds"] <= budget else ", still over the budget (fewer --epochs shortens it)"
+        reporter.message(f"input size {cfg.image_size} px instead of the profile's {profile_size}{over}; "
+                         f"--image-size {profile_size} keeps it")
+    return experiment, estimate
+
+
+def _announce_estimate(experiment: Any, estimate: dict[str, Any], reporter: Reporter) -> None:
+    """Say how long training should take, from the throughput probe."""
+    from .methods import get_method
+
+    if estimate.get("models"):
         speeds = ", ".join(f"{get_method(n).title} {s:.0f} images/s" for n, s in estimate["models"].items())
         reporter.message(f"estimated training time: about {_duration(estimate['seconds'])} ({speeds}, "
-                         f"{cfg.epochs} epochs of {len(experiment.train_set)} images)")
+                         f"{experiment.config.epochs} epochs of {len(experiment.train_set)} images)")
         reporter.event("estimate", **estimate)
 
 
