@@ -182,7 +182,7 @@ def fit_budget(config: RunConfig, experiment: Any, names: list[str],
         reporter.message(f"at {cfg.image_size} px training would take about {_duration(estimate['seconds'])}, "
                          f"over the {cfg.budget:g}-minute budget (--budget); probing {size} px")
         experiment = Experiment(dataclasses.replace(config, image_size=size), experiment.directory,
-                                resume=experiment.resume, reporter=experiment.reporter)
+                                resume=experiment.resume, reporter=experiment.reporter, manager=experiment.manager)
         cfg = experiment.config
         estimate = estimate_training(experiment, names)
     if cfg.image_size != profile_size:
