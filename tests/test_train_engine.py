@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -11,10 +12,10 @@ from torch import nn
 from torch.utils.data import Dataset, default_collate
 
 from cqdkit.data.sample import Sample
-from cqdkit.errors import TrainingError
+from cqdkit.errors import CqdkitError, TrainingError
 from cqdkit.models.preprocessing import Normalizer
 from cqdkit.train.checkpoint import load_checkpoint
-from cqdkit.train.engine import Objective, Optimization, TeacherSignal, fit, linear_lr
+from cqdkit.train.engine import Objective, Optimization, TeacherSignal, fit, gradient_clip, linear_lr
 from cqdkit.train.evaluate import accuracy, predict
 from cqdkit.train.hardware import Hardware
 from cqdkit.train.teacher import FrozenTeacher, cache_key, teacher_logits
@@ -216,3 +217,40 @@ def test_checkpoint_files_are_hashed(tmp_path):
     tensors.write_bytes(bytes(data_bytes))
     with pytest.raises(TrainingError, match="does not match the hash"):
         load_checkpoint(tmp_path)
+
+
+def _weights(model: nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().flatten().clone() for p in model.parameters()])
+
+
+def test_networks_without_normalisation_layers_clip_their_gradient_norm(tmp_path):
+    data = PairedTensors()  # 24 images, batches of 8: 3 steps
+    plain_sgd = Optimization(epochs=1, batch_size=8, lr=1.0, lr_end=1.0, momentum=0.0, weight_decay=0.0, seed=1)
+    moved = {}
+    for clip in (0.0, 1e-3):
+        model = tiny_model()  # no batch/group/layer norm
+        before = _weights(model)
+        fit(model, NORMALIZER, data, Objective(view="x"), dataclasses.replace(plain_sgd, clip_grad_norm=clip), CPU,
+            tmp_path / str(clip))
+        moved[clip] = float((_weights(model) - before).norm())
+    assert moved[1e-3] <= 3 * 1e-3 * (1 + 1e-4), "three steps of lr 1 with gradients of norm <= 1e-3"
+    assert moved[0.0] > 30 * 3 * 1e-3, "unclipped, the same steps go much further"
+
+
+def test_only_networks_without_normalisation_layers_are_clipped():
+    optimization = Optimization(clip_grad_norm=2.0)
+    assert gradient_clip(tiny_model(), optimization) == 2.0
+    assert gradient_clip(nn.Sequential(nn.Conv2d(3, 4, 3), nn.LocalResponseNorm(5)), optimization) == 2.0  # VGG-M
+    assert gradient_clip(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)), optimization) == 0.0
+    assert gradient_clip(nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4)), optimization) == 0.0
+    assert gradient_clip(tiny_model(), Optimization()) == 0.0, "off unless asked for"
+
+
+def test_clipping_is_off_unless_asked_for():
+    from cqdkit.train.config import RunConfig
+
+    assert RunConfig().resolved().optimization().clip_grad_norm == 0.0
+    assert RunConfig(profile="paper", pretrained=False).resolved().optimization().clip_grad_norm == 0.0
+    assert RunConfig(clip_grad_norm=1.0).resolved().optimization().clip_grad_norm == 1.0
+    with pytest.raises(CqdkitError, match="--clip-grad-norm must be a finite number >= 0"):
+        RunConfig(clip_grad_norm=-1.0).resolved()

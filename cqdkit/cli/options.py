@@ -66,6 +66,9 @@ training_options = _stack(
     click.option("--batch-size", type=int, help="Global batch size [paper: 128]."),
     click.option("--lr", type=float, help="Learning rate of the first epoch [paper: 1e-3]."),
     click.option("--lr-end", type=float, help="Learning rate of the last epoch, linear in between [paper: 5e-5]."),
+    click.option("--clip-grad-norm", type=float,
+                 help="Clip the gradient norm of networks without batch/group/layer norm (vgg16, vggm) at this "
+                      "[off]."),
     click.option("--weight-decay", type=float, default=5e-4, show_default=True),
     click.option("--momentum", type=float, default=0.9, show_default=True),
     click.option("--crop/--no-crop", default=None, help="x is the box crop ('localized'); default: when boxes exist."),

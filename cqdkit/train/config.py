@@ -117,6 +117,7 @@ class RunConfig:
     batch_size: int | None = None
     lr: float | None = None
     lr_end: float | None = None
+    clip_grad_norm: float | None = None  # for networks without normalisation layers (None or 0: off)
     momentum: float = 0.9
     weight_decay: float = 5e-4
     temperature: float | None = None
@@ -187,6 +188,7 @@ class RunConfig:
             "lr": (self.lr, "a finite number > 0", lambda v: v > 0),
             "lr_end": (self.lr_end, "a finite number >= 0", lambda v: v >= 0),
             "budget": (self.budget, "a finite number of minutes > 0", lambda v: v > 0),
+            "clip_grad_norm": (self.clip_grad_norm, "a finite number >= 0 (0: off)", lambda v: v >= 0),
             "momentum": (self.momentum, "a number in [0, 1)", lambda v: 0 <= v < 1),
             "weight_decay": (self.weight_decay, "a finite number >= 0", lambda v: v >= 0),
             "val_fraction": (self.val_fraction, "a number in [0, 1)", lambda v: 0 <= v < 1),
@@ -204,7 +206,8 @@ class RunConfig:
         from .engine import Optimization
 
         return Optimization(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, lr_end=self.lr_end,
-                            momentum=self.momentum, weight_decay=self.weight_decay, seed=self.seed)
+                            momentum=self.momentum, weight_decay=self.weight_decay, seed=self.seed,
+                            clip_grad_norm=self.clip_grad_norm or 0.0)
 
     def hardware(self) -> Hardware:
         """Where and how this config computes (``device`` resolved: ``auto`` picks CUDA when present)."""

@@ -48,6 +48,18 @@ class Optimization:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     seed: int = 0
+    clip_grad_norm: float = 0.0  # for networks without normalisation layers (0: never); see gradient_clip
+
+
+#: Layers that keep activations at a learned scale (batch, instance, group and layer norm; not VGG-M's LRN).
+NORMALIZATION_LAYERS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+
+
+def gradient_clip(model: nn.Module, optimization: Optimization) -> float:
+    """The gradient-norm bound for ``model``: ``optimization.clip_grad_norm`` for a network without
+    :data:`NORMALIZATION_LAYERS` (VGG-style: from scratch, its loss spikes without it), 0 (none) otherwise."""
+    normalized = any(isinstance(m, NORMALIZATION_LAYERS) for m in model.modules())
+    return 0.0 if normalized else optimization.clip_grad_norm
 
 
 class TeacherSignal:
@@ -218,6 +230,7 @@ def fit(
     if not result.resumed_from:  # every model's random streams start from its seed, whatever ran before it
         torch.manual_seed(_stream_seed(optimization.seed, name))
     trainable = _wrap(model, hardware)
+    clip = gradient_clip(model, optimization)
     loader, sampler = make_loader(dataset, optimization.batch_size, hardware, shuffle=True, seed=optimization.seed)
     reporter = reporter if reporter is not None and rank == 0 else Reporter.silent()
     for epoch in range(result.resumed_from, optimization.epochs):
@@ -228,7 +241,7 @@ def fit(
         began = time.perf_counter()
         with reporter.progress(f"{name} epoch {epoch + 1}/{optimization.epochs}", len(loader)) as advance:
             totals = train_one_epoch(
-                trainable, normalizer, loader, objective, optimizer, hardware,
+                trainable, normalizer, loader, objective, optimizer, hardware, clip_grad_norm=clip,
                 on_step=advance, on_bad_loss=lambda loss, step: _stop(loss, epoch, step, directory),
             )
         scheduler.step()
@@ -254,10 +267,12 @@ def train_one_epoch(
     optimizer: torch.optim.Optimizer,
     hardware: Hardware,
     *,
+    clip_grad_norm: float = 0.0,
     on_step: Callable[[int], None] = lambda n: None,
     on_bad_loss: Callable[[torch.Tensor, int], None] | None = None,
 ) -> dict[str, float]:
-    """One pass over ``loader``: a step of ``objective`` per batch. Returns the epoch's sums
+    """One pass over ``loader``: a step of ``objective`` per batch, its gradient's norm clipped to
+    ``clip_grad_norm`` when that is > 0. Returns the epoch's sums
     (``loss``, ``ce``, ``distill``, ``gradient_ratio`` and ``correct`` summed over images, and ``images``).
 
     ``on_bad_loss(loss, step)`` is called (and must raise) when the loss is not finite; every process of a
@@ -274,6 +289,8 @@ def train_one_epoch(
             on_bad_loss(loss.total, step)
         optimizer.zero_grad(set_to_none=True)
         loss.total.backward()
+        if clip_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
         optimizer.step()
         n = labels.shape[0]
         totals["loss"] += float(loss.total.detach()) * n

@@ -275,7 +275,8 @@ class Experiment:
             "x": self.x_pipeline(),
             "teacher": cfg.teacher,
             "initial_weights": self.initial_weights["teacher"],
-            "optimization": [cfg.epochs, cfg.batch_size, cfg.lr, cfg.lr_end, cfg.momentum, cfg.weight_decay],
+            "optimization": [cfg.epochs, cfg.batch_size, cfg.lr, cfg.lr_end, cfg.momentum, cfg.weight_decay,
+                             cfg.clip_grad_norm],
         }
         return hashlib.sha256(json.dumps(depends, sort_keys=True).encode()).hexdigest()[:12]
 
