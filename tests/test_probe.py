@@ -50,6 +50,7 @@ def test_the_probe_measures_without_touching_the_model_or_the_random_streams(mon
 
 
 def test_cpu_bf16_is_chosen_per_model_recorded_and_reused_on_resume(tmp_path, monkeypatch):
+    monkeypatch.setenv("CQDKIT_CACHE", str(tmp_path / "cache"))  # the machine's record of the choice stays here
     monkeypatch.setattr(experiment_module, "cpu_has_fast_bf16", lambda: True)
     calls = []
 
@@ -57,7 +58,7 @@ def test_cpu_bf16_is_chosen_per_model_recorded_and_reused_on_resume(tmp_path, mo
         calls.append(type(model).__name__)
         return Speed(50.0, 25.0, bf16=True)
 
-    monkeypatch.setattr(experiment_module, "probe_training", fake_probe)
+    monkeypatch.setattr(probe_module, "probe_training", fake_probe)
     experiment = Experiment(RunConfig(**TINY_CONFIG), tmp_path)
     trained = experiment.train_or_load("b")
     assert trained.hardware.cpu_bf16 and json.loads((tmp_path / "b" / "precision.json").read_text())["cpu_bf16"]
@@ -67,6 +68,8 @@ def test_cpu_bf16_is_chosen_per_model_recorded_and_reused_on_resume(tmp_path, mo
     assert len(calls) == 1
     again = Experiment(RunConfig(**TINY_CONFIG), tmp_path).train_or_load("b")
     assert again.hardware.cpu_bf16 and len(calls) == 1, "the recorded choice is reused, not probed again"
+    elsewhere = Experiment(RunConfig(**TINY_CONFIG), tmp_path / "another-run").train_or_load("b")
+    assert elsewhere.hardware.cpu_bf16 and len(calls) == 1, "a new run of the same network and sizes is not probed"
 
 
 def test_run_says_where_the_networks_start_and_how_long_it_will_take(tmp_path):

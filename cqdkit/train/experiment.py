@@ -39,7 +39,7 @@ from .engine import FitResult, Objective, TeacherSignal, fit
 from .evaluate import accuracy, calibrated_nll, negative_log_likelihood, predict
 from .hardware import Hardware, cpu_has_fast_bf16
 from .methods import AUTO, Method, get_method, resolve
-from .probe import probe_training
+from .probe import cpu_precision
 from .teacher import FrozenTeacher, teacher_logits
 
 
@@ -329,7 +329,8 @@ class Experiment:
     def _hardware_for(self, method: Method, model: nn.Module, normalizer: Normalizer, directory: Path) -> Hardware:
         """The experiment's hardware, with bf16 autocast on the CPU for this model only where a probe measured it
         faster (CPUs with bf16 hardware). The choice is stored with the model (``precision.json``), so a
-        resumed run computes exactly as it started."""
+        resumed run computes exactly as it started, and for the machine (:func:`~cqdkit.train.probe.cpu_precision`),
+        so that every run of the same network and sizes here computes alike, whatever the timing noise."""
         hardware = self.hardware
         if hardware.device.type != "cpu" or not hardware.amp or not cpu_has_fast_bf16():
             return hardware
@@ -338,10 +339,8 @@ class Experiment:
             chosen = json.loads(record.read_text())
         else:
             cfg = self.config
-            speed = probe_training(model, normalizer, hardware, batch_size=cfg.batch_size,
-                                   image_size=cfg.image_size, in_chans=self.in_chans(method))
-            chosen = {"cpu_bf16": speed.bf16, "images_per_second": speed.images_per_second,
-                      "float32_images_per_second": speed.float32}
+            chosen = cpu_precision(model, normalizer, hardware, architecture=method.architecture(cfg.teacher, cfg.student),
+                                   batch_size=cfg.batch_size, image_size=cfg.image_size, in_chans=self.in_chans(method))
             atomic_write_json(record, chosen)
         return dataclasses.replace(hardware, cpu_bf16=bool(chosen["cpu_bf16"]))
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
+import json
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -23,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..files import atomic_write_json, default_cache_dir
 from ..models.preprocessing import Normalizer
 from .hardware import Hardware, cpu_has_fast_bf16
 from .methods import get_method
@@ -68,6 +71,29 @@ def probe_training(model: nn.Module, normalizer: Normalizer, hardware: Hardware,
     if bf16 >= BF16_MARGIN * float32:
         return Speed(bf16, float32, bf16=True)
     return Speed(float32, float32, bf16=False)
+
+
+def cpu_precision(model: nn.Module, normalizer: Normalizer, hardware: Hardware, *, architecture: str,
+                  batch_size: int, image_size: int, in_chans: int) -> dict[str, Any]:
+    """Whether ``model`` trains in bf16 on this CPU: :func:`probe_training`'s choice, made once per machine, network
+    and sizes and recorded in cqdkit's cache (``$CQDKIT_CACHE/precision/``), so that the numbers of a run do not
+    depend on the timing noise of its own probe. ``{"cpu_bf16", "images_per_second", "float32_images_per_second"}``.
+    """
+    import platform
+
+    key = json.dumps([architecture, in_chans, batch_size, image_size, torch.__version__, platform.processor(),
+                      torch.get_num_threads()])
+    record = default_cache_dir() / "precision" / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+    try:
+        return json.loads(record.read_text())
+    except (OSError, ValueError):  # none yet, or damaged: probe again
+        pass
+    speed = probe_training(model, normalizer, hardware, batch_size=batch_size, image_size=image_size,
+                           in_chans=in_chans)
+    chosen = {"cpu_bf16": speed.bf16, "images_per_second": speed.images_per_second,
+              "float32_images_per_second": speed.float32, "key": key}
+    atomic_write_json(record, chosen)
+    return chosen
 
 
 def training_images_per_second(model: nn.Module, normalizer: Normalizer, hardware: Hardware, pixels: torch.Tensor,
