@@ -44,18 +44,29 @@ def atomic_write(path: Path, write: Callable[[str], object]) -> None:
     The file gets the permissions a plain ``open(path, "w")`` would give (``0o666`` less the umask), not the
     owner-only mode of temporary files. On any error the temporary file is removed and ``path`` is untouched.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX)
-    os.close(handle)
+    atomic_writes([path], lambda temporaries: write(temporaries[0]))
+
+
+def atomic_writes(paths: Sequence[Path], write: Callable[[list[str]], object]) -> None:
+    """:func:`atomic_write` for several files filled together (one pass over the data writes them all): each
+    is renamed into place once ``write`` has returned; on any error every temporary file is removed."""
+    paths = [Path(path) for path in paths]
+    temporaries: list[str] = []
     try:
-        write(temporary)
-        with open(temporary, "rb+") as written:
-            os.fsync(written.fileno())
-        os.chmod(temporary, 0o666 & ~_umask())
-        os.replace(temporary, path)
+        for path in paths:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX)
+            os.close(handle)
+            temporaries.append(temporary)
+        write(temporaries)
+        for path, temporary in zip(paths, temporaries):
+            with open(temporary, "rb+") as written:
+                os.fsync(written.fileno())
+            os.chmod(temporary, 0o666 & ~_umask())
+            os.replace(temporary, path)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        for temporary in temporaries:
+            Path(temporary).unlink(missing_ok=True)
         raise
 
 

@@ -20,7 +20,7 @@ from cqdkit.train.hardware import Hardware
 from cqdkit.train.teacher import FrozenTeacher
 
 from .test_run_cli import TINY
-from .test_train_engine import PairedTensors, tiny_model
+from .test_train_engine import PairedTensors, distilling, tiny_model
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 
@@ -55,7 +55,7 @@ def test_cached_and_online_teacher_train_the_same_student_on_cuda(tmp_path):
     for name, signal in (("cached", TeacherSignal(cached=logits)),
                          ("online", TeacherSignal(teacher=frozen, normalizer=NORMALIZER))):
         model = tiny_model(seed=1)
-        objective = Objective(view="z", distill=lambda s, t: (s.float() - t).square().mean(), lam=1.0, teacher=signal)
+        objective = distilling(lambda s, t: (s.float() - t).square().mean(), 1.0, signal)
         fit(model, NORMALIZER, data, objective, Optimization(epochs=2, batch_size=8, lr=0.05), GPU, tmp_path / name)
         weights.append({k: v.float().cpu() for k, v in model.state_dict().items()})
     for name in weights[0]:

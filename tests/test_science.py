@@ -19,12 +19,12 @@ from cqdkit.models.preprocessing import Normalizer
 from cqdkit.plugin import DistillLoss, PluginManager, hookimpl
 from cqdkit.train import experiment as experiment_module
 from cqdkit.train.config import RunConfig
-from cqdkit.train.engine import Objective, TeacherSignal, train_one_epoch
+from cqdkit.train.engine import TeacherSignal, TrainingStep, train_one_epoch
 from cqdkit.train.experiment import Experiment
 from cqdkit.train.hardware import Hardware
 from cqdkit.train.tune import choose, run_tune
 
-from .test_train_engine import PairedTensors
+from .test_train_engine import PairedTensors, distilling
 
 CPU = Hardware(device=torch.device("cpu"))
 TINY = dict(
@@ -54,7 +54,7 @@ def test_one_step_follows_the_gradient_of_ce_plus_lambda_times_l2(lam):
     normalizer = Normalizer([0.5] * 3, [0.25] * 3)
     teacher = torch.randn(len(data), 3, generator=torch.Generator().manual_seed(1)) * 3
     loss = SoftCrossEntropy(temperature=2.0)
-    objective = Objective(view="z", distill=loss, lam=lam, teacher=TeacherSignal(cached=teacher))
+    objective = distilling(loss, lam, TeacherSignal(cached=teacher))
     batch = next(iter(DataLoader(data, batch_size=8)))
     expected = copy.deepcopy(model)
     logits = expected(normalizer(batch.z))
@@ -62,7 +62,7 @@ def test_one_step_follows_the_gradient_of_ce_plus_lambda_times_l2(lam):
     gradients = torch.autograd.grad(total, list(expected.parameters()))
 
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    train_one_epoch(model, normalizer, DataLoader(data, batch_size=8), objective, optimizer, CPU)
+    train_one_epoch(TrainingStep(model, normalizer, objective, CPU), DataLoader(data, batch_size=8), optimizer)
     for parameter, before, gradient in zip(model.parameters(), expected.parameters(), gradients):
         torch.testing.assert_close(parameter, before - 0.1 * gradient)
 
@@ -74,9 +74,9 @@ def test_the_recorded_gradient_ratio_grows_with_lambda():
     for lam in (1.0, 10.0):
         torch.manual_seed(0)
         model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 3))
-        objective = Objective(view="z", distill=SoftCrossEntropy(2.0), lam=lam, teacher=TeacherSignal(cached=teacher))
-        totals = train_one_epoch(model, Normalizer([0.5] * 3, [0.25] * 3), DataLoader(data, batch_size=8), objective,
-                                 torch.optim.SGD(model.parameters(), lr=0.0), CPU)
+        objective = distilling(SoftCrossEntropy(2.0), lam, TeacherSignal(cached=teacher))
+        step = TrainingStep(model, Normalizer([0.5] * 3, [0.25] * 3), objective, CPU)
+        totals = train_one_epoch(step, DataLoader(data, batch_size=8), torch.optim.SGD(model.parameters(), lr=0.0))
         ratios.append(totals["gradient_ratio"] / totals["images"])
     assert ratios[1] == pytest.approx(10 * ratios[0], rel=1e-5)
 

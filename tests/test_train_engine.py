@@ -15,6 +15,7 @@ from cqdkit.data.sample import Sample
 from cqdkit.errors import CqdkitError, TrainingError
 from cqdkit.models.preprocessing import Normalizer
 from cqdkit.train.checkpoint import load_checkpoint
+from cqdkit.losses.term import LogitTerm, WeightedTerm
 from cqdkit.train.engine import Objective, Optimization, TeacherSignal, fit, gradient_clip, linear_lr
 from cqdkit.train.evaluate import accuracy, predict
 from cqdkit.train.hardware import Hardware
@@ -50,6 +51,12 @@ def tiny_model(seed: int = 0, classes: int = 3) -> nn.Module:
 
 
 NORMALIZER = Normalizer([0.5, 0.5, 0.5], [0.25, 0.25, 0.25])
+
+
+def distilling(loss, lam: float, teacher: TeacherSignal, *, view: str = "z", needs_labels: bool = False) -> Objective:
+    """CE on ``view`` plus ``lam`` times the logit loss ``loss(student, teacher[, labels])``."""
+    return Objective(view=view, terms=[WeightedTerm("loss", LogitTerm(loss, needs_labels=needs_labels), lam)],
+                     teacher=teacher)
 OPT = Optimization(epochs=4, batch_size=8, lr=0.05, lr_end=0.005, seed=1)
 
 
@@ -122,7 +129,7 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(
 
     signal = TeacherSignal(cached=torch.zeros(len(data), 3))
     with pytest.raises(TrainingError, match=r"became nan at epoch 2.*epoch 1.*--resume"):
-        fit(model, NORMALIZER, data, Objective(view="z", distill=poisoned, lam=1.0, teacher=signal),
+        fit(model, NORMALIZER, data, distilling(poisoned, 1.0, signal),
             Optimization(epochs=2, batch_size=8, lr=0.01), CPU, tmp_path)
     state = load_checkpoint(tmp_path)
     assert state.epoch == 1
@@ -138,7 +145,7 @@ def test_distillation_pulls_student_towards_teacher(tmp_path):
     def l2(student, teacher):
         return ((student.float() - teacher) ** 2).sum(1).mean()
 
-    heavy = Objective(view="z", distill=l2, lam=5.0, teacher=TeacherSignal(cached=teacher_logits_))
+    heavy = distilling(l2, 5.0, TeacherSignal(cached=teacher_logits_))
     model = tiny_model()
     fit(model, NORMALIZER, data, heavy, Optimization(epochs=4, batch_size=8, lr=0.005, lr_end=0.001), CPU, tmp_path)
     logits, _ = predict(model, NORMALIZER, data, "z", CPU)
@@ -154,8 +161,7 @@ def test_a_loss_that_needs_labels_gets_each_batch_s_ground_truth(tmp_path):
         return ((student.float() - teacher) ** 2).mean()
 
     teacher_logits_ = torch.arange(len(data), dtype=torch.float32).repeat(3, 1).T  # row i is all i
-    objective = Objective(view="z", distill=labelled, lam=1.0, teacher=TeacherSignal(cached=teacher_logits_),
-                          distill_labels=True)
+    objective = distilling(labelled, 1.0, TeacherSignal(cached=teacher_logits_), needs_labels=True)
     fit(tiny_model(), NORMALIZER, data, objective, Optimization(epochs=1, batch_size=8), CPU, tmp_path)
     assert sum(len(labels) for _, labels in seen) == len(data)
     for teacher, labels in seen:  # the labels are those of the very samples whose teacher logits came along
@@ -169,7 +175,7 @@ def test_online_and_cached_teacher_give_the_same_signal():
     logits, _ = predict(frozen, NORMALIZER, data, "x", CPU)
     cached = TeacherSignal(cached=logits)
     batch = default_collate([data[5], data[2]])
-    torch.testing.assert_close(online(batch, CPU), cached(batch, CPU))
+    torch.testing.assert_close(online(batch, CPU).logits, cached(batch, CPU).logits)
 
 
 def test_frozen_teacher_stays_in_eval_mode_without_gradients():

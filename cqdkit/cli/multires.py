@@ -8,7 +8,7 @@ from typing import Any
 import click
 from rich.markdown import Markdown
 
-from ..degradations.spec import split_specs
+from ..plugin.params import split_specs
 from .console import console
 from .options import (
     config_from_options,

@@ -9,7 +9,7 @@ from typing import Any
 import click
 from rich.markdown import Markdown
 
-from ..degradations.spec import split_specs
+from ..plugin.params import split_specs
 from ..errors import CqdkitError, DataError
 from .console import console
 from .options import (

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from ..degradations.spec import split_specs
+from ..plugin.params import split_specs
 from ..errors import CqdkitError
 from ..train.methods import get_method
 from ..train.tune import LAMBDAS, TEMPERATURES

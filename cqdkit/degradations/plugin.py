@@ -11,7 +11,7 @@ from typing import Any
 
 from cqdkit.plugin import Degradation, Param, hookimpl
 
-from .spec import non_negative_float, optional_path, positive_int
+from ..plugin.params import non_negative_float, optional_path, positive_int
 from .upsample import upsampler_name
 
 SEVERITIES = (1, 2, 3, 4, 5)

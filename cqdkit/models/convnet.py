@@ -42,11 +42,14 @@ class ConvNet(nn.Module):
         super().__init__()
         layers: list[nn.Module] = []
         channels = in_chans
+        #: The stages, in timm's format (read by :class:`cqdkit.models.features.Layers`): each stage's ReLU.
+        self.feature_info: list[dict[str, object]] = []
         for stage, width in enumerate(widths):
             if stage > 0:
                 layers.append(nn.MaxPool2d(2))
             conv = nn.Conv2d(channels, width, kernel_size=3, padding=1, bias=False)
             layers += [conv, nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
+            self.feature_info.append({"module": f"features.{len(layers) - 1}", "num_chs": width, "reduction": 2**stage})
             channels = width
         self.num_classes = num_classes
         self.features = nn.Sequential(*layers)

@@ -104,6 +104,16 @@ class VGGM(nn.Module):
             nn.Dropout(dropout),
         )
         self.classifier = nn.Linear(4096, num_classes)
+        #: The stages, in timm's format (read by :class:`cqdkit.models.features.Layers`): pool1, pool2, the
+        #: ReLUs of conv3-5 and pool5 (the "last conv pool" that supervision transfer matches).
+        self.feature_info = [
+            {"module": "features.3", "num_chs": 96, "reduction": 4},
+            {"module": "features.7", "num_chs": 256, "reduction": 16},
+            {"module": "features.9", "num_chs": 512, "reduction": 16},
+            {"module": "features.11", "num_chs": 512, "reduction": 16},
+            {"module": "features.13", "num_chs": 512, "reduction": 16},
+            {"module": "features.14", "num_chs": 512, "reduction": 32},
+        ]
         #: Preprocessing, in timm's format (read by :func:`cqdkit.models.model_input_config`).
         self.pretrained_cfg = imagenet_cfg(in_chans, 224)
         self.reset_parameters()

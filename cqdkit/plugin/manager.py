@@ -34,6 +34,7 @@ from .types import (
     BackboneCatalog,
     DatasetSource,
     Degradation,
+    Distiller,
     DistillLoss,
     PluginEntry,
 )
@@ -289,14 +290,17 @@ class PluginManager:
     def degradation(self, name: str) -> Degradation:
         return self.get("degradation", name)  # type: ignore[return-value]
 
-    def loss(self, name: str) -> DistillLoss:
-        """The loss entry ``name``. A third-party loss comes with its factory and the losses it builds
-        wrapped (:class:`~cqdkit.plugin.guard.Guarded`): an exception inside them is a one-line
-        :class:`PluginError` naming the plugin, chained to the original."""
-        entry: DistillLoss = self.get("loss", name)  # type: ignore[assignment]
+    def loss(self, name: str) -> DistillLoss | Distiller:
+        """The loss entry ``name``: a logit loss or a distiller. A third-party loss comes with its factory and
+        the losses it builds wrapped (:class:`~cqdkit.plugin.guard.Guarded`): an exception inside them is a
+        one-line :class:`PluginError` naming the plugin, chained to the original. A third-party distiller's
+        factory is wrapped likewise (the trainer names the plugin when its term raises)."""
+        entry: DistillLoss | Distiller = self.get("loss", name)  # type: ignore[assignment]
         plugin = self.provider("loss", name)
         if plugin is None or plugin.builtin:
             return entry
+        if isinstance(entry, Distiller):
+            return dataclasses.replace(entry, factory=Guarded(entry.factory, plugin, "distiller factory"))
         return dataclasses.replace(entry, factory=Guarded(entry.factory, plugin, "loss factory", result_what="loss"))
 
     def dataset(self, name: str) -> DatasetSource:

@@ -93,15 +93,43 @@ class BackboneCatalog(PluginEntry):
 
 @dataclass(frozen=True, kw_only=True)
 class DistillLoss(PluginEntry):
-    """A distillation loss L2(g(z), f(x)) of Equation 1.
+    """A distillation loss on logits, L2(g(z), f(x)) of Equation 1: the short way to write a logit loss.
 
-    ``factory(temperature=T)`` returns ``loss(student_logits, teacher_logits) -> scalar tensor``, the mean
-    over the batch. A loss that also uses the ground-truth labels (decoupled KD splits the target class
-    from the others) sets ``needs_labels`` and is called as ``loss(student_logits, teacher_logits, labels)``.
+    ``factory(temperature=T, **params)`` returns ``loss(student_logits, teacher_logits) -> scalar tensor``, the
+    mean over the batch. A loss that also uses the ground-truth labels (decoupled KD splits the target class
+    from the others) sets ``needs_labels`` and is called as ``loss(student_logits, teacher_logits, labels)``;
+    an unlabelled sample's label is then the teacher's top class. ``params`` declares the loss's own
+    keywords (``dkd:beta=4``); ``search`` the values ``--lambda auto`` tries (default :data:`LOGIT_SEARCH`).
+    cqdkit runs it as a distillation term (:class:`cqdkit.losses.LogitTerm`).
     """
 
     factory: Callable[..., Any]
     needs_labels: bool = False
+    params: tuple[Param, ...] = ()
+    search: dict[str, tuple[Any, ...]] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Distiller(PluginEntry):
+    """A way of distilling: any term that compares the student with the teacher -- logits, intermediate
+    features, relations between the samples of a batch -- and may own trainable parts.
+
+    ``factory(context, **params)`` returns a :class:`cqdkit.losses.DistillTerm` (a ``torch.nn.Module``):
+    ``context`` (:class:`cqdkit.losses.DistillContext`) names the layers of both networks and their output
+    shapes, so the term can build its regressors or projection heads; ``params`` declares every keyword the
+    factory accepts (``fitnet:student=features.6``). ``search`` maps parameter names (``lambda`` for the
+    term's weight) to the values ``--lambda auto`` tries on validation (default: :data:`FEATURE_SEARCH`).
+    """
+
+    factory: Callable[..., Any]
+    params: tuple[Param, ...] = ()
+    search: dict[str, tuple[Any, ...]] | None = None
+
+
+#: What ``--lambda auto`` tries for a logit loss without its own ``search``: T and lambda (0 is always tried).
+LOGIT_SEARCH: dict[str, tuple[Any, ...]] = {"temperature": (2.0, 4.0, 10.0), "lambda": (5.0, 50.0, 500.0)}
+#: What ``--lambda auto`` tries for a distiller without its own ``search`` (0 is always tried).
+FEATURE_SEARCH: dict[str, tuple[Any, ...]] = {"lambda": (0.1, 1.0, 10.0)}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -123,6 +151,6 @@ class DatasetSource(PluginEntry):
 ENTRY_TYPES: dict[str, tuple[type, ...]] = {
     "degradation": (Degradation,),
     "backbone": (Backbone, BackboneCatalog),
-    "loss": (DistillLoss,),
+    "loss": (DistillLoss, Distiller),
     "dataset": (DatasetSource,),
 }

@@ -1,10 +1,10 @@
 """Checkpoints: tensors in safetensors, everything else in JSON, both written atomically.
 
-A checkpoint of epoch ``e`` is two files, ``epoch-000e.safetensors`` (model weights, optimizer buffers,
-torch RNG state) and ``epoch-000e.json`` (epoch, scheduler state, optimizer hyperparameters, numpy and
-Python RNG states, and the SHA-256 of the tensor file). ``latest.json`` names the newest complete
-checkpoint and is replaced last, so a run killed at any moment resumes from a consistent state. Nothing
-is ever unpickled.
+A checkpoint of epoch ``e`` is two files, ``epoch-000e.safetensors`` (model weights, the weights and buffers
+of the parts its distillation terms own, optimizer buffers, torch RNG state) and ``epoch-000e.json`` (epoch,
+scheduler state, optimizer hyperparameters, numpy and Python RNG states, and the SHA-256 of the tensor file).
+``latest.json`` names the newest complete checkpoint and is replaced last, so a run killed at any moment
+resumes from a consistent state. Nothing is ever unpickled.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ class TrainingState:
 
     epoch: int  # number of completed epochs
     model: dict[str, torch.Tensor]
+    parts: dict[str, torch.Tensor]  # the distillation terms' own parts (regressors, heads, memory banks)
     optimizer: dict[str, Any]
     scheduler: dict[str, Any]
     rng: dict[str, Any]
@@ -99,14 +100,18 @@ def save_checkpoint(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
+    parts: torch.nn.Module | None = None,
     extra: dict[str, Any] | None = None,
 ) -> Path:
-    """Write the checkpoint of ``epoch`` completed epochs and point ``latest.json`` at it."""
+    """Write the checkpoint of ``epoch`` completed epochs and point ``latest.json`` at it; ``parts`` are the
+    modules the training owns besides the model (a distiller's regressor), saved under ``parts.``."""
     directory.mkdir(parents=True, exist_ok=True)
     stem = f"epoch-{epoch:04d}"
     rng_tensors, rng_json = capture_rng()
     optim_tensors, optim_json = _split_optimizer_state(optimizer.state_dict())
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    if parts is not None:
+        tensors.update({f"parts.{k}": v for k, v in parts.state_dict().items()})
     tensors.update(optim_tensors)
     tensors.update(rng_tensors)
     tensor_path = directory / f"{stem}.safetensors"
@@ -173,9 +178,11 @@ def _read_state(state_path: Path) -> TrainingState:
             raise TrainingError(f"checkpoint {tensor_path} does not match the hash recorded in {state_path}")
         tensors = load_file(str(tensor_path))
         model = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+        parts = {k[len("parts."):]: v for k, v in tensors.items() if k.startswith("parts.")}
         return TrainingState(
             epoch=int(state["epoch"]),
             model=model,
+            parts=parts,
             optimizer=_join_optimizer_state(tensors, state["optimizer"]),
             scheduler=state["scheduler"],
             rng={"tensors": {k: v for k, v in tensors.items() if k.startswith("rng.")}, "json": state["rng"]},

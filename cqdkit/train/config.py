@@ -132,6 +132,7 @@ class RunConfig:
     compile: bool = False
     workers: int = 0
     cache_teacher: bool = True
+    feature_cache_gb: float = 8.0  # the teacher's features are cached up to this size (and half the free disk)
     baseline: bool = option("--no-baseline", True)  # run also trains B, to show what distillation gave
     budget: float | None = None  # minutes of training `cqdkit run` fits the input size into (None: no limit)
     tensorboard: bool = False  # also write TensorBoard event files into <out>/tensorboard
@@ -188,6 +189,7 @@ class RunConfig:
             "lr": (self.lr, "a finite number > 0", lambda v: v > 0),
             "lr_end": (self.lr_end, "a finite number >= 0", lambda v: v >= 0),
             "budget": (self.budget, "a finite number of minutes > 0", lambda v: v > 0),
+            "feature_cache_gb": (self.feature_cache_gb, "a finite number of gigabytes >= 0", lambda v: v >= 0),
             "clip_grad_norm": (self.clip_grad_norm, "a finite number >= 0 (0: off)", lambda v: v >= 0),
             "momentum": (self.momentum, "a number in [0, 1)", lambda v: 0 <= v < 1),
             "weight_decay": (self.weight_decay, "a finite number >= 0", lambda v: v >= 0),

@@ -2,13 +2,16 @@
 
 Data flows exactly as in the paper's Equation 1::
 
-    batch (x, z, y, i) -> student(view) -> CE(student, y) [+ lambda * L2(student, f(x_i))] -> SGD step
+    batch (x, z, y, i) -> student(view) -> CE(student, y) [+ sum_k lambda_k * term_k(student, f(x_i))] -> SGD step
 
-where ``view`` is x for method A and z for every other method, and f(x_i) comes from the frozen teacher
-(cached logits or an online forward pass). Images travel as uint8 and are normalised on the device.
+where ``view`` is x for method A and z for every other method, f(x_i) (logits, and the features of the layers
+the terms read) comes from the frozen teacher (cached or online, :mod:`cqdkit.train.teacher`), and each term
+is a :class:`~cqdkit.losses.DistillTerm`. Images travel as uint8 and are normalised on the device.
 
-:func:`fit` sets up (optimizer, schedule, resume, DDP), then alternates :func:`train_one_epoch` and a
-checkpoint; the loop itself knows nothing about files.
+:class:`Objective` is what a method minimises; :class:`TrainingStep` runs one batch through the student and
+the objective; :func:`fit` sets up (optimizer over the student and the terms' own parts, schedule, resume,
+DDP), then alternates :func:`train_one_epoch` and a checkpoint; the loop itself only sums the terms and
+steps, and knows nothing about files.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,11 +33,15 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from ..data.sample import Sample, check_view
 from ..errors import TrainingError
 from ..files import atomic_write_text
+from ..losses.term import Outputs, TermBatch, WeightedTerm
+from ..models.features import FeatureTap
 from ..models.preprocessing import Normalizer
+from ..plugin.guard import reraise
 from ..reporting import Reporter
 from .checkpoint import load_checkpoint, restore_rng, save_checkpoint
 from .distributed import world
 from .hardware import Hardware
+from .teacher import TeacherSignal
 
 
 @dataclass(frozen=True)
@@ -62,77 +69,123 @@ def gradient_clip(model: nn.Module, optimization: Optimization) -> float:
     return 0.0 if normalized else optimization.clip_grad_norm
 
 
-class TeacherSignal:
-    """f(x) for a batch: cached logits looked up by sample index, or the frozen teacher run online."""
-
-    def __init__(
-        self,
-        *,
-        cached: torch.Tensor | None = None,
-        teacher: nn.Module | None = None,
-        normalizer: Normalizer | None = None,
-    ) -> None:
-        if (cached is None) == (teacher is None):
-            raise ValueError("give either cached logits or an online teacher")
-        self.cached, self.teacher, self.normalizer = cached, teacher, normalizer
-
-    def __call__(self, batch: Sample, hardware: Hardware) -> torch.Tensor:
-        """The teacher's logits on the batch's high-quality views x."""
-        if self.cached is not None:
-            return self.cached[batch.index.cpu()].to(hardware.device, non_blocking=True)
-        assert self.teacher is not None and self.normalizer is not None
-        with torch.no_grad(), hardware.autocast():
-            return self.teacher(hardware.to_input(self.normalizer, batch.x)).float()
-
-
 @dataclass(frozen=True)
 class StepLoss:
     """One batch's loss and its parts."""
 
     total: torch.Tensor  # what is minimised
     ce: torch.Tensor  # the cross-entropy on the labels
-    distill: torch.Tensor  # the distillation term, before lambda (0 without distillation)
-    gradient_ratio: float  # ||grad of lambda * distill|| / ||grad of CE|| w.r.t. the logits (0 without)
+    distill: torch.Tensor  # the distillation terms summed, before their weights (0 without distillation)
+    gradient_ratio: float  # ||grad of the weighted terms|| / ||grad of CE|| w.r.t. the logits (0 without)
+    terms: dict[str, torch.Tensor] = field(default_factory=dict)  # each term before its weight
 
 
-@dataclass
 class Objective:
-    """What a method minimises: CE on ``view`` plus ``lam * distill(student logits, f(x))`` if distilling."""
+    """What a method minimises: CE on the labelled samples' ``view``, plus each distillation term times its weight.
 
-    view: str  # "x" or "z"
-    distill: Callable[..., torch.Tensor] | None = None
-    lam: float = 0.0
-    teacher: TeacherSignal | None = None
-    distill_labels: bool = False  # call distill(student, teacher, labels) (DistillLoss.needs_labels)
+    Args:
+        view: ``"x"`` or ``"z"``: what the student sees.
+        terms: the distillation terms with their weights (:class:`~cqdkit.losses.WeightedTerm`); none for A, B, A→B.
+        teacher: where the teacher's outputs come from (needed exactly when there are terms).
 
-    def __post_init__(self) -> None:
-        check_view(self.view)
-        if (self.distill is None) != (self.teacher is None):
-            raise ValueError("a distillation objective needs both a loss and a teacher")
+    ``parts`` holds the modules the terms own (regressors, heads, memory banks): the trainer optimises,
+    checkpoints and resumes them with the model.
+    """
 
-    def loss(self, logits: torch.Tensor, batch: Sample, labels: torch.Tensor, hardware: Hardware) -> StepLoss:
-        """Equation 1 on a batch: CE on the labels, plus ``lam`` times the distillation term when distilling."""
-        ce = F.cross_entropy(logits.float(), labels)
-        if self.distill is None or self.teacher is None:
+    def __init__(self, view: str, terms: Sequence[WeightedTerm] = (), teacher: TeacherSignal | None = None) -> None:
+        check_view(view)
+        if bool(terms) != (teacher is not None):
+            raise ValueError("a distillation objective needs both its terms and a teacher")
+        self.view, self.terms, self.teacher = view, tuple(terms), teacher
+        self.parts = nn.ModuleDict({weighted.key: weighted.term for weighted in self.terms})
+        self.student_layers = tuple(dict.fromkeys(l for w in self.terms for l in w.term.student_layers))
+        self.live = any(weighted.term.live_teacher for weighted in self.terms)
+
+    def loss(self, logits: torch.Tensor, features: dict[str, torch.Tensor], batch: Sample, labels: torch.Tensor,
+             hardware: Hardware) -> StepLoss:
+        """Equation 1 on a batch: CE on the labelled samples, plus every term times its weight."""
+        ce = _cross_entropy(logits, labels, batch.label)
+        if not self.terms:
             return StepLoss(ce, ce, torch.zeros((), device=ce.device), 0.0)
-        target = self.teacher(batch, hardware)
-        extra = (labels,) if self.distill_labels else ()
-        distill = self.distill(logits, target, *extra)
-        return StepLoss(ce + self.lam * distill, ce, distill, self._gradient_ratio(logits, ce, distill))
+        assert self.teacher is not None
+        student = Outputs(logits, features)
+        teacher = self.teacher(batch, hardware)
+        context = TermBatch(labels, batch.index.to(hardware.device, non_blocking=True),
+                            **(self._live(batch, hardware) if self.live else {}))
+        values, weighted = {}, []
+        for term in self.terms:
+            try:
+                value = term.term(student, teacher, context)
+            except Exception as error:  # a plugin's bug: one line naming it (cqdkit.plugin.guard)
+                reraise(term.plugin, f"distillation term {term.key!r}", error)
+            values[term.key] = value
+            weighted.append(term.weight * value)
+        distill = values[self.terms[0].key] if len(values) == 1 else torch.stack(list(values.values())).sum()
+        weighted_sum = weighted[0] if len(weighted) == 1 else torch.stack(weighted).sum()
+        return StepLoss(ce + weighted_sum, ce, distill, _gradient_ratio(logits, ce, weighted_sum), values)
 
-    def _gradient_ratio(self, logits: torch.Tensor, ce: torch.Tensor, distill: torch.Tensor) -> float:
-        """||d(lam * L2)/d logits|| / ||d CE/d logits|| on this batch: how strongly distillation pulls.
+    def _live(self, batch: Sample, hardware: Hardware) -> dict[str, Any]:
+        """What a live-teacher term gets: the batch's views on the device and the teacher to run on them."""
+        assert self.teacher is not None
+        images = {"x": batch.x.to(hardware.device, non_blocking=True), "z": batch.z.to(hardware.device, non_blocking=True)}
+        return {"images": images, "teacher": lambda pixels: self.teacher.run(pixels, hardware)}
 
-        Only the loss part of the graph is differentiated (with respect to the logits), not the network.
-        """
-        if not logits.requires_grad:
-            return float("nan")
-        (ce_grad,) = torch.autograd.grad(ce, logits, retain_graph=True)
-        (distill_grad,) = torch.autograd.grad(self.lam * distill, logits, retain_graph=True, allow_unused=True)
-        if distill_grad is None:
-            return 0.0
-        ce_norm = float(ce_grad.float().norm())
-        return float(distill_grad.float().norm()) / ce_norm if ce_norm > 0 else float("inf")
+
+def _cross_entropy(logits: torch.Tensor, labels: torch.Tensor, cpu_labels: torch.Tensor) -> torch.Tensor:
+    """CE on the labelled samples (label >= 0; unlabelled ones are -1), the mean over them; 0 for a batch of
+    unlabelled samples only. ``cpu_labels`` (the batch's, before the copy to the device) decides without a sync."""
+    if bool((cpu_labels >= 0).all()):
+        return F.cross_entropy(logits.float(), labels)
+    if not bool((cpu_labels >= 0).any()):
+        return logits.float().sum() * 0.0
+    return F.cross_entropy(logits.float(), labels, ignore_index=-1)
+
+
+def _gradient_ratio(logits: torch.Tensor, ce: torch.Tensor, distill: torch.Tensor) -> float:
+    """||d(sum of weighted terms)/d logits|| / ||d CE/d logits|| on this batch: how strongly distillation pulls
+    on the logits (a term on features only pulls on them through the network: 0 here).
+
+    Only the loss part of the graph is differentiated (with respect to the logits), not the network.
+    """
+    if not logits.requires_grad:
+        return float("nan")
+    (ce_grad,) = torch.autograd.grad(ce, logits, retain_graph=True, allow_unused=True)
+    (distill_grad,) = torch.autograd.grad(distill, logits, retain_graph=True, allow_unused=True)
+    if distill_grad is None:
+        return 0.0
+    ce_norm = float(ce_grad.float().norm()) if ce_grad is not None else 0.0
+    return float(distill_grad.float().norm()) / ce_norm if ce_norm > 0 else float("inf")
+
+
+class TrainingStep(nn.Module):
+    """One training step's forward pass: the student on the objective's view (recording the layers its terms
+    read), then the objective's loss. It holds the student and the terms' own parts, so that the optimizer,
+    DDP and the finite-weights check see both; the normaliser and the teacher are not trained.
+
+    ``step(batch) -> (logits, StepLoss)``.
+    """
+
+    def __init__(self, student: nn.Module, normalizer: Normalizer, objective: Objective, hardware: Hardware) -> None:
+        super().__init__()
+        self.student = student
+        self.parts = objective.parts
+        self.objective, self.hardware = objective, hardware
+        self.normalizer = normalizer
+        self.tap = FeatureTap(student, objective.student_layers) if objective.student_layers else None
+
+    def forward(self, batch: Sample) -> tuple[torch.Tensor, StepLoss]:
+        hardware = self.hardware
+        labels = batch.label.to(hardware.device, non_blocking=True)
+        inputs = hardware.to_input(self.normalizer, batch.view(self.objective.view))
+        features: dict[str, torch.Tensor] = {}
+        with hardware.autocast():
+            if self.tap is None:
+                logits = self.student(inputs)
+            else:
+                with self.tap:
+                    logits = self.student(inputs)
+                    features = self.tap.take()
+        return logits, self.objective.loss(logits, features, batch, labels, hardware)
 
 
 @dataclass
@@ -214,22 +267,25 @@ def fit(
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     hardware.prepare(model)
+    objective.parts.to(hardware.device)
     normalizer.to(hardware.device)
+    trained = [*model.parameters(), *objective.parts.parameters()]  # the model's first: their order in checkpoints
     optimizer = hardware.sgd(
-        model.parameters(), lr=optimization.lr, momentum=optimization.momentum, weight_decay=optimization.weight_decay
+        trained, lr=optimization.lr, momentum=optimization.momentum, weight_decay=optimization.weight_decay
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, linear_lr(optimization.epochs, optimization.lr, optimization.lr_end)
     )
-    result = _resume(directory, model, optimizer, scheduler, optimization) if resume else FitResult()
+    result = _resume(directory, model, objective.parts, optimizer, scheduler, optimization) if resume else FitResult()
+    step = TrainingStep(model, normalizer, objective, hardware)
     if result.resumed_from >= optimization.epochs:
-        if not _finite_state(model, optimizer):
+        if not _finite_state(step, optimizer):
             raise TrainingError(f"the finished model in {directory} has non-finite weights; delete the folder and train "
                                 "it again (lower --lr or --lambda)")
         return result
     if not result.resumed_from:  # every model's random streams start from its seed, whatever ran before it
         torch.manual_seed(_stream_seed(optimization.seed, name))
-    trainable = _wrap(model, hardware)
+    trainable = _wrap(step, hardware)
     clip = gradient_clip(model, optimization)
     loader, sampler = make_loader(dataset, optimization.batch_size, hardware, shuffle=True, seed=optimization.seed)
     reporter = reporter if reporter is not None and rank == 0 else Reporter.silent()
@@ -241,71 +297,74 @@ def fit(
         began = time.perf_counter()
         with reporter.progress(f"{name} epoch {epoch + 1}/{optimization.epochs}", len(loader)) as advance:
             totals = train_one_epoch(
-                trainable, normalizer, loader, objective, optimizer, hardware, clip_grad_norm=clip,
+                trainable, loader, optimizer, clip_grad_norm=clip, parameters=trained,
                 on_step=advance, on_bad_loss=lambda loss, step: _stop(loss, epoch, step, directory),
             )
         scheduler.step()
         row = _epoch_row(epoch, lr, totals, time.perf_counter() - began, size)
-        if not _finite_state(model, optimizer):
+        if not _finite_state(step, optimizer):
             _stop_non_finite_weights(epoch, directory)
         if validate is not None:
             row["val_acc"] = validate(model)
         result.history.append(row)
         reporter.epoch(name, row, optimization.epochs)
         if rank == 0:
-            _save(directory, epoch + 1, model, optimizer, scheduler, result)
+            _save(directory, epoch + 1, model, objective.parts, optimizer, scheduler, result)
         if size > 1:
             dist.barrier()
     return result
 
 
 def train_one_epoch(
-    model: nn.Module,
-    normalizer: Normalizer,
+    step: nn.Module,
     loader: DataLoader,
-    objective: Objective,
     optimizer: torch.optim.Optimizer,
-    hardware: Hardware,
     *,
     clip_grad_norm: float = 0.0,
+    parameters: Sequence[nn.Parameter] | None = None,
     on_step: Callable[[int], None] = lambda n: None,
     on_bad_loss: Callable[[torch.Tensor, int], None] | None = None,
 ) -> dict[str, float]:
-    """One pass over ``loader``: a step of ``objective`` per batch, its gradient's norm clipped to
-    ``clip_grad_norm`` when that is > 0. Returns the epoch's sums
-    (``loss``, ``ce``, ``distill``, ``gradient_ratio`` and ``correct`` summed over images, and ``images``).
+    """One pass over ``loader``: a :class:`TrainingStep` (or its DDP wrapper) per batch, then an SGD step with the
+    gradient's norm over ``parameters`` (default: the step's) clipped to ``clip_grad_norm`` when that is > 0.
+    Returns the epoch's sums (``loss``, ``ce``, ``distill``, ``gradient_ratio``, ``correct`` and each term's
+    ``distill.<key>`` summed over images, ``labelled`` images and all ``images``).
 
     ``on_bad_loss(loss, step)`` is called (and must raise) when the loss is not finite; every process of a
     distributed run learns of it together, so none waits forever in an all-reduce.
     """
-    model.train()
-    totals = {"loss": 0.0, "ce": 0.0, "distill": 0.0, "gradient_ratio": 0.0, "correct": 0.0, "images": 0}
-    for step, batch in enumerate(loader):
-        labels = batch.label.to(hardware.device, non_blocking=True)
-        with hardware.autocast():
-            logits = model(hardware.to_input(normalizer, batch.view(objective.view)))
-        loss = objective.loss(logits, batch, labels, hardware)
+    step.train()
+    parameters = list(step.parameters()) if parameters is None else parameters
+    totals: dict[str, float] = {"loss": 0.0, "ce": 0.0, "distill": 0.0, "gradient_ratio": 0.0, "correct": 0.0,
+                                "labelled": 0, "images": 0}
+    for index, batch in enumerate(loader):
+        logits, loss = step(batch)
         if on_bad_loss is not None and not _finite_everywhere(loss.total):
-            on_bad_loss(loss.total, step)
+            on_bad_loss(loss.total, index)
         optimizer.zero_grad(set_to_none=True)
         loss.total.backward()
         if clip_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
+            torch.nn.utils.clip_grad_norm_(parameters, clip_grad_norm)
         optimizer.step()
+        labels = batch.label
         n = labels.shape[0]
         totals["loss"] += float(loss.total.detach()) * n
         totals["ce"] += float(loss.ce.detach()) * n
         totals["distill"] += float(loss.distill.detach()) * n
         totals["gradient_ratio"] += loss.gradient_ratio * n
-        totals["correct"] += float((logits.detach().argmax(1) == labels).sum())
+        for key, value in loss.terms.items():
+            totals[f"distill.{key}"] = totals.get(f"distill.{key}", 0.0) + float(value.detach()) * n
+        totals["correct"] += float((logits.detach().argmax(1).cpu() == labels).sum())
+        totals["labelled"] += int((labels >= 0).sum())
         totals["images"] += n
         on_step(1)
     return totals
 
 
-def _resume(directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+def _resume(directory: Path, model: nn.Module, parts: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
             optimization: Optimization) -> FitResult:
-    """Load the newest checkpoint of ``directory`` into the model, optimizer, schedule and RNGs.
+    """Load the newest checkpoint of ``directory`` into the model, the objective's parts, the optimizer, the
+    schedule and the RNGs.
 
     A learning rate changed since the checkpoint (``--resume --lr ...``, after a loss blew up) applies from the
     next epoch on: the schedule runs from the new ``lr`` to the new ``lr_end``.
@@ -314,6 +373,7 @@ def _resume(directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
     if state is None:
         return FitResult()
     model.load_state_dict(state.model)
+    parts.load_state_dict(state.parts)
     optimizer.load_state_dict(state.optimizer)
     scheduler.load_state_dict(state.scheduler)
     factor = linear_lr(optimization.epochs, optimization.lr, optimization.lr_end)
@@ -327,40 +387,46 @@ def _resume(directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
     return FitResult(history=list(state.extra.get("history", [])), resumed_from=state.epoch)
 
 
-def _wrap(model: nn.Module, hardware: Hardware) -> nn.Module:
-    """The module the loop trains: DDP under torch.distributed, compiled when asked."""
-    trainable: nn.Module = model
+def _wrap(step: TrainingStep, hardware: Hardware) -> nn.Module:
+    """The module the loop runs: DDP under torch.distributed (the student and the terms' parts are synchronised
+    together), with the student compiled when asked."""
+    if hardware.compile:
+        step.student = torch.compile(step.student)
+    trainable: nn.Module = step
     if dist.is_available() and dist.is_initialized():  # torchrun, even with one process
         trainable = nn.parallel.DistributedDataParallel(
-            model, device_ids=[hardware.device.index] if hardware.cuda else None
+            step, device_ids=[hardware.device.index] if hardware.cuda else None
         )
-    if hardware.compile:
-        trainable = torch.compile(trainable)
     return trainable
 
 
 def _epoch_row(epoch: int, lr: float, totals: dict[str, float], seconds: float, size: int) -> dict[str, Any]:
-    """One line of ``log.jsonl``: per-image means of the epoch's sums, and its speed."""
+    """One line of ``log.jsonl``: per-image means of the epoch's sums (each term's as ``distill.<key>`` when
+    there are several), and its speed."""
     images = max(int(totals["images"]), 1)
-    return {
+    row = {
         "epoch": epoch + 1,
         "lr": lr,
         "loss": totals["loss"] / images,
         "ce": totals["ce"] / images,
         "distill": totals["distill"] / images,
         "distill_gradient_ratio": totals["gradient_ratio"] / images,
-        "train_acc": totals["correct"] / images,
+        "train_acc": totals["correct"] / max(int(totals["labelled"]), 1),
         "images": int(totals["images"]) * size,
         "seconds": seconds,
     }
+    terms = sorted(key for key in totals if key.startswith("distill."))
+    if len(terms) > 1:
+        row.update((key, totals[key] / images) for key in terms)
+    return row
 
 
-def _save(directory: Path, epochs_done: int, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
-          result: FitResult) -> None:
+def _save(directory: Path, epochs_done: int, model: nn.Module, parts: nn.Module, optimizer: torch.optim.Optimizer,
+          scheduler: Any, result: FitResult) -> None:
     """The log so far and the checkpoint of ``epochs_done`` completed epochs."""
     atomic_write_text(directory / "log.jsonl", "".join(json.dumps(row) + "\n" for row in result.history))
     save_checkpoint(directory, epoch=epochs_done, model=model, optimizer=optimizer, scheduler=scheduler,
-                    extra={"history": result.history})
+                    parts=parts if len(parts) else None, extra={"history": result.history})
 
 
 def _stream_seed(seed: int, name: str) -> int:
@@ -371,7 +437,8 @@ def _stream_seed(seed: int, name: str) -> int:
 
 
 def _finite_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> bool:
-    """Whether every weight, buffer and optimizer tensor is finite, in every process."""
+    """Whether every weight, buffer and optimizer tensor of ``model`` (a :class:`TrainingStep`: the student and
+    the terms' parts) is finite, in every process."""
     tensors = [*model.state_dict().values()]
     tensors += [v for state in optimizer.state.values() for v in state.values() if isinstance(v, torch.Tensor)]
     finite = all(bool(torch.isfinite(t).all()) for t in tensors if t.is_floating_point())

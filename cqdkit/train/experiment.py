@@ -17,6 +17,7 @@ import hashlib
 import json
 import math
 import platform
+import shutil
 from dataclasses import dataclass
 from collections.abc import Callable
 from pathlib import Path
@@ -28,7 +29,10 @@ from torch import nn
 from .. import __version__
 from ..errors import CqdkitError
 from ..files import atomic_write_json
-from ..losses.build import build_loss
+from ..losses.build import build_terms
+from ..losses.spec import TermSpec, apply_run_values, loss_text, parse_loss
+from ..losses.term import DistillContext, WeightedTerm
+from ..models.features import NO_LAYERS, Layers
 from ..models.preprocessing import Normalizer
 from ..models.weights import save_model
 from ..plugin import PluginManager, get_plugin_manager
@@ -40,7 +44,7 @@ from .evaluate import accuracy, calibrated_nll, negative_log_likelihood, predict
 from .hardware import Hardware, cpu_has_fast_bf16
 from .methods import AUTO, Method, get_method, resolve
 from .probe import cpu_precision
-from .teacher import FrozenTeacher, teacher_logits
+from .teacher import FrozenTeacher, compute_features, feature_bytes, teacher_features, teacher_logits
 
 
 def _version(distribution: str) -> str | None:
@@ -123,11 +127,14 @@ class Experiment:
                 raise CqdkitError(f"dataset {self.data.name!r} at {self.data.root} has no {split} images left"
                                   f"{skipped}; nothing to train or test on")
         self._models: dict[str, TrainedModel] = {}
+        self._probed: dict[str, Layers] = {}
+        self._checked_losses: set[str] = set()  # loss specs whose terms were built and probed once
         self.teacher_directory = Path(teacher_root) / f"a-{self.teacher_key()}" if teacher_root else self.directory / "a"
+        self._check_loss()
 
     def _check_plugins(self) -> None:
-        """Find the backbones (a third-party one runs once on zeros), their initial weights and the loss now,
-        before any training (a misspelt name, a broken forward pass or weights that cannot be had are a one-line
+        """Find the backbones (a third-party one runs once on zeros) and their initial weights now, before any
+        training (a misspelt name, a broken forward pass or weights that cannot be had are a one-line
         error, not a surprise after the teacher trained)."""
         from ..models.backbone import check_forward
 
@@ -136,8 +143,17 @@ class Experiment:
             self.manager.backbone(architecture)
             check_forward(architecture, num_classes=self.data.num_classes, in_chans=in_chans,
                           image_size=cfg.image_size, manager=self.manager)
-        build_loss(cfg.loss, temperature=cfg.temperature, manager=self.manager)  # a per-sample loss fails here
         self.initial_weights = {role: self._weights_source(role) for role in ("teacher", "student")}
+
+    def _check_loss(self) -> None:
+        """Parse the loss spec and build its terms once, before any training: a misspelt name, a layer the network
+        lacks or a term that breaks its contract is a one-line error, not a surprise after the teacher trained."""
+        cfg = self.config
+        self.loss_terms = parse_loss(cfg.loss, manager=self.manager)
+        fixed = apply_run_values(self.loss_terms, cfg.lam, cfg.temperature)
+        if all(spec.complete() for spec in fixed):
+            build_terms(fixed, self.distill_context(fixed), manager=self.manager, seed=cfg.seed)
+            self._checked_losses.add(loss_text(fixed))
 
     def _weights_source(self, role: str) -> dict[str, Any]:
         """Where ``role``'s initial weights come from: a weights file, pretrained weights, or a seeded init."""
@@ -237,22 +253,27 @@ class Experiment:
         return rows
 
     def distillation(self) -> dict[str, Any]:
-        """The distillation strength this experiment's distilled method uses.
+        """The distillation this experiment's distilled method uses: its terms, each with its weight lambda (and
+        a logit loss's temperature); for one term, its ``temperature`` and ``lambda`` at the top as well.
 
         ``logit_weight`` is lambda / (C * T^2) for the softened cross-entropy: for large T, the gradient of
         lambda * L2 on each student logit is about ``logit_weight * (student logit - teacher logit)`` (with
         no T^2 factor, one lambda means less for more classes or a higher T).
         """
-        cfg = self.config
+        method = self.distilled_method()
         classes = self.data.num_classes
-        return {
-            "method": self.distilled_method().name,
-            "loss": cfg.loss,
-            "temperature": cfg.temperature,
-            "lambda": cfg.lam,
-            "classes": classes,
-            "logit_weight": cfg.lam / (classes * cfg.temperature**2) if cfg.loss == "softce" else None,
-        }
+        terms = []
+        for spec in self.term_specs(method):
+            row: dict[str, Any] = {"name": spec.name, "spec": spec.text(), "lambda": spec.weight,
+                                   "temperature": spec.temperature}
+            if spec.name == "softce" and spec.complete():
+                row["logit_weight"] = spec.weight / (classes * spec.temperature**2)
+            terms.append(row)
+        summary: dict[str, Any] = {"method": method.name, "loss": self.config.loss, "classes": classes, "terms": terms}
+        if len(terms) == 1:
+            summary.update(temperature=terms[0]["temperature"], **{"lambda": terms[0]["lambda"]},
+                           logit_weight=terms[0].get("logit_weight"))
+        return summary
 
     def x_pipeline(self) -> dict[str, Any]:
         """What x depends on: the dataset, the split and how x is cut and sized (not the degradation)."""
@@ -359,17 +380,43 @@ class Experiment:
         return validate
 
     def _objective(self, method: Method, teacher: TrainedModel | None) -> Objective:
-        """CE on the method's view, plus the distillation term of Equation 1 when the method distils."""
+        """CE on the method's view, plus the distillation terms of Equation 1 when the method distils."""
         if not method.distill or teacher is None:
             return Objective(view=method.view)
-        loss = self.manager.loss(self.config.loss)
-        return Objective(
-            view=method.view,
-            distill=loss.factory(temperature=self.config.temperature),
-            lam=float(self.config.lam),
-            teacher=self._teacher_signal(teacher),
-            distill_labels=loss.needs_labels,
+        specs = self.term_specs(method)
+        check = loss_text(specs) not in self._checked_losses
+        terms = build_terms(specs, self.distill_context(specs), manager=self.manager, seed=self.config.seed,
+                            check=check)
+        self._checked_losses.add(loss_text(specs))
+        return Objective(view=method.view, terms=terms, teacher=self._teacher_signal(teacher, terms))
+
+    def term_specs(self, method: Method) -> list[TermSpec]:
+        """The distillation terms ``method`` trains with, every weight and temperature set."""
+        cfg = self.config
+        return apply_run_values(self.loss_terms, cfg.lam, cfg.temperature)
+
+    def distill_context(self, specs: list[TermSpec]) -> DistillContext:
+        """What the terms' factories get: both networks' layers (probed once, only when a term is not a logit
+        loss), the classes, the training samples and the run's temperature."""
+        return DistillContext(
+            teacher=self._layers("a") if any(not spec.logit for spec in specs) else NO_LAYERS,
+            student=self._layers("b") if any(not spec.logit for spec in specs) else NO_LAYERS,
+            num_classes=self.data.num_classes,
+            num_samples=len(self.train_set),
+            temperature=self.config.temperature if isinstance(self.config.temperature, float) else None,
         )
+
+    def _layers(self, method_name: str) -> Layers:
+        """The layers of ``method_name``'s network (``a``: the teacher on x, ``b``: the student on z), probed once
+        at the run's input size."""
+        if method_name not in self._probed:
+            method = get_method(method_name)
+            with torch.random.fork_rng(devices=[]):
+                model, _normalizer = self.initial_model(method)
+            self._probed[method_name] = Layers.probe(
+                model, image_size=self.config.image_size, in_chans=self.in_chans(method),
+                architecture=method.architecture(self.config.teacher, self.config.student))
+        return self._probed[method_name]
 
     def initial_model(self, method: Method) -> tuple[nn.Module, Normalizer]:
         """``method``'s backbone, freshly built with its seeded initialisation (the same for every method of
@@ -388,27 +435,59 @@ class Experiment:
             load_weights(model, source["path"])
         return model, Normalizer.for_model(model)
 
-    def _teacher_signal(self, teacher: TrainedModel) -> TeacherSignal:
+    def _teacher_signal(self, teacher: TrainedModel, terms: list[WeightedTerm]) -> TeacherSignal:
+        """The teacher's outputs for the terms: its logits and the features of the layers they read, computed once
+        and cached when x is the same every epoch and they fit ``--feature-cache-gb``; else the teacher online."""
         frozen = FrozenTeacher(teacher.model).to(self.hardware.device)
-        if self.config.cache_teacher and not self.maker.x_random:
-
-            def compute() -> torch.Tensor:
-                logits, _labels = predict(
-                    frozen, teacher.normalizer, self.train_set, "x", self.hardware,
-                    batch_size=max(self.config.batch_size, 64), name="teacher logits", reporter=self.reporter,
-                )
-                return logits
-
-            cached = teacher_logits(
+        layers = tuple(dict.fromkeys(layer for term in terms for layer in term.term.teacher_layers))
+        live = [term.key for term in terms if term.term.live_teacher]
+        cfg = self.config
+        if not cfg.cache_teacher or self.maker.x_random or live:
+            why = ("the x views change every epoch" if self.maker.x_random else
+                   f"{', '.join(live)} asks for the live teacher" if live else "--no-cache-teacher")
+            self.reporter.message(f"the teacher runs online on every batch ({why})")
+            return TeacherSignal(teacher=frozen, normalizer=teacher.normalizer, layers=layers)
+        features: dict[str, Any] = {}
+        if layers:
+            shapes = {layer: self._layers("a").shape(layer) for layer in layers}
+            size, budget = feature_bytes(shapes, len(self.train_set)), self._feature_budget()
+            listing = ", ".join(f"{layer} {'x'.join(map(str, shape))}" for layer, shape in shapes.items())
+            if size > budget:
+                self.reporter.message(f"the teacher runs online on every batch: its features ({listing}, float16, "
+                                      f"{len(self.train_set)} images) would take {_gigabytes(size)}, over the "
+                                      f"{_gigabytes(budget)} budget (--feature-cache-gb, half the free disk)")
+                return TeacherSignal(teacher=frozen, normalizer=teacher.normalizer, layers=layers)
+            features = teacher_features(
                 frozen.model,
-                compute,
-                x_pipeline=self.x_pipeline(),
-                x_random=self.maker.x_random,
-                cache_dir=self.teacher_directory,
-                shape=(len(self.train_set), len(self.data.classes)),
+                lambda arrays: compute_features(frozen, teacher.normalizer, self.train_set, self.hardware, arrays,
+                                                batch_size=max(cfg.batch_size, 64), reporter=self.reporter),
+                x_pipeline=self.x_pipeline(), cache_dir=self.teacher_directory, shapes=shapes,
+                num_samples=len(self.train_set))
+            self.reporter.message(f"teacher features cached ({listing}, float16, {_gigabytes(size)}) in "
+                                  f"{self.teacher_directory}")
+
+        def compute() -> torch.Tensor:
+            logits, _labels = predict(
+                frozen, teacher.normalizer, self.train_set, "x", self.hardware,
+                batch_size=max(cfg.batch_size, 64), name="teacher logits", reporter=self.reporter,
             )
-            return TeacherSignal(cached=cached)
-        return TeacherSignal(teacher=frozen, normalizer=teacher.normalizer)
+            return logits
+
+        cached = teacher_logits(
+            frozen.model,
+            compute,
+            x_pipeline=self.x_pipeline(),
+            x_random=self.maker.x_random,
+            cache_dir=self.teacher_directory,
+            shape=(len(self.train_set), len(self.data.classes)),
+        )
+        return TeacherSignal(cached=cached, features=features)
+
+    def _feature_budget(self) -> int:
+        """Bytes the teacher's cached features may take: ``--feature-cache-gb``, and at most half the free disk."""
+        self.teacher_directory.mkdir(parents=True, exist_ok=True)
+        free = shutil.disk_usage(self.teacher_directory).free
+        return int(min(self.config.feature_cache_gb * 2**30, free / 2))
 
     # -- evaluation ---------------------------------------------------------------------------
 
@@ -440,3 +519,7 @@ class Experiment:
 
     def write_config(self) -> None:
         atomic_write_json(self.directory / "config.json", self.describe())
+
+
+def _gigabytes(size: float) -> str:
+    return f"{size / 2**30:.2f} GB" if size >= 2**28 else f"{size / 2**20:.1f} MB"

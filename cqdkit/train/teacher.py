@@ -1,9 +1,12 @@
-"""The frozen teacher f of Equation 1, and its logits computed once and cached.
+"""The frozen teacher f of Equation 1, what it gives the student each batch, and its outputs computed once.
 
 The teacher never trains: :class:`FrozenTeacher` keeps the wrapped model in eval mode even when a caller
 switches everything to train mode, and its parameters need no gradients. When the high-quality view x is
 deterministic, f(x) is the same every epoch, so :func:`teacher_logits` computes it once per training
-sample and stores it on disk, keyed by the teacher's weights and the x pipeline.
+sample and stores it on disk, keyed by the teacher's weights and the x pipeline; :func:`teacher_features`
+does the same for the features of named layers (float16 ``.npy`` files, read through a memory map).
+:class:`TeacherSignal` gives a batch's teacher outputs from those caches by sample index, or from the teacher
+run online.
 """
 
 from __future__ import annotations
@@ -11,17 +14,28 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
+from torch.utils.data import DataLoader, Dataset
 
+from ..data.sample import Sample
 from ..errors import TrainingError
-from ..files import atomic_save_tensors
+from ..files import atomic_save_tensors, atomic_writes
+from ..losses.term import Outputs
+from ..models.features import FeatureTap
+from ..models.preprocessing import Normalizer
+from ..reporting import Reporter
+
+if TYPE_CHECKING:
+    from .hardware import Hardware
 
 log = logging.getLogger(__name__)
 
@@ -120,3 +134,150 @@ def _cache_problem(logits: torch.Tensor, shape: tuple[int, int] | None) -> str |
     if not bool(torch.isfinite(logits).all()):
         return "holds NaN or infinite logits"
     return None
+
+
+def teacher_features(
+    teacher: nn.Module,
+    compute: Callable[[dict[str, np.ndarray]], None],
+    *,
+    x_pipeline: dict[str, Any],
+    cache_dir: Path,
+    shapes: Mapping[str, tuple[int, ...]],
+    num_samples: int,
+) -> dict[str, np.ndarray]:
+    """f's features at each layer of ``shapes`` for every training sample, computed once and then read from disk.
+
+    Each layer is a float16 ``.npy`` file of shape ``(num_samples, *shape)`` in ``cache_dir``, keyed like the
+    logits (the teacher's weights and the x pipeline) and by the layer; layers whose file is missing, of
+    another shape or damaged are computed in one pass: ``compute(arrays)`` fills ``arrays[layer][i]`` for every
+    sample ``i`` (writable memory maps of the files being written, which appear only once complete). Returns
+    read-only memory maps.
+    """
+    paths = {layer: cache_dir / f"teacher-features-{cache_key(teacher, x_pipeline)}-{_file_safe(layer)}.npy"
+             for layer in shapes}
+    expected = {layer: (num_samples, *shape) for layer, shape in shapes.items()}
+    missing = []
+    for layer, path in paths.items():
+        problem = _feature_cache_problem(path, expected[layer]) if path.exists() else "is missing"
+        if problem is not None:
+            if path.exists():
+                log.warning("teacher-features cache %s %s; computing it again", path, problem)
+            missing.append(layer)
+    if missing:
+        def fill(temporaries: list[str]) -> None:
+            arrays = {layer: np.lib.format.open_memmap(temporary, mode="w+", dtype=np.float16,
+                                                      shape=expected[layer])
+                      for layer, temporary in zip(missing, temporaries)}
+            compute(arrays)
+            for layer, array in arrays.items():
+                if not _finite(array):
+                    raise TrainingError(f"the teacher's features at layer {layer!r} hold NaN or infinite values "
+                                        "(float16 overflow or a broken teacher); run with --no-cache-teacher")
+                array.flush()
+                del array
+
+        atomic_writes([paths[layer] for layer in missing], fill)
+    return {layer: np.load(path, mmap_mode="r") for layer, path in paths.items()}
+
+
+def compute_features(teacher: nn.Module, normalizer: Normalizer, dataset: Dataset, hardware: Hardware,
+                     arrays: dict[str, np.ndarray], *, batch_size: int, reporter: Reporter | None = None) -> None:
+    """Fill ``arrays[layer][i]`` with the teacher's features at ``layer`` on sample ``i``'s x, for every sample
+    (float16; the frozen ``teacher``'s model is tapped, single process, dataset order)."""
+    model = teacher.model if isinstance(teacher, FrozenTeacher) else teacher
+    hardware.prepare(teacher).eval()
+    normalizer.to(hardware.device)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=hardware.workers,
+                        generator=torch.Generator())
+    reporter = reporter or Reporter.silent()
+    with reporter.progress("teacher features", len(loader)) as advance, FeatureTap(model, arrays) as tap:
+        for batch in loader:
+            with torch.no_grad(), hardware.autocast():
+                teacher(hardware.to_input(normalizer, batch.x))
+            rows = batch.index.numpy()
+            for layer, value in tap.take().items():
+                arrays[layer][rows] = value.float().cpu().numpy().astype(np.float16)
+            advance(1)
+
+
+def feature_bytes(shapes: Mapping[str, tuple[int, ...]], num_samples: int) -> int:
+    """Bytes the float16 feature caches of ``shapes`` take for ``num_samples`` samples."""
+    return sum(2 * num_samples * math.prod(shape) for shape in shapes.values())
+
+
+def _feature_cache_problem(path: Path, shape: tuple[int, ...]) -> str | None:
+    """Why a features cache cannot be used (None when it can)."""
+    try:
+        array = np.load(path, mmap_mode="r")
+    except (OSError, ValueError) as error:  # a damaged header, a truncated file
+        return f"is unreadable ({error})"
+    if array.dtype != np.float16 or tuple(array.shape) != tuple(shape):
+        return f"holds {array.dtype} features of shape {tuple(array.shape)}, expected float16 {shape}"
+    return None
+
+
+def _finite(array: np.ndarray, block: int = 256) -> bool:
+    """Whether every value of ``array`` is finite, read ``block`` samples at a time."""
+    return all(bool(np.isfinite(array[start:start + block]).all()) for start in range(0, len(array), block))
+
+
+def _file_safe(layer: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in layer)
+
+
+class TeacherSignal:
+    """f(x) for a batch: the teacher's logits and the features of ``layers``, looked up by sample index in the
+    caches, or computed by the frozen teacher run online on the batch's x.
+
+    Args:
+        cached: ``(N, classes)`` logits of every training sample.
+        features: ``(N, ...)`` arrays of every training sample, by layer (float16 memory maps).
+        teacher: the frozen teacher, run online instead (give either ``cached`` or ``teacher``).
+        normalizer: the teacher's input normalisation (online only).
+        layers: the teacher layers whose features the terms read (online only; cached: ``features``'s keys).
+    """
+
+    def __init__(
+        self,
+        *,
+        cached: torch.Tensor | None = None,
+        features: Mapping[str, np.ndarray] | None = None,
+        teacher: nn.Module | None = None,
+        normalizer: Normalizer | None = None,
+        layers: Sequence[str] = (),
+    ) -> None:
+        if (cached is None) == (teacher is None):
+            raise ValueError("give either cached logits or an online teacher")
+        self.cached, self.teacher, self.normalizer = cached, teacher, normalizer
+        self.features = dict(features or {})
+        self.layers = tuple(self.features) if cached is not None else tuple(layers)
+        model = teacher.model if isinstance(teacher, FrozenTeacher) else teacher
+        self.tap = FeatureTap(model, self.layers) if teacher is not None and self.layers else None
+
+    @property
+    def online(self) -> bool:
+        return self.teacher is not None
+
+    def __call__(self, batch: Sample, hardware: Hardware) -> Outputs:
+        """The teacher's outputs on the batch's high-quality views x."""
+        if self.cached is None:
+            return self.run(batch.x, hardware)
+        index = batch.index.cpu()
+        logits = self.cached[index].to(hardware.device, non_blocking=True)
+        rows = index.numpy()
+        features = {layer: torch.from_numpy(np.asarray(array[rows])).to(hardware.device, non_blocking=True).float()
+                    for layer, array in self.features.items()}
+        return Outputs(logits, features)
+
+    def run(self, images: torch.Tensor, hardware: Hardware) -> Outputs:
+        """The online teacher's outputs on any uint8 images (its layers' features included)."""
+        if self.teacher is None or self.normalizer is None:
+            raise TrainingError("the teacher's outputs come from the cache; a live teacher needs --no-cache-teacher")
+        inputs = hardware.to_input(self.normalizer, images)
+        with torch.no_grad(), hardware.autocast():
+            if self.tap is None:
+                return Outputs(self.teacher(inputs).float())
+            with self.tap:
+                logits = self.teacher(inputs)
+                features = self.tap.take()
+        return Outputs(logits.float(), {layer: value.float() for layer, value in features.items()})

@@ -1,0 +1,187 @@
+"""The contract of a distillation term, and logit losses as terms.
+
+The trainer minimises, for each batch, ``CE(g(z), y) + sum_k lambda_k * term_k``. A term is a
+:class:`DistillTerm`, a ``torch.nn.Module`` that
+
+- declares what it reads: ``teacher_layers`` and ``student_layers`` (named layers whose outputs it gets,
+  :mod:`cqdkit.models.features`), whether it needs the teacher's logits, and whether it needs the *live*
+  teacher (run on every batch, never cached; it may also run it on other images);
+- owns whatever it trains (a regressor, projection heads) or remembers (a memory bank) as its own
+  submodules, parameters and buffers: the trainer's optimizer, gradient clipping, checkpoints, ``--resume``,
+  DDP and finite-weights check cover them, and the exported model leaves them out;
+- returns, from ``forward(student, teacher, batch)``, a scalar tensor: the mean over the batch.
+
+``student`` and ``teacher`` are :class:`Outputs` (logits and the declared features, the teacher's
+computed without gradients); ``batch`` is a :class:`TermBatch` (labels, ``-1`` for an unlabelled sample,
+and each sample's index in the training set). Its factory gets a :class:`DistillContext`: the layers and
+output shapes of both networks, to size what the term owns.
+
+Example (a complete term: L2 between the last stages, through a learned 1x1 regressor)::
+
+    class Hint(DistillTerm):
+        def __init__(self, context):
+            t, s = context.teacher.default, context.student.default
+            super().__init__(teacher_layers=(t,), student_layers=(s,), teacher_logits=False)
+            self.regressor = nn.Conv2d(context.student.channels(s), context.teacher.channels(t), 1)
+
+        def forward(self, student, teacher, batch):
+            s, t = student.features[self.student_layers[0]], teacher.features[self.teacher_layers[0]]
+            return (self.regressor(s.float()) - t.float()).square().mean()
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from ..plugin import PluginInfo
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """One network's outputs for a batch: logits ``(N, classes)`` and features by layer name."""
+
+    logits: torch.Tensor | None
+    features: Mapping[str, torch.Tensor] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TermBatch:
+    """What a term knows about a batch besides the two networks' outputs.
+
+    Attributes:
+        labels: ``(N,)`` class indices; ``-1`` for an unlabelled sample (``--unlabeled``, ``--label-fraction``).
+        index: ``(N,)`` each sample's position in the training set (the key of a memory bank).
+        images: the batch's views ``{"x": ..., "z": ...}`` (uint8, on the device), for a live-teacher term.
+        teacher: the live teacher, ``teacher(images) -> Outputs`` on uint8 images (its layers' features
+            included), for a term that declares ``live_teacher``; None otherwise.
+    """
+
+    labels: torch.Tensor
+    index: torch.Tensor
+    images: Mapping[str, torch.Tensor] = field(default_factory=dict)
+    teacher: Callable[[torch.Tensor], Outputs] | None = None
+
+    @property
+    def labelled(self) -> torch.Tensor:
+        """``(N,)`` bool: which samples have a label."""
+        return self.labels >= 0
+
+
+class LayerShapes(Protocol):
+    """The layers of one network (:class:`cqdkit.models.features.Layers`)."""
+
+    stages: tuple[str, ...]
+    names: tuple[str, ...]
+
+    @property
+    def default(self) -> str: ...
+
+    def resolve(self, name: str | int | None) -> str: ...
+
+    def shape(self, name: str) -> tuple[int, ...]: ...
+
+    def channels(self, name: str) -> int: ...
+
+
+@dataclass(frozen=True)
+class DistillContext:
+    """What a term's factory may need to build it.
+
+    Attributes:
+        teacher: the teacher's layers and their output shapes (at the run's input size, x's channels).
+        student: the student's.
+        num_classes: classes of the task.
+        num_samples: samples in the training set the student sees (indices ``0 .. num_samples - 1``).
+        temperature: the run's ``--temperature`` (None when it is chosen per term), for terms that soften.
+    """
+
+    teacher: LayerShapes
+    student: LayerShapes
+    num_classes: int
+    num_samples: int
+    temperature: float | None = None
+
+
+class DistillTerm(nn.Module):
+    """Base class of distillation terms (see the module docstring for the contract).
+
+    Args:
+        teacher_layers: layers of the teacher whose outputs ``forward`` reads (``teacher.features[name]``).
+        student_layers: layers of the student likewise (``student.features[name]``, with gradients).
+        teacher_logits: whether ``forward`` reads ``teacher.logits``.
+        live_teacher: run the teacher on every batch (never from the cache) and pass it as
+            ``batch.teacher``, with the batch's images.
+    """
+
+    def __init__(self, *, teacher_layers: tuple[str, ...] = (), student_layers: tuple[str, ...] = (),
+                 teacher_logits: bool = True, live_teacher: bool = False) -> None:
+        super().__init__()
+        self.teacher_layers = tuple(teacher_layers)
+        self.student_layers = tuple(student_layers)
+        self.teacher_logits = teacher_logits
+        self.live_teacher = live_teacher
+
+    def forward(self, student: Outputs, teacher: Outputs, batch: TermBatch) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+
+class LogitTerm(DistillTerm):
+    """A logit loss (a :class:`~cqdkit.plugin.DistillLoss`'s ``loss(student_logits, teacher_logits)``) as a term.
+
+    A loss that needs labels gets them, with each unlabelled sample's label replaced by the teacher's top class.
+    """
+
+    def __init__(self, loss: Callable[..., torch.Tensor], *, needs_labels: bool = False) -> None:
+        super().__init__()
+        self.loss = loss
+        self.needs_labels = needs_labels
+
+    def forward(self, student: Outputs, teacher: Outputs, batch: TermBatch) -> torch.Tensor:
+        if not self.needs_labels:
+            return self.loss(student.logits, teacher.logits)
+        labels = torch.where(batch.labelled, batch.labels, teacher.logits.argmax(dim=1))
+        return self.loss(student.logits, teacher.logits, labels)
+
+    @property
+    def temperature(self) -> float | None:
+        return getattr(self.loss, "temperature", None)
+
+
+@dataclass(frozen=True)
+class WeightedTerm:
+    """One term of a run's objective: its key (``softce``, ``fitnet``, ``fitnet-2`` for a second one), the
+    module, its weight lambda, the spec it was built from, and the plugin that provides it (for messages)."""
+
+    key: str
+    term: DistillTerm
+    weight: float
+    spec: Any = None  # the TermSpec
+    plugin: PluginInfo | None = None
+
+
+def features_as_maps(feature: torch.Tensor) -> torch.Tensor:
+    """A feature as ``(N, C, H, W)``: a map as it is, a vector ``(N, C)`` as ``(N, C, 1, 1)``, a token sequence
+    ``(N, L, C)`` as ``(N, C, L, 1)``.
+
+    Example:
+        >>> features_as_maps(torch.zeros(2, 5)).shape
+        torch.Size([2, 5, 1, 1])
+    """
+    if feature.ndim == 4:
+        return feature
+    if feature.ndim == 2:
+        return feature[:, :, None, None]
+    if feature.ndim == 3:
+        return feature.transpose(1, 2)[..., None]
+    raise ValueError(f"expected a feature of 2, 3 or 4 dimensions, got shape {tuple(feature.shape)}")
+
+
+def channels_of(shape: tuple[int, ...]) -> int:
+    """The channels of one sample's feature shape: ``C`` of ``(C, H, W)``, ``(C,)`` or ``(L, C)``."""
+    return shape[-1] if len(shape) == 2 else shape[0]
