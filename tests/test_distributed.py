@@ -35,6 +35,7 @@ def _worker(rank: int, world_size: int, init_file: str, out: str) -> None:
         fit(model, NORMALIZER, PairedTensors(), Objective(view="z"), OPT, hardware, Path(out))
         if rank == 0:
             torch.save(model.state_dict(), os.path.join(out, "final.pt"))
+        dist.barrier()  # both leave the group together: gloo aborts a process that tears it down mid-use
     finally:
         dist.destroy_process_group()
 

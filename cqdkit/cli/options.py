@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from ..losses.spec import check_lambdas, check_temperature
 from .config_file import config_options
 
 if TYPE_CHECKING:
@@ -23,6 +24,18 @@ def _stack(*decorators: F) -> F:
         return function
 
     return apply
+
+
+def _checked(parse: Callable[[str], Any], value: Any) -> Any:
+    """``parse(value)`` for a click callback (None passes through); a SpecError becomes a usage error."""
+    from ..errors import SpecError
+
+    if value is None:
+        return None
+    try:
+        return parse(value)
+    except SpecError as error:
+        raise click.BadParameter(str(error)) from None
 
 
 def parse_key_values(ctx: click.Context | None, param: click.Parameter | None, pairs: tuple[str, ...]) -> dict[str, str]:
@@ -58,9 +71,15 @@ model_options = _stack(
 
 training_options = _stack(
     *config_options,
-    click.option("--loss", default="softce", show_default=True, help="Distillation loss plugin."),
-    click.option("--temperature", type=float, help="T of the softened softmaxes [paper: 10]."),
-    click.option("--lambda", "lam", type=float, help="Weight of the distillation term [paper: 200 CUB, 50 Cars]."),
+    click.option("--loss", default="softce", show_default=True,
+                 help="Distillation terms, joined with '+', each NAME[:key=value,...], e.g. softce+fitnet:student=-2 "
+                      "(cqdkit plugins lists them)."),
+    click.option("--temperature", callback=lambda ctx, param, value: _checked(check_temperature, value),
+                 help="T of the softened softmaxes, or 'auto' (chosen on validation) [paper: 10 on CUB and Cars; "
+                      "else auto]."),
+    click.option("--lambda", "lam", callback=lambda ctx, param, value: _checked(check_lambdas, value),
+                 help="Weight of each distillation term: one for all, one per term (200,50), or 'auto' (chosen on "
+                      "validation) [paper: 200 CUB, 50 Cars; else auto]."),
     click.option("--epochs", type=int, help="Epochs per model [paper: 30; synthetic: CPU profile]."),
     click.option("--image-size", type=int, help="Input size (images stretched to SxS) [paper: 224]."),
     click.option("--batch-size", type=int, help="Global batch size [paper: 128]."),

@@ -82,9 +82,21 @@ def print_summary(results: dict[str, Any]) -> None:
     if METHODS[method].distill and distillation:
         ratio = results["models"][method].get("distill_gradient_ratio")
         strength = f"; its gradient on the logits was {ratio:.2f} x the CE's (last epoch)" if ratio is not None else ""
-        console.print(f"distillation: {distillation['loss']}, T = {distillation['temperature']:g}, "
-                      f"lambda = {distillation['lambda']:g}{strength}", highlight=False)
+        console.print(f"distillation: {describe_terms(distillation['terms'])}{strength}", highlight=False)
     console.print(f"run folder {results.get('out', '')}  wall time {results['wall_seconds']:.0f} s", style="dim")
+
+
+def describe_terms(terms: list[dict[str, Any]]) -> str:
+    """``softce, T = 10, lambda = 20 + fitnet (student=-2), lambda = 1``: each term of a run's distillation."""
+    parts = []
+    for term in terms:
+        own = term["spec"].partition(":")[2].split(",") if ":" in term["spec"] else []
+        own = [item for item in own if not item.startswith(("lambda=", "temperature="))]
+        text = term["name"] + (f" ({','.join(own)})" if own else "")
+        if term.get("temperature") is not None:
+            text += f", T = {term['temperature']:g}"
+        parts.append(text + f", lambda = {term['lambda']:g}")
+    return " + ".join(parts)
 
 
 def _percent(value: float) -> str:

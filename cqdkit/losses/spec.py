@@ -134,12 +134,15 @@ def loss_text(terms: Sequence[TermSpec]) -> str:
     return "+".join(term.text() for term in terms)
 
 
-def check_lambdas(text: str) -> float | list[float] | str:
-    """``--lambda``'s value: ``auto``, one number >= 0, or comma-separated numbers >= 0 (one per term).
+def check_lambdas(text: Any) -> float | list[float] | str:
+    """``--lambda``'s value: ``auto``, one number >= 0, or comma-separated numbers >= 0 (one per term; a list of
+    numbers from a config file too).
 
     Raises:
         SpecError: anything else (named by the option).
     """
+    if isinstance(text, (list, tuple)):
+        text = ",".join(str(value) for value in text)
     text = str(text).strip()
     if text.lower() == AUTO:
         return AUTO
@@ -151,6 +154,23 @@ def check_lambdas(text: str) -> float | list[float] | str:
     if not all(math.isfinite(value) and value >= 0 for value in values):
         raise SpecError(f"--lambda {text!r}: every weight must be a finite number >= 0")
     return values[0] if len(values) == 1 else values
+
+
+def check_temperature(text: Any) -> float | str:
+    """``--temperature``'s value: ``auto`` or a finite number > 0.
+
+    Raises:
+        SpecError: anything else (named by the option).
+    """
+    if isinstance(text, str) and text.strip().lower() == AUTO:
+        return AUTO
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise SpecError(f"--temperature {text!r}: expected 'auto' or a number > 0") from None
+    if not (math.isfinite(value) and value > 0):
+        raise SpecError(f"--temperature {text!r}: expected 'auto' or a finite number > 0")
+    return value
 
 
 def _text(value: Any) -> str:

@@ -185,3 +185,37 @@ def features_as_maps(feature: torch.Tensor) -> torch.Tensor:
 def channels_of(shape: tuple[int, ...]) -> int:
     """The channels of one sample's feature shape: ``C`` of ``(C, H, W)``, ``(C,)`` or ``(L, C)``."""
     return shape[-1] if len(shape) == 2 else shape[0]
+
+
+def embedding(feature: torch.Tensor) -> torch.Tensor:
+    """One vector per sample, ``(N, D)``: a map ``(N, C, H, W)`` averaged over its positions, a token sequence
+    ``(N, L, C)`` over its tokens, a vector as it is (what relational terms compare between samples).
+
+    Example:
+        >>> embedding(torch.ones(2, 3, 4, 4)).shape
+        torch.Size([2, 3])
+    """
+    if feature.ndim == 4:
+        return feature.mean(dim=(2, 3))
+    if feature.ndim == 3:
+        return feature.mean(dim=1)
+    if feature.ndim == 2:
+        return feature
+    raise ValueError(f"expected a feature of 2, 3 or 4 dimensions, got shape {tuple(feature.shape)}")
+
+
+def match_size(student: torch.Tensor, teacher: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two maps ``(N, C, H, W)`` brought to one spatial size: the larger is average-pooled to the smaller's
+    (adaptive pooling); maps of one size are returned as they are.
+
+    Example:
+        >>> s, t = match_size(torch.ones(2, 3, 8, 8), torch.ones(2, 5, 4, 4))
+        >>> tuple(s.shape), tuple(t.shape)
+        ((2, 3, 4, 4), (2, 5, 4, 4))
+    """
+    size = (min(student.shape[2], teacher.shape[2]), min(student.shape[3], teacher.shape[3]))
+    if tuple(student.shape[2:]) != size:
+        student = torch.nn.functional.adaptive_avg_pool2d(student, size)
+    if tuple(teacher.shape[2:]) != size:
+        teacher = torch.nn.functional.adaptive_avg_pool2d(teacher, size)
+    return student, teacher

@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     from .engine import Optimization
     from .hardware import Hardware
 
-from ..errors import CqdkitError
+from ..errors import CqdkitError, SpecError
+from ..losses.spec import check_lambdas, check_temperature
 from .methods import AUTO, METHODS
 
 #: The paper's protocol (ImageNet-pretrained vgg-m / vgg16 on CUB or Cars).
@@ -120,8 +121,8 @@ class RunConfig:
     clip_grad_norm: float | None = None  # for networks without normalisation layers (None or 0: off)
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    temperature: float | None = None
-    lam: float | None = option("--lambda")
+    temperature: float | str | None = None  # "auto": chosen per term on the validation split
+    lam: float | list[float] | str | None = option("--lambda")  # one weight, one per loss term, or "auto"
     pretrained: bool | None = None  # None: the profile's (ImageNet weights for the paper, none on the CPU)
     teacher_weights: str | None = None
     student_weights: str | None = None
@@ -183,9 +184,14 @@ class RunConfig:
                 raise CqdkitError(f"{self.option_name(name)} must be at least {least}, got {value}")
         if self.seed >= MAX_SEED:
             raise CqdkitError(f"{self.option_name('seed')} must be below 2**32 (a random generator's seed), got {self.seed}")
+        for name, check in (("temperature", check_temperature), ("lam", check_lambdas)):
+            value = getattr(self, name)
+            if value is not None:
+                try:
+                    check(value)
+                except SpecError as error:
+                    raise CqdkitError(str(error)) from None
         ranges = {
-            "temperature": (self.temperature, "a finite number > 0", lambda v: v > 0),
-            "lam": (self.lam, "a finite number >= 0", lambda v: v >= 0),
             "lr": (self.lr, "a finite number > 0", lambda v: v > 0),
             "lr_end": (self.lr_end, "a finite number >= 0", lambda v: v >= 0),
             "budget": (self.budget, "a finite number of minutes > 0", lambda v: v > 0),
