@@ -75,6 +75,13 @@ class Reporter:
         child.prefix = f"{self.prefix}/{prefix}" if self.prefix else prefix
         return child
 
+    def muted(self) -> Reporter:
+        """The same reporter without progress bars and per-epoch lines (messages, results and JSON events stay):
+        for the many short trainings of a search."""
+        child = copy.copy(self)
+        child.bars = False
+        return child
+
     def with_tensorboard(self, folder: Path) -> Reporter:
         """The same reporter, also writing TensorBoard event files under ``folder``."""
         child = copy.copy(self)

@@ -23,7 +23,7 @@ from .run_checks import assert_results_match_models
 
 
 SMALL = ["--image-size", "32", "--batch-size", "8", "--epochs", "2", "--teacher", "convnet-s",
-         "--student", "convnet-s", "--quiet"]
+         "--student", "convnet-s", "--temperature", "10", "--lambda", "20", "--quiet"]
 TINY = ["--dataset-option", "classes=3", "--dataset-option", "train_per_class=8",
         "--dataset-option", "test_per_class=4", "--dataset-option", "image_size=48", *SMALL]
 

@@ -135,7 +135,7 @@ def test_a_finished_model_with_non_finite_weights_is_never_evaluated(tmp_path):
 
 TINY_CONFIG = dict(
     dataset_options={"classes": 3, "train_per_class": 8, "test_per_class": 4, "image_size": 48}, image_size=32,
-    batch_size=8, epochs=2, device="cpu",
+    batch_size=8, epochs=2, device="cpu", temperature=10.0, lam=20.0,
 )
 
 
@@ -155,8 +155,8 @@ class Interrupted(Exception):
 def dropout_experiment(directory: Path) -> Experiment:
     manager = PluginManager()
     manager.register(DropoutPlugin(), "tiny-dropout")
-    config = RunConfig(**TINY_CONFIG, degrade="lowres", teacher="tiny-dropout", student="tiny-dropout",
-                       method="a-cqd", lam=5.0)
+    config = RunConfig(**{**TINY_CONFIG, "lam": 5.0}, degrade="lowres", teacher="tiny-dropout",
+                       student="tiny-dropout", method="a-cqd")
     return Experiment(config, directory, manager=manager)
 
 

@@ -30,7 +30,7 @@ CPU = Hardware(device=torch.device("cpu"))
 TINY = dict(
     dataset_options={"classes": 3, "train_per_class": 8, "test_per_class": 4, "image_size": 48},
     image_size=32, batch_size=8, epochs=2, teacher="convnet-s", student="convnet-s", degrade="lowres",
-    device="cpu",
+    device="cpu", temperature=10.0, lam=20.0,  # a fixed strength: the search on validation is tested on its own
 )
 
 
@@ -240,11 +240,13 @@ def test_table_gives_each_distilled_method_its_own_tuned_values(tmp_path):
     from cqdkit.train.table import run_table
 
     tuned = {"cqd": {"lowres": {"temperature": 2.0, "lam": 5.0}}, "a-cqd": {"lowres": {"temperature": 4.0, "lam": 50.0}}}
-    result = run_table(tiny(epochs=1), ["lowres"], [0], tmp_path, tuned=tuned)
+    tune_json = tmp_path / "tune.json"
+    tune_json.write_text(json.dumps({"methods": {m: {d: {"chosen": v} for d, v in by.items()} for m, by in tuned.items()}}))
+    result = run_table(tiny(epochs=1, tuned=str(tune_json)), ["lowres"], [0], tmp_path / "table")
     settings = result["settings"]["lowres"]
     assert settings["cqd"] == {"temperature": 2.0, "lam": 5.0}
     assert settings["a-cqd"] == {"temperature": 4.0, "lam": 50.0}
-    folder = tmp_path / "seed-0" / "lowres"
+    folder = tmp_path / "table" / "seed-0" / "lowres"
     for method, place, lam in (("cqd", "T2-lambda5", 5.0), ("a-cqd", "T4-lambda50", 50.0)):
         [epoch] = [json.loads(line) for line in (folder / place / method / "log.jsonl").read_text().splitlines()]
         assert epoch["loss"] == pytest.approx(epoch["ce"] + lam * epoch["distill"], rel=1e-5)

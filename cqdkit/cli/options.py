@@ -80,6 +80,12 @@ training_options = _stack(
     click.option("--lambda", "lam", callback=lambda ctx, param, value: _checked(check_lambdas, value),
                  help="Weight of each distillation term: one for all, one per term (200,50), or 'auto' (chosen on "
                       "validation) [paper: 200 CUB, 50 Cars; else auto]."),
+    click.option("--tuned", type=click.Path(dir_okay=False, exists=True),
+                 help="tune.json from `cqdkit tune`: each distilled method's T and lambda per degradation (instead "
+                      "of choosing them on validation)."),
+    click.option("--student-seed", type=int,
+                 help="Seed of the students' initialisation and data order only (the split, z and the teacher stay "
+                      "those of --seed) [--seed]."),
     click.option("--epochs", type=int, help="Epochs per model [paper: 30; synthetic: CPU profile]."),
     click.option("--image-size", type=int, help="Input size (images stretched to SxS) [paper: 224]."),
     click.option("--batch-size", type=int, help="Global batch size [paper: 128]."),

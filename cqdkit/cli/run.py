@@ -73,17 +73,38 @@ def print_summary(results: dict[str, Any]) -> None:
         )
     console.print(table)
     method = results["method"]
+    distillation = results.get("distillation", {})
+    switched_off = METHODS[method].distill and distillation.get("distillation_helps") is False
+    title = METHODS[method].title
+    if switched_off:
+        title += f" (= {METHODS[method].baseline().title})"
     if "gain" in results:
         student, b = results["models"][method]["test_z"], results["models"]["b"]["test_z"]
         gain = 100 * results["gain"]
-        console.print(f"{METHODS[method].title}/B {100 * student:.1f} vs B/B {100 * b:.1f}: "
+        console.print(f"{title}/B {100 * student:.1f} vs B/B {100 * b:.1f}: "
                       f"[bold]{gain:+.1f} points[/bold] on the test z views over training on z alone")
-    distillation = results.get("distillation", {})
-    if METHODS[method].distill and distillation:
+    if switched_off:
+        console.print(f"distillation did not help on validation for {results['degrade']}: the student is "
+                      f"{METHODS[method].baseline().title} ({_evidence(distillation)})", highlight=False)
+    elif METHODS[method].distill and distillation.get("terms"):
         ratio = results["models"][method].get("distill_gradient_ratio")
         strength = f"; its gradient on the logits was {ratio:.2f} x the CE's (last epoch)" if ratio is not None else ""
-        console.print(f"distillation: {describe_terms(distillation['terms'])}{strength}", highlight=False)
+        chosen = f" (chosen on validation: {_evidence(distillation)})" if distillation.get("search") else ""
+        console.print(f"distillation: {describe_terms(distillation['terms'])}{strength}{chosen}", highlight=False)
     console.print(f"run folder {results.get('out', '')}  wall time {results['wall_seconds']:.0f} s", style="dim")
+
+
+def _evidence(distillation: dict[str, Any]) -> str:
+    """What the search saw on validation: the chosen (or best) finalist against lambda = 0, per searched term."""
+    parts = []
+    for stage in distillation.get("search", {}).get("stages", []):
+        accuracy = (f", accuracy {100 * stage['val_z']:.0f}% vs {100 * stage['baseline_val_z']:.0f}%"
+                    if stage.get("val_z") is not None and stage.get("baseline_val_z") is not None else "")
+        which = "chosen" if stage["chosen"] else "best"
+        parts.append(f"{stage['term']}: {which} NLL {stage['val_z_calibrated_nll']:.3f} vs "
+                     f"{stage['baseline_val_z_calibrated_nll']:.3f} at lambda = 0{accuracy}, gain "
+                     f"{stage['gain']:+.3f} ± {stage['gain_std']:.3f} over {stage['seeds']} student seeds")
+    return "; ".join(parts)
 
 
 def describe_terms(terms: list[dict[str, Any]]) -> str:

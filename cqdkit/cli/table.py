@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +9,6 @@ import click
 from rich.markdown import Markdown
 
 from ..plugin.params import split_specs
-from ..errors import CqdkitError, DataError
 from .console import console
 from .options import (
     config_from_options,
@@ -30,8 +28,6 @@ PAPER_DEGRADATIONS = "localization,lowres,edges,tps"
 @click.option("--degrade", default=PAPER_DEGRADATIONS, show_default=True,
               help="Comma-separated degradation specs (one table column each).")
 @click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True, help="Number of seeds (0..N-1).")
-@click.option("--tuned", type=click.Path(dir_okay=False, exists=True),
-              help="tune.json from `cqdkit tune`: each distilled method's T and lambda per degradation.")
 @dataset_options
 @model_options
 @training_options
@@ -41,19 +37,14 @@ PAPER_DEGRADATIONS = "localization,lowres,edges,tps"
 def table(**options: Any) -> None:
     """Table 1: A/A, A/B, B/B, A→B/B, CQD/B, A+CQD/B per degradation, mean ± std over seeds."""
     from ..train.table import run_table
-    from ..train.tune import chosen_values
+    from ..train.tune import tuned_values
 
     base = config_from_options(options, degrade="")
-    tuned = None
-    if options["tuned"]:
-        try:
-            tuned = chosen_values(json.loads(Path(options["tuned"]).read_text()))
-        except (OSError, ValueError, DataError) as error:
-            raise CqdkitError(f"cannot read tuned values from {options['tuned']}: {error}") from error
+    if base.tuned:
+        tuned_values(base.tuned)  # a bad file is one line before anything trains
     seeds = list(range(options["seeds"]))
     reporter = reporter_from_options(options)
-    result = run_table(base, split_specs(options["degrade"]), seeds, Path(options["out"]), tuned=tuned,
-                       reporter=reporter)
+    result = run_table(base, split_specs(options["degrade"]), seeds, Path(options["out"]), reporter=reporter)
     report_result(options, reporter, "table", result, lambda: show(result, options))
     write_run_report(options, reporter, options["out"])
 

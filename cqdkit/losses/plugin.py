@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from cqdkit.plugin import Distiller, DistillLoss, Param, hookimpl
+from cqdkit.plugin.params import non_negative_float, positive_float, positive_int
 
 
 def softce(temperature: float = 10.0) -> Any:
@@ -43,6 +44,48 @@ def fitnet(context: Any, **params: Any) -> Any:
     return build(context, **params)
 
 
+def at(context: Any, **params: Any) -> Any:
+    """Attention transfer; see :mod:`cqdkit.losses.attention`."""
+    from .attention import attention as build
+
+    return build(context, **params)
+
+
+def st(context: Any, **params: Any) -> Any:
+    """Supervision transfer; see :mod:`cqdkit.losses.supervision`."""
+    from .supervision import supervision_transfer as build
+
+    return build(context, **params)
+
+
+def pkt(context: Any, **params: Any) -> Any:
+    """Probabilistic knowledge transfer; see :mod:`cqdkit.losses.pkt`."""
+    from .pkt import pkt as build
+
+    return build(context, **params)
+
+
+def sp(context: Any, **params: Any) -> Any:
+    """Similarity-preserving KD; see :mod:`cqdkit.losses.similarity`."""
+    from .similarity import similarity_preserving as build
+
+    return build(context, **params)
+
+
+def rkd(context: Any, **params: Any) -> Any:
+    """Relational KD; see :mod:`cqdkit.losses.rkd`."""
+    from .rkd import rkd as build
+
+    return build(context, **params)
+
+
+def crd(context: Any, **params: Any) -> Any:
+    """Contrastive representation distillation; see :mod:`cqdkit.losses.crd`."""
+    from .crd import crd as build
+
+    return build(context, **params)
+
+
 #: The layer parameters of a term that matches one teacher layer with one student layer.
 LAYER_PARAMS = (
     Param(name="teacher", default="", help="the teacher's layer: a module name or a stage index (-1: the last "
@@ -50,8 +93,9 @@ LAYER_PARAMS = (
     Param(name="student", default="", help="the student's layer: a module name or a stage index (-1: the last "
                                            "stage; empty: the last stage)"),
 )
-#: ``--lambda auto`` tries the last and the one-but-last stage of both networks for such a term.
-LAST_TWO_STAGES = ({"teacher": "-1", "student": "-1"}, {"teacher": "-2", "student": "-2"})
+#: ``--lambda auto`` tries the last and the one-but-last stage of both networks for such a term ("": the default,
+#: the last stage, or for attention the last one larger than 1x1).
+LAST_TWO_STAGES = ({"teacher": "", "student": ""}, {"teacher": "-2", "student": "-2"})
 
 
 @hookimpl
@@ -80,4 +124,66 @@ def cqdkit_losses() -> Iterator[DistillLoss | Distiller]:
         factory=fitnet,
         params=LAYER_PARAMS,
         search={"lambda": (0.1, 1.0, 10.0), "layers": LAST_TWO_STAGES},
+    )
+    yield Distiller(
+        name="at",
+        summary="Attention transfer (Zagoruyko & Komodakis 2017): L2 between normalised maps of mean_c |A|^p",
+        factory=at,
+        params=(
+            Param(name="teacher", default="", help="the teacher's layer: a module name or a stage index (-1: the last "
+                                                   "stage; empty: the last stage larger than 1x1)"),
+            Param(name="student", default="", help="the student's layer: a module name or a stage index (-1: the last "
+                                                   "stage; empty: the last stage larger than 1x1)"),
+            Param(name="p", default=2.0, parse=positive_float, help="the exponent of |A| in the attention map (> 0)"),
+        ),
+        search={"lambda": (10.0, 100.0, 1000.0), "layers": LAST_TWO_STAGES},
+    )
+    yield Distiller(
+        name="st",
+        summary="Supervision transfer (Gupta et al. 2016): L2 from a student layer to the same teacher layer, no "
+                "regressor, no labels needed",
+        factory=st,
+        params=LAYER_PARAMS,
+        search={"lambda": (0.2, 2.0, 20.0), "layers": LAST_TWO_STAGES},
+    )
+    yield Distiller(
+        name="pkt",
+        summary="Probabilistic knowledge transfer (Passalis & Tefas 2018): KL between the batch's cosine-similarity "
+                "distributions",
+        factory=pkt,
+        params=LAYER_PARAMS,
+        search={"lambda": (10.0, 100.0, 1000.0), "layers": LAST_TWO_STAGES},
+    )
+    yield Distiller(
+        name="sp",
+        summary="Similarity-preserving KD (Tung & Mori 2019): row-normalised batch Gram matrices match (L2)",
+        factory=sp,
+        params=LAYER_PARAMS,
+        search={"lambda": (30.0, 300.0, 3000.0), "layers": LAST_TWO_STAGES},
+    )
+    yield Distiller(
+        name="rkd",
+        summary="Relational KD (Park et al. 2019): distances and angles between the batch's embeddings match (Huber)",
+        factory=rkd,
+        params=LAYER_PARAMS + (
+            Param(name="distance", default=25.0, parse=non_negative_float,
+                  help="weight of the distance-wise loss (the paper's 25)"),
+            Param(name="angle", default=50.0, parse=non_negative_float, help="weight of the angle-wise loss (the paper's 50)"),
+        ),
+        search={"lambda": (0.01, 0.1, 1.0), "layers": LAST_TWO_STAGES},
+    )
+    yield Distiller(
+        name="crd",
+        summary="Contrastive representation distillation (Tian et al. 2020): NCE between student and teacher "
+                "embeddings, negatives from memory banks",
+        factory=crd,
+        params=LAYER_PARAMS + (
+            Param(name="dim", default=128, parse=positive_int, help="embedding dimension of the two heads"),
+            Param(name="negatives", default=4096, parse=positive_int,
+                  help="negatives per sample, drawn from the memory (capped at the training samples - 1)"),
+            Param(name="tau", default=0.07, parse=positive_float, help="temperature of the critic exp(<v, m> / tau) / Z"),
+            Param(name="momentum", default=0.5, parse=non_negative_float,
+                  help="memory update m <- normalise(momentum * m + (1 - momentum) * v), 0 to 1"),
+        ),
+        search={"lambda": (0.08, 0.8, 8.0), "layers": LAST_TWO_STAGES},
     )

@@ -48,6 +48,7 @@ class TermSpec:
     params: dict[str, Any] = field(default_factory=dict)
     weight: float | None = None
     logit: bool = False  # a DistillLoss (takes a temperature), not a Distiller
+    given: frozenset[str] = frozenset()  # the parameters the spec wrote out (lambda included); the rest are defaults
 
     @property
     def temperature(self) -> float | None:
@@ -83,7 +84,8 @@ def parse_loss(spec: str, manager: PluginManager | None = None) -> list[TermSpec
         declared = entry_params(entry)
         values = parse_params(entry.name, (*declared, _LAMBDA), params_text)
         weight = values.pop(LAMBDA)
-        terms.append(TermSpec(entry.name, values, weight, logit=isinstance(entry, DistillLoss)))
+        given = frozenset(item.partition("=")[0].strip() for item in params_text.split(",") if item.strip())
+        terms.append(TermSpec(entry.name, values, weight, logit=isinstance(entry, DistillLoss), given=given))
     return terms
 
 

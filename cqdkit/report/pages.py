@@ -352,6 +352,23 @@ def _seeds(result: dict[str, Any]) -> Markup:
                            table(header, rows, numeric=[False, False] + [True] * len(seeds), css="seeds")])
 
 
+def _strength_text(chosen: dict[str, Any] | None, result: dict[str, Any], degradation: str, method: str) -> str:
+    """A distilled method's strength in a table's settings: fixed or tuned T and λ, or what validation chose per
+    seed."""
+    if not chosen:
+        return "—"
+    if "temperature" in chosen and "lam" in chosen:
+        return f"T = {chosen['temperature']:g}, λ = {chosen['lam']:g}"
+    if chosen.get("chosen_by") != "validation":
+        return str(chosen.get("loss"))
+    per_seed = (result.get("distillation") or {}).get(degradation, {}).get(method, {})
+    texts = []
+    for seed, distillation in per_seed.items():
+        terms = distillation.get("terms") or []
+        texts.append(f"seed {seed}: " + (", ".join(term["spec"] for term in terms) if terms else "λ = 0"))
+    return "chosen on validation: " + ("; ".join(texts) or "—")
+
+
 def _table_settings(result: dict[str, Any]) -> Markup:
     from ..train.methods import METHODS
 
@@ -368,11 +385,8 @@ def _table_settings(result: dict[str, Any]) -> Markup:
         for method in distilled:
             chosen = values.get(method) or ({"temperature": values["temperature"], "lam": values["lam"]}
                                            if "temperature" in values and "lam" in values else None)
-            if chosen:
-                row.append(Cell(f"T = {chosen['temperature']:g}, λ = {chosen['lam']:g}", numeric=False,
-                                css="tl", title=f"{method}"))
-            else:
-                row.append(Cell("—", numeric=False))
+            row.append(Cell(_strength_text(chosen, result, degradation, method), numeric=False, css="tl",
+                            title=f"{method}"))
         rows.append(row)
     ops = []
     for degradation in result["degradations"]:
@@ -381,7 +395,8 @@ def _table_settings(result: dict[str, Any]) -> Markup:
                         Cell(value_text({k: v for k, v in op.items() if k != "name"}), numeric=False)])
     parts: list[object] = [
         tag("p", "T and λ are those each distilled method was trained with (per degradation when tuned with "
-                 "cqdkit tune).", class_="muted"),
+                 "cqdkit tune, per degradation and seed when chosen on validation: λ = 0 means the student is "
+                 "its baseline).", class_="muted"),
         table(header, rows, numeric=[False, False, True] + [False] * len(distilled), css="settings-table"),
     ]
     if ops:

@@ -252,11 +252,13 @@ def fit(
     on_epoch: Callable[[int], None] | None = None,
     validate: Callable[[nn.Module], float] | None = None,
     reporter: Reporter | None = None,
+    stop_after: int | None = None,
 ) -> FitResult:
     """Train ``model`` in place for ``optimization.epochs`` epochs, checkpointing into ``directory``.
 
     With ``resume``, a checkpoint in ``directory`` is continued (a finished one is just loaded), giving the
-    same weights as an uninterrupted run on the CPU. ``on_epoch(epoch)`` is called before each epoch (the
+    same weights as an uninterrupted run on the CPU. ``stop_after`` stops after that many epochs of the
+    schedule (a later call continues it: successive halving trains a candidate further only if it is kept). ``on_epoch(epoch)`` is called before each epoch (the
     dataset uses it to redraw z when asked to); ``validate(model)``, after each epoch, gives the row's
     ``val_acc`` (it must not draw from the global random streams). Each epoch's row goes to ``reporter``.
 
@@ -278,7 +280,8 @@ def fit(
     )
     result = _resume(directory, model, objective.parts, optimizer, scheduler, optimization) if resume else FitResult()
     step = TrainingStep(model, normalizer, objective, hardware)
-    if result.resumed_from >= optimization.epochs:
+    until = optimization.epochs if stop_after is None else min(stop_after, optimization.epochs)
+    if result.resumed_from >= until:
         if not _finite_state(step, optimizer):
             raise TrainingError(f"the finished model in {directory} has non-finite weights; delete the folder and train "
                                 "it again (lower --lr or --lambda)")
@@ -289,7 +292,7 @@ def fit(
     clip = gradient_clip(model, optimization)
     loader, sampler = make_loader(dataset, optimization.batch_size, hardware, shuffle=True, seed=optimization.seed)
     reporter = reporter if reporter is not None and rank == 0 else Reporter.silent()
-    for epoch in range(result.resumed_from, optimization.epochs):
+    for epoch in range(result.resumed_from, until):
         sampler.set_epoch(epoch)
         if on_epoch is not None:
             on_epoch(epoch)

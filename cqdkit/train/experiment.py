@@ -12,6 +12,7 @@ from A's weights, are then impossible, and ``--method auto`` picks CQD.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -28,8 +29,9 @@ from torch import nn
 
 from .. import __version__
 from ..errors import CqdkitError
-from ..files import atomic_write_json
+from ..files import atomic_write_json, atomic_write_text
 from ..losses.build import build_terms
+from ..losses.spec import AUTO as STRENGTH_AUTO
 from ..losses.spec import TermSpec, apply_run_values, loss_text, parse_loss
 from ..losses.term import DistillContext, WeightedTerm
 from ..models.features import NO_LAYERS, Layers
@@ -39,11 +41,12 @@ from ..plugin import PluginManager, get_plugin_manager
 from ..reporting import Reporter
 from .config import RunConfig
 from .distributed import is_main_process
-from .engine import FitResult, Objective, TeacherSignal, fit
+from .engine import FitResult, Objective, Optimization, TeacherSignal, fit
 from .evaluate import accuracy, calibrated_nll, negative_log_likelihood, predict
 from .hardware import Hardware, cpu_has_fast_bf16
 from .methods import AUTO, Method, get_method, resolve
 from .probe import cpu_precision
+from .tune import tuned_values
 from .teacher import FrozenTeacher, compute_features, feature_bytes, teacher_features, teacher_logits
 
 
@@ -101,6 +104,7 @@ class Experiment:
         cfg = config.resolved()
         self.directory = Path(directory)
         self.resume = resume
+        self.trained_here: set[Path] = set()  # folders this experiment (and its siblings) trained into: resumable
         self.reporter = reporter or Reporter.silent()
         self.manager = manager or get_plugin_manager()
         self.hardware = cfg.hardware()
@@ -129,6 +133,7 @@ class Experiment:
         self._models: dict[str, TrainedModel] = {}
         self._probed: dict[str, Layers] = {}
         self._checked_losses: set[str] = set()  # loss specs whose terms were built and probed once
+        self._strengths: dict[str, Any] = {}  # distilled method -> its chosen strength (cqdkit.train.strength)
         self.teacher_directory = Path(teacher_root) / f"a-{self.teacher_key()}" if teacher_root else self.directory / "a"
         self._check_loss()
 
@@ -150,7 +155,7 @@ class Experiment:
         lacks or a term that breaks its contract is a one-line error, not a surprise after the teacher trained."""
         cfg = self.config
         self.loss_terms = parse_loss(cfg.loss, manager=self.manager)
-        fixed = apply_run_values(self.loss_terms, cfg.lam, cfg.temperature)
+        fixed = self.given_terms(self.distilled_method())
         if all(spec.complete() for spec in fixed):
             build_terms(fixed, self.distill_context(fixed), manager=self.manager, seed=cfg.seed)
             self._checked_losses.add(loss_text(fixed))
@@ -172,11 +177,14 @@ class Experiment:
             return {"source": "file", "path": str(path.resolve()), "sha256": sha256(path)}
         if cfg.pretrained:
             return locate_pretrained(architecture)
-        return {"source": "seeded random init", "seed": self._init_seed(architecture)}
+        return {"source": "seeded random init", "seed": self._init_seed(architecture, role)}
 
-    def _init_seed(self, architecture: str) -> int:
-        """The seed of ``architecture``'s random initialisation: the same for every method of a role."""
-        return int(hashlib.sha256(f"{self.config.seed}:{architecture}".encode()).hexdigest()[:8], 16)
+    def _init_seed(self, architecture: str, role: str) -> int:
+        """The seed of ``architecture``'s random initialisation: the same for every method of a role (the students'
+        from ``--student-seed`` when it is given)."""
+        cfg = self.config
+        seed = cfg.student_seed if role == "student" and cfg.student_seed is not None else cfg.seed
+        return int(hashlib.sha256(f"{seed}:{architecture}".encode()).hexdigest()[:8], 16)
 
     def _method_context(self, cfg: RunConfig) -> dict[str, Any]:
         """What decides which methods can run: the architectures and x's channels."""
@@ -252,24 +260,39 @@ class Experiment:
                              "version": info.version, "builtin": info.builtin})
         return rows
 
-    def distillation(self) -> dict[str, Any]:
-        """The distillation this experiment's distilled method uses: its terms, each with its weight lambda (and
-        a logit loss's temperature); for one term, its ``temperature`` and ``lambda`` at the top as well.
+    def distillation(self, method: Method | None = None) -> dict[str, Any]:
+        """The distillation ``method`` (default: this experiment's distilled method) uses: its terms, each with its weight lambda (and
+        a logit loss's temperature); for one term, its ``temperature`` and ``lambda`` at the top as well;
+        ``chosen_by`` (``options``, ``tuned`` or ``validation``) and, for a search that has run, its evidence.
+        It never starts a search: before one, ``auto`` values are null.
 
         ``logit_weight`` is lambda / (C * T^2) for the softened cross-entropy: for large T, the gradient of
         lambda * L2 on each student logit is about ``logit_weight * (student logit - teacher logit)`` (with
         no T^2 factor, one lambda means less for more classes or a higher T).
         """
-        method = self.distilled_method()
+        from .strength import recorded_strength
+
+        method = method or self.distilled_method()
         classes = self.data.num_classes
+        specs = self.given_terms(method)
+        summary: dict[str, Any] = {"method": method.name, "loss": self.config.loss, "classes": classes}
+        if all(spec.complete() for spec in specs):
+            summary["chosen_by"] = "tuned" if self.config.tuned and self.given_terms(method) != apply_run_values(
+                self.loss_terms, self.config.lam, self.config.temperature) else "options"
+        else:
+            summary["chosen_by"] = "validation"
+            strength = recorded_strength(self, method)
+            if strength is not None:
+                specs = strength.terms
+                summary.update(distillation_helps=strength.helps, search=strength.summary())
         terms = []
-        for spec in self.term_specs(method):
+        for spec in specs:
             row: dict[str, Any] = {"name": spec.name, "spec": spec.text(), "lambda": spec.weight,
                                    "temperature": spec.temperature}
             if spec.name == "softce" and spec.complete():
                 row["logit_weight"] = spec.weight / (classes * spec.temperature**2)
             terms.append(row)
-        summary: dict[str, Any] = {"method": method.name, "loss": self.config.loss, "classes": classes, "terms": terms}
+        summary["terms"] = terms
         if len(terms) == 1:
             summary.update(temperature=terms[0]["temperature"], **{"lambda": terms[0]["lambda"]},
                            logit_weight=terms[0].get("logit_weight"))
@@ -303,9 +326,14 @@ class Experiment:
 
     # -- models -------------------------------------------------------------------------------
 
-    def train_or_load(self, method_name: str) -> TrainedModel:
+    def train_or_load(self, method_name: str, *, epochs: int | None = None) -> TrainedModel:
         """The trained model of ``method_name``: trained now (and A first, when it needs A), continued from
         its checkpoint, or loaded when finished. Each method is trained at most once per experiment.
+
+        A distilled method whose distillation strength is chosen on validation (``auto``) is searched first
+        (:mod:`cqdkit.train.strength`); when no strength beats lambda = 0 there, the method's model *is* its
+        baseline's (B for CQD, A→B for A+CQD). ``epochs`` trains only that many epochs of the schedule (a search's
+        first rung; a later call continues): the model is then not kept as finished.
 
         Raises:
             CqdkitError: the architectures or x's channels do not allow the method.
@@ -314,6 +342,8 @@ class Experiment:
             return self._models[method_name]
         method = get_method(method_name)
         method.check(**self._method_context(self.config))
+        if method.distill and not self.term_specs(method):  # distillation did not help on validation
+            return self._as_baseline(method)
         cfg = self.config
         teacher = self.train_or_load("a") if method.needs_teacher else None
         directory = self.teacher_directory if method.name == "a" else self.directory / method.name
@@ -324,28 +354,57 @@ class Experiment:
             normalizer = teacher.normalizer  # the input its weights expect (e.g. converted MatConvNet ones)
         hardware = self._hardware_for(method, model, normalizer, directory)
         result = fit(
-            model, normalizer, self.train_set, self._objective(method, teacher), cfg.optimization(), hardware,
-            directory, name=method.title, resume=self.resume, on_epoch=self.train_set.set_epoch,
-            validate=self._validation(method, normalizer, hardware), reporter=self.reporter,
+            model, normalizer, self.train_set, self._objective(method, teacher), self.optimization(method), hardware,
+            directory, name=method.title, resume=self.resume or directory in self.trained_here,
+            on_epoch=self.train_set.set_epoch,
+            validate=self._validation(method, normalizer, hardware), reporter=self.reporter, stop_after=epochs,
         )
-        architecture = method.architecture(cfg.teacher, cfg.student)
-        in_chans = self.in_chans(method)
+        self.trained_here.add(directory)
+        trained = TrainedModel(method, method.architecture(cfg.teacher, cfg.student), model, normalizer, result,
+                               directory, self.in_chans(method), hardware)
+        if epochs is not None and epochs < cfg.epochs:
+            return trained
         if is_main_process():
-            save_model(directory / "model.safetensors", model, {
-                "architecture": architecture,
-                "method": method.name,
-                "num_classes": self.data.num_classes,
-                "in_chans": in_chans,
-                "channels": list(self.maker.x_channels[:in_chans]),
-                "image_size": cfg.image_size,
-                "mean": normalizer.mean,
-                "std": normalizer.std,
-                "classes": self.data.classes,
-                "pipeline": self.maker.describe(),
-            })
-        trained = TrainedModel(method, architecture, model, normalizer, result, directory, in_chans, hardware)
+            self._save_model(trained)
         self._models[method.name] = trained
         return trained
+
+    def _as_baseline(self, method: Method) -> TrainedModel:
+        """``method``'s model when distillation was switched off on validation: its baseline's, saved in the
+        method's folder too (with the baseline's log), so every report and export of the method finds it."""
+        baseline = self.train_or_load(method.baseline().name)
+        directory = self.directory / method.name
+        trained = dataclasses.replace(baseline, method=method, directory=directory)
+        if is_main_process():
+            directory.mkdir(parents=True, exist_ok=True)
+            if (baseline.directory / "log.jsonl").exists():
+                atomic_write_text(directory / "log.jsonl", (baseline.directory / "log.jsonl").read_text())
+            self._save_model(trained)
+        self._models[method.name] = trained
+        return trained
+
+    def _save_model(self, trained: TrainedModel) -> None:
+        """``model.safetensors`` and ``model.json`` of a finished model, in its folder: what export reads."""
+        cfg = self.config
+        save_model(trained.directory / "model.safetensors", trained.model, {
+            "architecture": trained.architecture,
+            "method": trained.method.name,
+            "num_classes": self.data.num_classes,
+            "in_chans": trained.in_chans,
+            "channels": list(self.maker.x_channels[:trained.in_chans]),
+            "image_size": cfg.image_size,
+            "mean": trained.normalizer.mean,
+            "std": trained.normalizer.std,
+            "classes": self.data.classes,
+            "pipeline": self.maker.describe(),
+        })
+
+    def optimization(self, method: Method) -> Optimization:
+        """The SGD settings of ``method``: the run's, with the students' data order from ``--student-seed``."""
+        optimization = self.config.optimization()
+        if method.role == "student" and self.config.student_seed is not None:
+            optimization = dataclasses.replace(optimization, seed=self.config.student_seed)
+        return optimization
 
     def _hardware_for(self, method: Method, model: nn.Module, normalizer: Normalizer, directory: Path) -> Hardware:
         """The experiment's hardware, with bf16 autocast on the CPU for this model only where a probe measured it
@@ -391,9 +450,42 @@ class Experiment:
         return Objective(view=method.view, terms=terms, teacher=self._teacher_signal(teacher, terms))
 
     def term_specs(self, method: Method) -> list[TermSpec]:
-        """The distillation terms ``method`` trains with, every weight and temperature set."""
+        """The distillation terms ``method`` trains with, every weight and temperature set: the run's ``--lambda``
+        and ``--temperature``, a ``--tuned`` file's choice for this method and degradation, or, for ``auto``, the
+        choice of the search on the validation split (empty when distillation did not help there)."""
+        specs = self.given_terms(method)
+        if all(spec.complete() for spec in specs):
+            return specs
+        from .strength import chosen_strength
+
+        return chosen_strength(self, method).terms
+
+    def sibling(self, directory: Path, **changes: Any) -> Experiment:
+        """An experiment of this one's data, split, degradation and teacher with other settings (``changes`` to the
+        config: a search's candidate), training into ``directory``: the trained teacher and its cached outputs are
+        shared, nothing is loaded again, and it reports nothing (the search reports for it)."""
+        other = copy.copy(self)
+        other.config = dataclasses.replace(dataclasses.replace(self.config, **changes).resolved(),
+                                           method=self.method.name)
+        other.directory = Path(directory)
+        other.reporter = Reporter.silent()
+        other._models = {name: model for name, model in self._models.items() if name == "a"}
+        other._checked_losses = set()
+        other._strengths = {}
+        other.initial_weights = {role: other._weights_source(role) for role in ("teacher", "student")}
+        other._check_loss()
+        return other
+
+    def given_terms(self, method: Method) -> list[TermSpec]:
+        """The loss spec's terms with the values the run gives (``auto`` leaves them unset)."""
         cfg = self.config
-        return apply_run_values(self.loss_terms, cfg.lam, cfg.temperature)
+        lam, temperature = cfg.lam, cfg.temperature
+        if cfg.tuned:
+            values = tuned_values(cfg.tuned).get(method.name, {}).get(cfg.degrade)
+            if values:
+                lam, temperature = values.get("lam", lam), values.get("temperature", temperature)
+        return apply_run_values(self.loss_terms, None if lam == STRENGTH_AUTO else lam,
+                                None if temperature == STRENGTH_AUTO else temperature)
 
     def distill_context(self, specs: list[TermSpec]) -> DistillContext:
         """What the terms' factories get: both networks' layers (probed once, only when a term is not a logit
@@ -425,7 +517,7 @@ class Experiment:
 
         cfg = self.config
         architecture = method.architecture(cfg.teacher, cfg.student)
-        torch.manual_seed(self._init_seed(architecture))
+        torch.manual_seed(self._init_seed(architecture, method.role))
         source = self.initial_weights[method.role]
         model = create_backbone(
             architecture, num_classes=self.data.num_classes, pretrained=source["source"] in ("timm hub", "plugin"),
@@ -499,7 +591,10 @@ class Experiment:
         With privileged channels in x, an RGB student is scored on x's RGB channels, and the teacher on z
         scores NaN: z lacks the channels it needs.
         """
-        trained = self.train_or_load(method_name)
+        return self.score(self.train_or_load(method_name), split)
+
+    def score(self, trained: TrainedModel, split: str = "test") -> dict[str, float]:
+        """:meth:`evaluate`'s scores of a trained model (a search's partly trained candidate too)."""
         dataset = {"test": self.test_set, "val": self.val_set}[split]
         scores = {}
         for view, channels in (("x", self.x_channels), ("z", 3)):

@@ -137,6 +137,7 @@ def _run(config: RunConfig, directory: Path, *, resume: bool, reporter: Reporter
             results["baseline"] = "b"
             results["gain"] = models[method.name]["test_z"] - models["b"]["test_z"]
         if rank == 0:
+            experiment.write_config()  # again: with the strength the search chose
             atomic_write_json(directory / "results.json", results)
     return results
 

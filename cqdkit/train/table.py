@@ -22,6 +22,7 @@ from ..lock import folder_lock
 from ..reporting import Reporter, reporting_into
 from .config import RunConfig
 from .distributed import is_main_process
+from ..losses.spec import loss_text
 from .methods import AUTO, METHODS
 
 #: (method, test view) of each row, in the paper's order; the label is "<train>/<test>" (A = x, B = z).
@@ -44,19 +45,18 @@ def run_table(
     seeds: list[int],
     out: Path,
     *,
-    tuned: dict[str, dict[str, dict[str, float]]] | None = None,
     reporter: Reporter | None = None,
 ) -> dict[str, Any]:
     """Train every model Table 1 needs (reusing finished ones in ``out``) and write the table files.
 
-    ``tuned`` gives each distilled method its own values per degradation, as chosen by ``cqdkit tune``:
-    ``{"cqd": {"lowres": {"temperature": T, "lam": lambda}, ...}, "a-cqd": {...}}``. Without it (or for a
-    method or degradation it lacks) the run's T and lambda apply. Distilled models live in a folder named by
-    their T and lambda, so changing them never reuses a model trained with other values.
+    Each distilled method takes its distillation strength per degradation and seed from the run's settings:
+    fixed (``--lambda``, ``--temperature``), a ``cqdkit tune`` choice (``base.tuned``), or chosen on the validation
+    split (``auto``, :mod:`cqdkit.train.strength`). Distilled models live in a folder named by their loss and
+    strength (``auto`` for a search), so changing them never reuses a model trained with other values.
     """
     out = Path(out)
     with folder_lock(out), reporting_into(reporter, out, tensorboard=base.tensorboard) as reporter:
-        return _run_table(base, degradations, seeds, out, tuned=tuned, reporter=reporter)
+        return _run_table(base, degradations, seeds, out, reporter=reporter)
 
 
 def check_degradations(base: RunConfig, degradations: list[str], reporter: Reporter | None = None) -> None:
@@ -69,13 +69,14 @@ def check_degradations(base: RunConfig, degradations: list[str], reporter: Repor
 
 
 def _run_table(base: RunConfig, degradations: list[str], seeds: list[int], out: Path, *,
-               tuned: dict[str, dict[str, dict[str, float]]] | None, reporter: Reporter) -> dict[str, Any]:
+               reporter: Reporter) -> dict[str, Any]:
     from .experiment import Experiment
 
     check_degradations(base, degradations, reporter)
     raw: dict[str, dict[str, list[float]]] = {d: {row: [] for row, _, _ in ROWS} for d in degradations}
     began = time.perf_counter()
     settings: dict[str, Any] = {}
+    chosen: dict[str, dict[str, dict[str, Any]]] = {}  # degradation -> method -> seed -> its distillation
     for seed in seeds:
         for degradation in degradations:
             config = dataclasses.replace(base, degrade=degradation, seed=seed, method=AUTO)
@@ -90,12 +91,13 @@ def _run_table(base: RunConfig, degradations: list[str], seeds: list[int], out: 
                 if method not in scores:
                     trainer = experiment
                     if METHODS[method].distill:
-                        values = (tuned or {}).get(method, {}).get(degradation, {})
-                        distilled = dataclasses.replace(experiment.config, **values)
-                        trainer = Experiment(distilled, folder / f"T{distilled.temperature:g}-lambda{distilled.lam:g}",
+                        trainer = Experiment(experiment.config, folder / strength_folder(experiment, METHODS[method]),
                                              teacher_root=out / f"seed-{seed}", reporter=scope)
-                        settings[degradation][method] = {"temperature": distilled.temperature, "lam": distilled.lam}
                     scores[method] = trainer.evaluate(method)
+                    if METHODS[method].distill:
+                        distillation = trainer.distillation(METHODS[method])
+                        settings[degradation][method] = strength_setting(distillation)
+                        chosen.setdefault(degradation, {}).setdefault(method, {})[str(seed)] = distillation
                     scope.result(METHODS[method].title, scores[method])
                 value = scores[method][f"test_{view}"]
                 if not math.isnan(value):  # NaN: a privileged teacher cannot be tested on RGB z
@@ -112,6 +114,7 @@ def _run_table(base: RunConfig, degradations: list[str], seeds: list[int], out: 
         "student": experiment.config.student,
         "dataset": base.dataset,
         "settings": settings,
+        "distillation": chosen,
         "raw": raw,
         "table": table,
         "wall_seconds": time.perf_counter() - began,
@@ -119,6 +122,30 @@ def _run_table(base: RunConfig, degradations: list[str], seeds: list[int], out: 
     if is_main_process():
         write_table(out, result)
     return result
+
+
+def strength_folder(experiment: Any, method: Any) -> str:
+    """The folder name of a distilled method's models: ``T10-lambda20`` for one logit loss at its own parameters
+    (``softce`` unless named: ``kl-T4-lambda1``), the whole loss with every value for anything else, and ``auto``
+    (after the loss when not softce) when the strength is chosen on validation."""
+    terms = experiment.given_terms(method)
+    if not all(term.complete() for term in terms):
+        return "auto" if experiment.config.loss == "softce" else f"{slug(experiment.config.loss)}-auto"
+    if len(terms) == 1 and terms[0].logit and set(terms[0].params) == {"temperature"}:
+        name = "" if terms[0].name == "softce" else f"{terms[0].name}-"
+        return f"{name}T{terms[0].temperature:g}-lambda{terms[0].weight:g}"
+    return slug(loss_text(terms))
+
+
+def strength_setting(distillation: dict[str, Any]) -> dict[str, Any]:
+    """What a table's settings say of a distilled method's strength: ``{"temperature", "lam"}`` for one logit term
+    given or tuned; the chosen loss, or none, when chosen on validation (per seed in the table's ``distillation``)."""
+    terms = distillation["terms"]
+    if distillation["chosen_by"] == "validation":
+        return {"chosen_by": "validation", "loss": "+".join(term["spec"] for term in terms) or None}
+    if len(terms) == 1 and terms[0]["temperature"] is not None:
+        return {"temperature": terms[0]["temperature"], "lam": terms[0]["lambda"]}
+    return {"loss": "+".join(term["spec"] for term in terms)}
 
 
 def summarise(raw: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, dict[str, float] | None]]:

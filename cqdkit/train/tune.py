@@ -35,7 +35,7 @@ from ..errors import CqdkitError, DataError
 from ..files import atomic_write_json
 from ..lock import folder_lock
 from ..reporting import Reporter, reporting_into
-from .config import RunConfig, profile_defaults
+from .config import PAPER_STRENGTH, RunConfig
 from .methods import METHODS, get_method
 
 #: What the choice compares (lower is better): validation NLL on z after a cross-fitted temperature.
@@ -86,8 +86,7 @@ def _run_tune(base: RunConfig, degradations: list[str], out: Path, *, methods: t
 
     check_degradations(base, degradations, reporter)
     replicates = [(seed, fold) for seed in seeds for fold in (range(base.folds) if base.folds else [0])]
-    paper_profile = profile_defaults("paper", base.dataset)
-    paper = {"temperature": paper_profile["temperature"], "lam": paper_profile["lam"]}
+    paper = PAPER_STRENGTH.get(base.dataset, PAPER_STRENGTH["cub"])
     result: dict[str, Any] = {"split": "val", "score": SCORE, "seeds": list(seeds), "folds": base.folds,
                               "temperatures": list(temperatures), "lambdas": list(lambdas), "paper": paper,
                               "methods": {}}
@@ -111,7 +110,7 @@ def _run_tune(base: RunConfig, degradations: list[str], out: Path, *, methods: t
                 for temperature in temperatures:
                     for lam in (value for value in lambdas if value > 0):
                         name = f"T{temperature:g}-lambda{lam:g}"
-                        cell = Experiment(dataclasses.replace(config, temperature=temperature, lam=lam),
+                        cell = Experiment(dataclasses.replace(config, temperature=temperature, lam=lam, tuned=None),
                                           replicate / name, teacher_root=out / "teachers",
                                           reporter=scope.scoped(name))
                         scores[method_name].setdefault((temperature, lam), []).append(
@@ -222,6 +221,20 @@ def heatmap(path: Path, found: dict[str, Any], title: str) -> None:
 
 def _is(grid: list[dict[str, Any]], temperature: float, lam: float, key: str) -> bool:
     return any(c[key] for c in grid if c["temperature"] == temperature and c["lam"] == lam)
+
+
+def tuned_values(path: str | Path) -> dict[str, dict[str, dict[str, float]]]:
+    """:func:`chosen_values` of the ``tune.json`` at ``path`` (``--tuned``).
+
+    Raises:
+        CqdkitError: the file cannot be read, is not JSON, or is not a ``cqdkit tune`` result (named).
+    """
+    import json
+
+    try:
+        return chosen_values(json.loads(Path(path).read_text()))
+    except (OSError, ValueError, DataError) as error:
+        raise CqdkitError(f"cannot read tuned values from {path}: {error}") from error
 
 
 def chosen_values(tune_result: Any) -> dict[str, dict[str, dict[str, float]]]:

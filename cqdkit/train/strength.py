@@ -1,0 +1,410 @@
+"""Distillation strength chosen per task on the validation split: ``--lambda auto`` / ``--temperature auto``.
+
+No single T and lambda serves every cross-quality task (docs/results.md), so, like the paper, cqdkit chooses
+them on the validation split of the training data -- never the test split -- for each distilled method,
+degradation and loss term, then trains the student with the chosen values. The search is cheap enough to be
+the default: successive halving over a small grid, the teacher and its cached signal shared.
+
+For each term whose values are ``auto`` (in the order of the loss spec; terms already chosen or fixed stay on):
+
+1. **Candidates**: the product of the term's declared ``search`` values (for ``softce``: T in {2, 4, 10} x
+   lambda in {5, 50, 500}; a feature term: its weights x the last two stages), less what the run fixed.
+2. **Screen**: every candidate trains for :attr:`SearchPlan.fraction` of the epochs (on the run's schedule,
+   stopped early) and is scored by the calibrated NLL of the validation z views
+   (:func:`~cqdkit.train.evaluate.calibrated_nll`); the :attr:`SearchPlan.finalists` best go on.
+3. **Final rung**: each finalist finishes its schedule, and it and the candidate without the term (lambda = 0:
+   B for CQD, A→B for A+CQD, or the terms chosen so far) are trained with :attr:`SearchPlan.replicates`
+   student seeds (``--student-seed``: the students' initialisation and data order; split, z and teacher
+   unchanged).
+4. **Choice** (the rule of ``cqdkit tune``): a finalist *qualifies* when its calibrated-NLL gain over lambda = 0,
+   paired by seed, is positive and larger than its spread over the seeds; the best qualifying one is chosen
+   (a tie within the spread goes to the values nearest the term's paper defaults). When none qualifies the term
+   is dropped: with no term left, the method's student *is* its baseline, and the run says so.
+
+The first seed of the chosen finalist trained exactly as the final student would, so it is the final student
+(its checkpoints are linked into the method's folder: nothing is trained twice; ``--lambda X --temperature T``
+gives the same weights). The choice and its evidence are written to ``<run>/<method>/strength.json`` (read
+back on ``--resume``, by ``report`` and ``explain``) and into ``config.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import os
+import shutil
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import CqdkitError, SpecError
+from ..files import atomic_write_json
+from ..losses.spec import LAMBDA, TEMPERATURE, TermSpec, loss_text, search_space
+from .config import MAX_SEED
+from .methods import Method
+
+if TYPE_CHECKING:
+    from .experiment import Experiment, TrainedModel
+
+#: What the choice compares (lower is better), as ``cqdkit tune``: calibrated NLL of the validation z views.
+SCORE = "val_z_calibrated_nll"
+RECORD = "strength.json"
+#: The record's format; a record of another version is searched again.
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class SearchPlan:
+    """How much the search trains.
+
+    Attributes:
+        fraction: share of the epochs every candidate trains for in the screen (at least one epoch).
+        finalists: candidates of each term that go on to the full schedule.
+        replicates: student seeds of each finalist and of lambda = 0 in the final rung (their spread decides).
+    """
+
+    fraction: float = 0.25
+    finalists: int = 1
+    replicates: int = 2
+
+
+@dataclass(frozen=True)
+class Strength:
+    """The search's outcome for one distilled method: the terms to train with (empty: distillation did not help
+    on validation, the student is the baseline) and the evidence (``strength.json``'s content)."""
+
+    terms: list[TermSpec]
+    record: dict[str, Any]
+
+    @property
+    def helps(self) -> bool:
+        return bool(self.terms)
+
+    def summary(self) -> dict[str, Any]:
+        """The evidence in short, for ``config.json`` and ``results.json``: per searched term, what was chosen and
+        its validation scores against lambda = 0 (the full record is ``strength.json``)."""
+        stages = []
+        for stage in self.record["stages"]:
+            row = {"term": stage["term"], "chosen": stage["chosen"], "baseline": stage["baseline"],
+                   "baseline_val_z_calibrated_nll": stage["baseline_score"],
+                   "baseline_val_z": stage.get("baseline_val_z")}
+            best = stage["cells"].get(stage["chosen"]) if stage["chosen"] else min(
+                stage["cells"].values(), key=lambda cell: cell["score"])
+            row.update(val_z_calibrated_nll=best["score"], val_z=best.get("val_z"), gain=best["gain"],
+                       gain_std=best["gain_std"], seeds=len(best["scores"]))
+            stages.append(row)
+        return {"stages": stages, "screen_epochs": self.record["screen_epochs"], "epochs": self.record["epochs"],
+                "candidates": sum(len(stage["candidates"]) for stage in self.record["stages"]),
+                "seconds": self.record["seconds"]}
+
+
+def chosen_strength(experiment: Experiment, method: Method, plan: SearchPlan = SearchPlan()) -> Strength:
+    """``method``'s distillation terms chosen on validation: read from its ``strength.json`` when an earlier
+    search of the same settings wrote one, else searched now (see the module docstring).
+
+    Raises:
+        CqdkitError: the experiment has no validation split to choose on.
+    """
+    strength = recorded_strength(experiment, method, plan)
+    if strength is None:
+        record = {**_search(experiment, method, plan), "identity": _identity(experiment, method, plan)}
+        atomic_write_json(experiment.directory / method.name / RECORD, record)
+        strength = Strength([_term_from_record(row) for row in record["terms"]], record)
+    experiment._strengths[method.name] = strength
+    return strength
+
+
+def recorded_strength(experiment: Experiment, method: Method, plan: SearchPlan = SearchPlan()) -> Strength | None:
+    """The strength an earlier search of these settings chose, or None (this never searches)."""
+    if method.name in experiment._strengths:
+        return experiment._strengths[method.name]
+    record = _read(experiment.directory / method.name / RECORD)
+    if record is None or record.get("identity") != _identity(experiment, method, plan):
+        return None
+    return Strength([_term_from_record(row) for row in record["terms"]], record)
+
+
+def _search(experiment: Experiment, method: Method, plan: SearchPlan) -> dict[str, Any]:
+    if not len(experiment.val_set):
+        raise CqdkitError("--lambda auto / --temperature auto choose the distillation strength on the validation "
+                          "split, and this run has none (--val-fraction 0); give --lambda and --temperature, or "
+                          "--val-fraction > 0")
+    began = time.perf_counter()
+    cfg = experiment.config
+    reporter = experiment.reporter
+    given = experiment.given_terms(method)
+    fixed = [term for term in given if term.complete()]
+    searched = [term for term in given if not term.complete()]
+    screen = max(1, round(plan.fraction * cfg.epochs))
+    reporter.message(f"choosing the distillation strength of {method.title} on {cfg.degrade} on the validation "
+                     f"split ({len(experiment.val_set)} images): {len(searched)} term(s), candidates screened at "
+                     f"{screen} of {cfg.epochs} epochs, {plan.finalists} finalist(s) and lambda = 0 trained with "
+                     f"{plan.replicates} student seeds")
+    if method.needs_teacher:
+        experiment.train_or_load("a")  # first, in the run's own folder: every candidate shares it
+    search = _Search(experiment, method, plan, screen)
+    chosen = list(fixed)
+    baseline = _Candidate(chosen, label="lambda = 0" if not chosen else loss_text(chosen))
+    stages = []
+    for term in searched:
+        candidates = [_Candidate(chosen + [variant]) for variant in _variants(experiment, term)]
+        screened = sorted(candidates, key=lambda candidate: search.screen(candidate))
+        finalists = [c for c in screened[:plan.finalists] if math.isfinite(search.screened[c.label])]
+        if not finalists:
+            raise CqdkitError(f"no value of {term.name} that --lambda auto tries suits these networks: "
+                              + "; ".join(search.skipped.values()))
+        decision = decide({candidate.label: search.final(candidate) for candidate in finalists},
+                          search.final(baseline), preference={c.label: _distance(experiment, c.terms[-1])
+                                                              for c in finalists})
+        stage = {"term": term.name, "candidates": [{"loss": c.label, "screen": search.screened[c.label],
+                                                  "skipped": search.skipped.get(c.label)} for c in screened],
+                 "finalists": [c.label for c in finalists], "baseline": baseline.label, **decision}
+        stages.append(stage)
+        if decision["distillation_helps"]:
+            winner = next(c for c in finalists if c.label == decision["chosen"])
+            chosen, baseline = winner.terms, winner
+        reporter.message(_stage_line(method, cfg.degrade, term, stage, experiment))
+    seconds = time.perf_counter() - began
+    if chosen:
+        search.adopt(baseline)
+    else:
+        reporter.message(f"distillation did not help on validation for {cfg.degrade}: the student is "
+                         f"{method.baseline().title}")
+    return {"version": VERSION, "method": method.name, "degradation": cfg.degrade, "split": "val", "score": SCORE,
+            "terms": [_term_record(term) for term in chosen], "loss": loss_text(chosen) if chosen else None,
+            "distillation_helps": bool(chosen),
+            "stages": stages, "screen_epochs": screen, "epochs": cfg.epochs, "plan": dataclasses.asdict(plan),
+            "seconds": seconds}
+
+
+@dataclass
+class _Candidate:
+    """A set of terms to train the distilled method with (empty: lambda = 0, the baseline)."""
+
+    terms: list[TermSpec]
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        self.label = self.label or loss_text(self.terms)
+
+
+class _Search:
+    """Trains and scores candidates in sibling experiments that share the run's data and teacher."""
+
+    def __init__(self, experiment: Experiment, method: Method, plan: SearchPlan, screen_epochs: int) -> None:
+        self.experiment, self.method, self.plan, self.screen_epochs = experiment, method, plan, screen_epochs
+        self.screened: dict[str, float] = {}
+        self.skipped: dict[str, str] = {}
+        self.finals: dict[str, list[dict[str, float]]] = {}
+        self.folder = experiment.directory / "search" / method.name
+
+    def seeds(self) -> list[int | None]:
+        """The student seeds of the replicates: the run's own first (its student), then others."""
+        base = self.experiment.config.student_seed
+        first = self.experiment.config.seed if base is None else base
+        return [base] + [(first + 1_000_003 * r) % MAX_SEED for r in range(1, self.plan.replicates)]
+
+    def sibling(self, candidate: _Candidate, seed: int | None) -> Experiment:
+        """The experiment that trains ``candidate`` with student seed ``seed`` (None: the run's own)."""
+        name = _slug(candidate.label) if candidate.terms else "lambda-0"
+        folder = self.folder / name / (f"seed-{seed}" if seed is not None else "seed-run")
+        config = {"loss": loss_text(candidate.terms) if candidate.terms else self.experiment.config.loss,
+                  "lam": None if candidate.terms else 0.0, "temperature": None if candidate.terms else 1.0,
+                  "student_seed": seed, "tuned": None}
+        return self.experiment.sibling(folder, **config)
+
+    def screen(self, candidate: _Candidate) -> float:
+        """The candidate's validation score after the screen's epochs (its first seed); infinite for values these
+        networks do not allow (a layer pair of different widths for ``st``: the reason is kept in ``skipped``)."""
+        if candidate.label not in self.screened:
+            try:
+                sibling = self.sibling(candidate, self.seeds()[0])
+            except SpecError as error:
+                self.skipped[candidate.label] = str(error)
+                self.screened[candidate.label] = math.inf
+                return math.inf
+            trained = sibling.train_or_load(self.method.name, epochs=self.screen_epochs)
+            self.screened[candidate.label] = sibling.score(trained, "val")[SCORE]
+            self.experiment.reporter.event("search", stage="screen", method=self.method.name, loss=candidate.label,
+                                           epochs=self.screen_epochs, score=self.screened[candidate.label])
+        return self.screened[candidate.label]
+
+    def final(self, candidate: _Candidate) -> list[dict[str, float]]:
+        """The candidate's validation scores at the end of its schedule, one per student seed. lambda = 0's first
+        seed is the run's own baseline model (B or A→B)."""
+        if candidate.label not in self.finals:
+            scores = []
+            for index, seed in enumerate(self.seeds()):
+                if not candidate.terms and index == 0:
+                    scores.append(self.experiment.evaluate(self.method.baseline().name, split="val"))
+                    continue
+                sibling = self.sibling(candidate, seed)
+                name = self.method.name if candidate.terms else self.method.baseline().name
+                scores.append(sibling.evaluate(name, split="val"))
+            self.finals[candidate.label] = scores
+            self.experiment.reporter.event("search", stage="final", method=self.method.name, loss=candidate.label,
+                                           scores=[s[SCORE] for s in scores])
+        return self.finals[candidate.label]
+
+    def adopt(self, winner: _Candidate) -> None:
+        """Make the winner's first seed the run's student: link its checkpoints and log into the method's folder
+        (the same training the final student would run; nothing is trained twice)."""
+        source = self.sibling(winner, self.seeds()[0]).directory / self.method.name
+        target = self.experiment.directory / self.method.name
+        target.mkdir(parents=True, exist_ok=True)
+        self.experiment.trained_here.add(target)
+        for path in sorted(source.iterdir()):
+            if path.is_file() and (path.name.startswith("epoch-") or path.name in ("latest.json", "log.jsonl",
+                                                                                  "precision.json")):
+                _link(path, target / path.name)
+
+
+def decide(finalists: dict[str, list[dict[str, float]]], baseline: list[dict[str, float]], *,
+           preference: dict[str, float], score: str = SCORE) -> dict[str, Any]:
+    """The choice among ``finalists`` (validation scores per seed, paired with ``baseline``'s by position):
+
+    a finalist qualifies when its mean gain over the baseline (lower ``score`` is better) is positive and larger
+    than the gain's standard deviation over the seeds; the qualifying one of lowest mean score is chosen, a tie
+    within the spread of the paired differences going to the lowest ``preference``. None qualifying: the baseline.
+
+    Example:
+        >>> base = [{"s": 1.0}, {"s": 1.1}]
+        >>> decide({"x": [{"s": 0.8}, {"s": 0.9}]}, base, preference={"x": 0.0}, score="s")["chosen"]
+        'x'
+        >>> decide({"x": [{"s": 0.8}, {"s": 1.3}]}, base, preference={"x": 0.0}, score="s")["distillation_helps"]
+        False
+    """
+    base = [row[score] for row in baseline]
+    cells = {}
+    for label, rows in finalists.items():
+        values = [row[score] for row in rows]
+        gains = [b - v for b, v in zip(base, values)]
+        gain, spread = statistics.fmean(gains), _std(gains)
+        cells[label] = {"scores": values, "score": statistics.fmean(values), "gain": gain, "gain_std": spread,
+                        "qualifies": gain > 0 and gain > spread, **_means(rows)}
+    summary = {"baseline_scores": base, "baseline_score": statistics.fmean(base), **_means(baseline, "baseline_"),
+               "cells": cells}
+    qualifying = [label for label, cell in cells.items() if cell["qualifies"]]
+    if not qualifying:
+        return {"distillation_helps": False, "chosen": None, **summary}
+    best = min(qualifying, key=lambda label: cells[label]["score"])
+    ties = []
+    for label in qualifying:
+        behind = [c - b for c, b in zip(cells[label]["scores"], cells[best]["scores"])]
+        if statistics.fmean(behind) <= _std(behind):
+            ties.append(label)
+    chosen = min(ties, key=lambda label: (preference.get(label, math.inf), cells[label]["score"]))
+    return {"distillation_helps": True, "chosen": chosen, "ties": ties, **summary}
+
+
+def _means(rows: list[dict[str, float]], prefix: str = "") -> dict[str, float]:
+    """The mean validation accuracy and NLLs of the seeds."""
+    keys = ("val_z", "val_z_nll", SCORE)
+    return {f"{prefix}{key}": statistics.fmean(row[key] for row in rows) for key in keys if all(key in r for r in rows)}
+
+
+def _variants(experiment: Experiment, term: TermSpec) -> list[TermSpec]:
+    """Every value of ``term`` the search tries: its entry's search space, less what the run fixed."""
+    space = search_space(experiment.manager.loss(term.name))
+    dimensions: list[list[dict[str, Any]]] = []
+    for name, values in space.items():
+        if name == LAMBDA:
+            if term.weight is None:
+                dimensions.append([{LAMBDA: float(value)} for value in values])
+        elif name == TEMPERATURE:
+            if term.logit and term.temperature is None:
+                dimensions.append([{TEMPERATURE: float(value)} for value in values])
+        else:
+            options = [value if isinstance(value, dict) else {name: value} for value in values]
+            if not any(key in term.given for option in options for key in option):
+                dimensions.append(options)
+    if term.logit and term.temperature is None and not any(TEMPERATURE in d[0] for d in dimensions):
+        raise CqdkitError(f"--temperature auto: loss {term.name!r} declares no temperatures to search; give "
+                          "--temperature")
+    variants = []
+    for combination in itertools.product(*dimensions):
+        values = {key: value for option in combination for key, value in option.items()}
+        weight = values.pop(LAMBDA, term.weight)
+        params = {**term.params, **values}
+        variants.append(dataclasses.replace(term, params=params, weight=weight, given=term.given | set(values)))
+    return variants
+
+
+def _distance(experiment: Experiment, term: TermSpec) -> float:
+    """How far a term's values are from its defaults (log scale): ties go to the paper's T = 10 and lambda."""
+    from .config import PAPER_STRENGTH
+
+    paper = PAPER_STRENGTH.get(experiment.config.dataset, PAPER_STRENGTH["cub"])
+    distance = 0.0
+    if term.logit and term.temperature:
+        distance += abs(math.log(term.temperature / paper["temperature"]))
+    if term.weight and term.name == "softce":
+        distance += abs(math.log(term.weight / paper["lam"]))
+    return distance
+
+
+def _identity(experiment: Experiment, method: Method, plan: SearchPlan) -> dict[str, Any]:
+    """What a search's outcome depends on: a record made under other settings is searched again."""
+    cfg = experiment.config
+    return {"loss": cfg.loss, "lam": cfg.lam, "temperature": cfg.temperature, "degrade": cfg.degrade,
+            "method": method.name, "teacher_key": experiment.teacher_key(), "student": cfg.student,
+            "student_seed": cfg.student_seed, "epochs": cfg.epochs, "lr": [cfg.lr, cfg.lr_end],
+            "plan": dataclasses.asdict(plan)}
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    import json
+
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and record.get("version") == VERSION else None
+
+
+def _term_record(term: TermSpec) -> dict[str, Any]:
+    return {"name": term.name, "params": term.params, "lambda": term.weight, "logit": term.logit,
+            "spec": term.text(), "given": sorted(term.given)}
+
+
+def _term_from_record(row: dict[str, Any]) -> TermSpec:
+    return TermSpec(row["name"], dict(row["params"]), row["lambda"], logit=row["logit"], given=frozenset(row["given"]))
+
+
+def _stage_line(method: Method, degradation: str, term: TermSpec, stage: dict[str, Any],
+                experiment: Experiment) -> str:
+    """One line saying what the search chose for a term and why."""
+    base = f"NLL {stage['baseline_score']:.3f}" + (f", accuracy {100 * stage['baseline_val_z']:.0f}%"
+                                                   if "baseline_val_z" in stage else "")
+    if not stage["distillation_helps"]:
+        best = min(stage["cells"].items(), key=lambda item: item[1]["score"])
+        return (f"{method.title} on {degradation}, {term.name}: no strength beats lambda = 0 on validation beyond the "
+                f"seeds' spread (best finalist {best[0]}: NLL {best[1]['score']:.3f}, gain {best[1]['gain']:+.3f} ± "
+                f"{best[1]['gain_std']:.3f}; lambda = 0: {base}); {term.name} is left out")
+    cell = stage["cells"][stage["chosen"]]
+    accuracy = f", accuracy {100 * cell['val_z']:.0f}%" if "val_z" in cell else ""
+    return (f"{method.title} on {degradation}: chosen {stage['chosen']} on validation: NLL {cell['score']:.3f}"
+            f"{accuracy} against {stage['baseline']} {base} (gain {cell['gain']:+.3f} ± {cell['gain_std']:.3f} over "
+            f"{len(cell['scores'])} student seeds)")
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_.=" else "_" for c in text)[:120]
+
+
+def _std(values: list[float]) -> float:
+    return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def _link(source: Path, target: Path) -> None:
+    """``target`` as a hard link to ``source`` (a copy where links are not possible), replacing it atomically."""
+    temporary = target.with_name(f".{target.name}.link.cqdkit-tmp")
+    temporary.unlink(missing_ok=True)
+    try:
+        os.link(source, temporary)
+    except OSError:
+        shutil.copy2(source, temporary)
+    os.replace(temporary, target)
