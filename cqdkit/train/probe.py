@@ -19,6 +19,7 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -79,9 +80,7 @@ def cpu_precision(model: nn.Module, normalizer: Normalizer, hardware: Hardware, 
     and sizes and recorded in cqdkit's cache (``$CQDKIT_CACHE/precision/``), so that the numbers of a run do not
     depend on the timing noise of its own probe. ``{"cpu_bf16", "images_per_second", "float32_images_per_second"}``.
     """
-    import platform
-
-    key = json.dumps([architecture, in_chans, batch_size, image_size, torch.__version__, platform.processor(),
+    key = json.dumps([architecture, in_chans, batch_size, image_size, torch.__version__, cpu_name(),
                       torch.get_num_threads()])
     record = default_cache_dir() / "precision" / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
     try:
@@ -94,6 +93,19 @@ def cpu_precision(model: nn.Module, normalizer: Normalizer, hardware: Hardware, 
               "float32_images_per_second": speed.float32, "key": key}
     atomic_write_json(record, chosen)
     return chosen
+
+
+def cpu_name() -> str:
+    """This CPU's model name (``/proc/cpuinfo`` on Linux, else what the platform says)."""
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def training_images_per_second(model: nn.Module, normalizer: Normalizer, hardware: Hardware, pixels: torch.Tensor,
