@@ -2,10 +2,11 @@
 
 The checks, one import path::
 
-    from cqdkit.testing import check_degradation, check_loss, check_backbone
+    from cqdkit.testing import check_degradation, check_loss, check_backbone, check_distiller
 
     check_degradation(spec_or_name, manager=None)   # a degradation op's contract
-    check_loss(name_or_entry, manager=None)         # a distillation loss's contract
+    check_loss(name_or_entry, manager=None)         # a logit distillation loss's contract
+    check_distiller(name_or_entry, manager=None)    # a distiller's contract, in a tiny training
     check_backbone(name, manager=None)              # a backbone's contract
 
 The fixtures: opt in from your ``conftest.py``::
@@ -38,6 +39,7 @@ _LAZY = {
     "check_degradation": "cqdkit.testing.degradations",
     "check_loss": "cqdkit.testing.losses",
     "check_backbone": "cqdkit.testing.backbones",
+    "check_distiller": "cqdkit.testing.distillers",
 }
 
 __getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
@@ -69,4 +71,5 @@ def register_plugin(cqdkit_plugin_manager: PluginManager) -> Iterator[Callable[.
         cqdkit_plugin_manager.unregister(name)
 
 
-__all__ = ["check_backbone", "check_degradation", "check_loss", "cqdkit_plugin_manager", "register_plugin"]
+__all__ = ["check_backbone", "check_degradation", "check_distiller", "check_loss", "cqdkit_plugin_manager",
+           "register_plugin"]

@@ -354,7 +354,7 @@ class Experiment:
             normalizer = teacher.normalizer  # the input its weights expect (e.g. converted MatConvNet ones)
         hardware = self._hardware_for(method, model, normalizer, directory)
         result = fit(
-            model, normalizer, self.train_set, self._objective(method, teacher), self.optimization(method), hardware,
+            model, normalizer, self.train_set, self.objective(method_name), self.optimization(method), hardware,
             directory, name=method.title, resume=self.resume or directory in self.trained_here,
             on_epoch=self.train_set.set_epoch,
             validate=self._validation(method, normalizer, hardware), reporter=self.reporter, stop_after=epochs,
@@ -438,10 +438,13 @@ class Experiment:
 
         return validate
 
-    def _objective(self, method: Method, teacher: TrainedModel | None) -> Objective:
-        """CE on the method's view, plus the distillation terms of Equation 1 when the method distils."""
-        if not method.distill or teacher is None:
+    def objective(self, method_name: str) -> Objective:
+        """What ``method_name`` minimises: CE on its view, plus the distillation terms of Equation 1 (freshly built,
+        their own parts initialised) when it distils; the teacher A is trained or loaded first when needed."""
+        method = get_method(method_name)
+        if not method.distill:
             return Objective(view=method.view)
+        teacher = self.train_or_load("a")
         specs = self.term_specs(method)
         check = loss_text(specs) not in self._checked_losses
         terms = build_terms(specs, self.distill_context(specs), manager=self.manager, seed=self.config.seed,
