@@ -104,6 +104,15 @@ training_options = _stack(
                  help="Default hyperparameters: the paper's, or CPU-sized (auto: cpu for synthetic)."),
     click.option("--val-fraction", type=float, default=0.1, show_default=True,
                  help="Share of each class's training images held out for validation (tuning, never the test split)."),
+    click.option("--label-fraction", type=float, default=1.0, show_default=True,
+                 help="Keep this share of each class's training labels; the other training images become "
+                      "unlabelled pairs (to measure what they give)."),
+    click.option("--unlabeled", type=click.Path(file_okay=False, exists=True),
+                 help="A folder of unlabelled images (any layout, no classes) paired by the degradation like the "
+                      "rest; only the distillation terms learn from them."),
+    click.option("--distill-unlabeled/--no-distill-unlabeled", default=True, show_default=True,
+                 help="Distilled students also train on the unlabelled images (cross-entropy sees labelled ones "
+                      "only; A, B and A→B never see them)."),
     click.option("--folds", type=int, default=0, show_default=True,
                  help="k-fold validation over the training split instead of --val-fraction (0: off; tune runs every fold)."),
     click.option("--seed", type=int, default=0, show_default=True),

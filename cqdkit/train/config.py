@@ -114,6 +114,9 @@ class RunConfig:
     augment: bool = False  # paired random geometry, applied to x and z alike
     fixed_train_z: bool = option("--redraw-z", True)  # the paper: one z per training image
     val_fraction: float = 0.1
+    label_fraction: float = 1.0  # keep this share of each class's training labels; the rest become unlabelled
+    unlabeled: str | None = None  # a folder of unlabelled images (no classes) for the distillation terms
+    distill_unlabeled: bool = True  # distilled students also train on the unlabelled images (distillation only)
     folds: int = 0  # k-fold validation over the training split (0: hold out val_fraction instead)
     fold: int = 0  # which fold is the validation split when folds > 0
     image_size: int | None = None
@@ -208,6 +211,7 @@ class RunConfig:
             "momentum": (self.momentum, "a number in [0, 1)", lambda v: 0 <= v < 1),
             "weight_decay": (self.weight_decay, "a finite number >= 0", lambda v: v >= 0),
             "val_fraction": (self.val_fraction, "a number in [0, 1)", lambda v: 0 <= v < 1),
+            "label_fraction": (self.label_fraction, "a number in (0, 1]", lambda v: 0 < v <= 1),
         }
         for name, (value, expected, valid) in ranges.items():
             if value is not None and not (math.isfinite(value) and valid(value)):

@@ -99,6 +99,7 @@ class Experiment:
         manager: PluginManager | None = None,
     ) -> None:
         from ..data import PairedDataset, load_dataset, split_folds, split_train_val
+        from ..data.unlabeled import check_boxes, hide_labels, read_unlabeled
         from ..degradations import PairMaker
 
         cfg = config.resolved()
@@ -122,7 +123,17 @@ class Experiment:
         else:
             train, val = split_train_val(self.data.train, cfg.val_fraction, cfg.seed)
         paired = dict(maker=self.maker, seed=cfg.seed, dataset_name=self.data.name)
-        self.train_set = PairedDataset(train, split="train", fixed_z=cfg.fixed_train_z, **paired)
+        labelled, unlabelled = hide_labels(train, cfg.label_fraction, cfg.seed) if cfg.label_fraction < 1 else (train, [])
+        if cfg.unlabeled:
+            extra = read_unlabeled(cfg.unlabeled)
+            check_boxes(extra, self.crop or self.maker.needs_box, f"--unlabeled {cfg.unlabeled}")
+            unlabelled = unlabelled + extra
+        self.train_set = PairedDataset(labelled, split="train", fixed_z=cfg.fixed_train_z, **paired)
+        #: What distilled students train on: the labelled images and, with --distill-unlabeled, the unlabelled
+        #: ones (--label-fraction, --unlabeled), which only the distillation terms learn from.
+        self.distill_set = self.train_set
+        if unlabelled and cfg.distill_unlabeled:
+            self.distill_set = PairedDataset(labelled + unlabelled, split="train", fixed_z=cfg.fixed_train_z, **paired)
         self.val_set = PairedDataset(val, split="val", **paired)
         self.test_set = PairedDataset(self.data.test, split="test", **paired)
         for split, records in (("training", train), ("test", self.data.test)):
@@ -231,6 +242,7 @@ class Experiment:
                 "root": str(self.data.root),
                 "classes": self.data.num_classes,
                 "train": len(self.train_set),
+                "unlabelled": len(self.distill_set) - len(self.train_set),
                 "val": len(self.val_set),
                 "test": len(self.test_set),
                 "boxes": self.data.has_boxes,
@@ -298,9 +310,11 @@ class Experiment:
                            logit_weight=terms[0].get("logit_weight"))
         return summary
 
-    def x_pipeline(self) -> dict[str, Any]:
-        """What x depends on: the dataset, the split and how x is cut and sized (not the degradation)."""
+    def x_pipeline(self, dataset: Any = None) -> dict[str, Any]:
+        """What x of ``dataset`` (default: the labelled training set) depends on: the dataset, the split and how
+        x is cut and sized (not the degradation)."""
         cfg = self.config
+        dataset = dataset or self.train_set
         return {
             "dataset": cfg.dataset,
             "root": str(self.data.root),
@@ -308,7 +322,7 @@ class Experiment:
             "val_fraction": cfg.val_fraction,
             "folds": [cfg.folds, cfg.fold],
             "seed": cfg.seed,
-            "train_ids": hashlib.sha256(json.dumps(self.train_set.ids()).encode()).hexdigest()[:16],
+            "train_ids": hashlib.sha256(json.dumps(dataset.ids()).encode()).hexdigest()[:16],
             **self.maker.describe_x(),
         }
 
@@ -353,10 +367,11 @@ class Experiment:
             model.load_state_dict(teacher.model.state_dict())
             normalizer = teacher.normalizer  # the input its weights expect (e.g. converted MatConvNet ones)
         hardware = self._hardware_for(method, model, normalizer, directory)
+        dataset = self.distill_set if method.distill else self.train_set
         result = fit(
-            model, normalizer, self.train_set, self.objective(method_name), self.optimization(method), hardware,
+            model, normalizer, dataset, self.objective(method_name), self.optimization(method), hardware,
             directory, name=method.title, resume=self.resume or directory in self.trained_here,
-            on_epoch=self.train_set.set_epoch,
+            on_epoch=dataset.set_epoch,
             validate=self._validation(method, normalizer, hardware), reporter=self.reporter, stop_after=epochs,
         )
         self.trained_here.add(directory)
@@ -497,7 +512,7 @@ class Experiment:
             teacher=self._layers("a") if any(not spec.logit for spec in specs) else NO_LAYERS,
             student=self._layers("b") if any(not spec.logit for spec in specs) else NO_LAYERS,
             num_classes=self.data.num_classes,
-            num_samples=len(self.train_set),
+            num_samples=len(self.distill_set),
             temperature=self.config.temperature if isinstance(self.config.temperature, float) else None,
         )
 
@@ -545,25 +560,25 @@ class Experiment:
         features: dict[str, Any] = {}
         if layers:
             shapes = {layer: self._layers("a").shape(layer) for layer in layers}
-            size, budget = feature_bytes(shapes, len(self.train_set)), self._feature_budget()
+            size, budget = feature_bytes(shapes, len(self.distill_set)), self._feature_budget()
             listing = ", ".join(f"{layer} {'x'.join(map(str, shape))}" for layer, shape in shapes.items())
             if size > budget:
                 self.reporter.message(f"the teacher runs online on every batch: its features ({listing}, float16, "
-                                      f"{len(self.train_set)} images) would take {_gigabytes(size)}, over the "
+                                      f"{len(self.distill_set)} images) would take {_gigabytes(size)}, over the "
                                       f"{_gigabytes(budget)} budget (--feature-cache-gb, half the free disk)")
                 return TeacherSignal(teacher=frozen, normalizer=teacher.normalizer, layers=layers)
             features = teacher_features(
                 frozen.model,
-                lambda arrays: compute_features(frozen, teacher.normalizer, self.train_set, self.hardware, arrays,
+                lambda arrays: compute_features(frozen, teacher.normalizer, self.distill_set, self.hardware, arrays,
                                                 batch_size=max(cfg.batch_size, 64), reporter=self.reporter),
-                x_pipeline=self.x_pipeline(), cache_dir=self.teacher_directory, shapes=shapes,
-                num_samples=len(self.train_set))
+                x_pipeline=self.x_pipeline(self.distill_set), cache_dir=self.teacher_directory, shapes=shapes,
+                num_samples=len(self.distill_set))
             self.reporter.message(f"teacher features cached ({listing}, float16, {_gigabytes(size)}) in "
                                   f"{self.teacher_directory}")
 
         def compute() -> torch.Tensor:
             logits, _labels = predict(
-                frozen, teacher.normalizer, self.train_set, "x", self.hardware,
+                frozen, teacher.normalizer, self.distill_set, "x", self.hardware,
                 batch_size=max(cfg.batch_size, 64), name="teacher logits", reporter=self.reporter,
             )
             return logits
@@ -571,10 +586,10 @@ class Experiment:
         cached = teacher_logits(
             frozen.model,
             compute,
-            x_pipeline=self.x_pipeline(),
+            x_pipeline=self.x_pipeline(self.distill_set),
             x_random=self.maker.x_random,
             cache_dir=self.teacher_directory,
-            shape=(len(self.train_set), len(self.data.classes)),
+            shape=(len(self.distill_set), len(self.data.classes)),
         )
         return TeacherSignal(cached=cached, features=features)
 
