@@ -24,6 +24,7 @@ from .plugins import list_group, plugins
 from .convert import convert_weights
 from .degrade import degrade
 from .table import table
+from .compare import compare
 from .tune import tune
 from .explain import explain
 from .export import export
@@ -157,6 +158,7 @@ cli.add_command(degrade)
 cli.add_command(inspect_)
 cli.add_command(table)
 cli.add_command(tune)
+cli.add_command(compare)
 cli.add_command(explain)
 cli.add_command(export)
 cli.add_command(multires)

@@ -145,6 +145,7 @@ class Experiment:
         self._probed: dict[str, Layers] = {}
         self._checked_losses: set[str] = set()  # loss specs whose terms were built and probed once
         self._strengths: dict[str, Any] = {}  # distilled method -> its chosen strength (cqdkit.train.strength)
+        self._shared: dict[str, Experiment] = {}  # method -> the experiment that trains it (a sibling's parent)
         self.teacher_directory = Path(teacher_root) / f"a-{self.teacher_key()}" if teacher_root else self.directory / "a"
         self._check_loss()
 
@@ -354,6 +355,8 @@ class Experiment:
         """
         if method_name in self._models:
             return self._models[method_name]
+        if method_name in self._shared and self._shared[method_name] is not self:
+            return self._shared[method_name].train_or_load(method_name, epochs=epochs)
         method = get_method(method_name)
         method.check(**self._method_context(self.config))
         if method.distill and not self.term_specs(method):  # distillation did not help on validation
@@ -478,16 +481,19 @@ class Experiment:
 
         return chosen_strength(self, method).terms
 
-    def sibling(self, directory: Path, **changes: Any) -> Experiment:
+    def sibling(self, directory: Path, *, share: tuple[str, ...] = ("a",), reporter: Reporter | None = None,
+                **changes: Any) -> Experiment:
         """An experiment of this one's data, split, degradation and teacher with other settings (``changes`` to the
-        config: a search's candidate), training into ``directory``: the trained teacher and its cached outputs are
-        shared, nothing is loaded again, and it reports nothing (the search reports for it)."""
+        config: a search's candidate, a table's distilled method), training into ``directory``. The methods in
+        ``share`` are this experiment's own (trained or loaded here, once: the teacher and its cached outputs
+        always); nothing is loaded again; it reports to ``reporter`` (nothing by default)."""
         other = copy.copy(self)
         other.config = dataclasses.replace(dataclasses.replace(self.config, **changes).resolved(),
                                            method=self.method.name)
         other.directory = Path(directory)
-        other.reporter = Reporter.silent()
-        other._models = {name: model for name, model in self._models.items() if name == "a"}
+        other.reporter = reporter or Reporter.silent()
+        other._models = {}
+        other._shared = {name: self._shared.get(name, self) for name in share}
         other._checked_losses = set()
         other._strengths = {}
         other.initial_weights = {role: other._weights_source(role) for role in ("teacher", "student")}

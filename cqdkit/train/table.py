@@ -90,9 +90,9 @@ def _run_table(base: RunConfig, degradations: list[str], seeds: list[int], out: 
                     continue  # e.g. a student that cannot start from A's weights: another architecture or input
                 if method not in scores:
                     trainer = experiment
-                    if METHODS[method].distill:
-                        trainer = Experiment(experiment.config, folder / strength_folder(experiment, METHODS[method]),
-                                             teacher_root=out / f"seed-{seed}", reporter=scope)
+                    if METHODS[method].distill:  # its own folder; A, B and A→B are the row's, trained once
+                        trainer = experiment.sibling(folder / strength_folder(experiment, METHODS[method]),
+                                                     share=("a", "b", "a-b"), reporter=scope)
                     scores[method] = trainer.evaluate(method)
                     if METHODS[method].distill:
                         distillation = trainer.distillation(METHODS[method])

@@ -1,0 +1,198 @@
+"""``cqdkit compare``: which distillation for which cross-quality gap.
+
+Every loss spec (``softce``, ``fitnet``, ``at``, ... or a sum such as ``softce+fitnet``) distils the teacher A into
+the student on every degradation, for several seeds; each loss's weight (and temperature, and layers) is chosen
+on the validation split only (``--lambda auto``, :mod:`cqdkit.train.strength`), never on the test split. For one
+seed and degradation, every loss shares the split, the z views, the teacher A and the baseline (B for CQD, A→B for
+A+CQD), so its gain over the baseline is paired. The table reports, per loss and degradation, the test accuracy
+on z (mean ± standard deviation over the seeds) and the gain over the baseline (mean ± sd of the per-seed gains),
+and how many seeds' searches kept distillation on.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from ..files import atomic_write_bytes, atomic_write_json
+from ..lock import folder_lock
+from ..reporting import Reporter, reporting_into
+from .config import RunConfig
+from .distributed import is_main_process
+from .methods import AUTO, METHODS, get_method
+from .table import check_degradations, slug
+
+
+def run_compare(base: RunConfig, losses: list[str], degradations: list[str], seeds: list[int], out: Path, *,
+                method: str = "cqd", reporter: Reporter | None = None) -> dict[str, Any]:
+    """Train every loss's distilled student (and, once per seed and degradation, A and the baseline), reusing
+    finished models in ``out``; write ``compare.json``, ``compare.md``, ``compare.csv`` and ``compare.png``."""
+    out = Path(out)
+    with folder_lock(out), reporting_into(reporter, out, tensorboard=base.tensorboard) as reporter:
+        return _run_compare(base, losses, degradations, seeds, out, method=method, reporter=reporter)
+
+
+def _run_compare(base: RunConfig, losses: list[str], degradations: list[str], seeds: list[int], out: Path, *,
+                 method: str, reporter: Reporter) -> dict[str, Any]:
+    from .experiment import Experiment
+
+    check_degradations(base, degradations, reporter)
+    for loss in losses:  # a misspelt loss or parameter is one line before anything trains
+        Experiment(dataclasses.replace(base, degrade=degradations[0], loss=loss, method=AUTO), Path("."))
+    distilled = get_method(method)
+    baseline = distilled.baseline()
+    began = time.perf_counter()
+    raw: dict[str, dict[str, list[dict[str, Any]]]] = {loss: {d: [] for d in degradations} for loss in losses}
+    baselines: dict[str, list[float]] = {d: [] for d in degradations}
+    for seed in seeds:
+        for degradation in degradations:
+            config = dataclasses.replace(base, degrade=degradation, seed=seed, method=AUTO)
+            folder = out / f"seed-{seed}" / slug(degradation)
+            scope = reporter.scoped(f"seed-{seed}/{slug(degradation)}")
+            row = Experiment(config, folder, teacher_root=out / f"seed-{seed}", reporter=scope)
+            if not row.can_train(method):
+                scope.message(f"{distilled.title} cannot run on {degradation} with these networks: left out")
+                continue
+            base_score = row.evaluate(baseline.name)["test_z"]
+            baselines[degradation].append(base_score)
+            for loss in losses:
+                student = row.sibling(folder / f"{slug(loss)}-{_strength_name(base)}", share=("a", "b", "a-b"),
+                                      reporter=scope.scoped(loss), loss=loss)
+                score = student.evaluate(method)["test_z"]
+                distillation = student.distillation(distilled)
+                raw[loss][degradation].append({
+                    "seed": seed, "test_z": score, "gain": score - base_score,
+                    "distillation_helps": distillation.get("distillation_helps", True),
+                    "loss": "+".join(term["spec"] for term in distillation["terms"]) or None,
+                })
+                scope.result(f"{distilled.title} {loss}", {"test_z": score, "gain": score - base_score})
+    result = {"method": method, "baseline": baseline.name, "losses": losses, "degradations": degradations,
+              "seeds": seeds, "teacher": base.resolved().teacher, "student": base.resolved().student,
+              "dataset": base.dataset,
+              "split_for_choices": "val", "baselines": baselines, "raw": raw,
+              "table": summarise(raw, baselines), "wall_seconds": time.perf_counter() - began}
+    if is_main_process():
+        write_compare(out, result)
+    return result
+
+
+def _strength_name(config: RunConfig) -> str:
+    """The folder suffix of a loss's models: ``auto`` for a search, else its fixed T and lambda."""
+    if AUTO in (config.lam, config.temperature) or config.lam is None or config.temperature is None:
+        return "auto"
+    return slug(f"T{config.temperature}-lambda{config.lam}")
+
+
+def summarise(raw: dict[str, dict[str, list[dict[str, Any]]]],
+              baselines: dict[str, list[float]]) -> dict[str, dict[str, dict[str, Any] | None]]:
+    """Per loss and degradation: test accuracy on z and gain over the baseline (mean, sd over seeds), and the
+    number of seeds whose search kept distillation on; the baseline's own row too."""
+    table: dict[str, dict[str, dict[str, Any] | None]] = {"baseline": {}}
+    for degradation, scores in baselines.items():
+        table["baseline"][degradation] = _stats(scores) if scores else None
+    for loss, by_degradation in raw.items():
+        table[loss] = {}
+        for degradation, rows in by_degradation.items():
+            if not rows:
+                table[loss][degradation] = None
+                continue
+            table[loss][degradation] = {**_stats([r["test_z"] for r in rows]),
+                                        "gain": _stats([r["gain"] for r in rows]),
+                                        "kept": sum(bool(r["distillation_helps"]) for r in rows)}
+    return table
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "n": len(values)}
+
+
+def to_markdown(result: dict[str, Any]) -> str:
+    """The comparison as a Markdown table: accuracy on the test z views and gain over the baseline."""
+    method, baseline = METHODS[result["method"]].title, METHODS[result["baseline"]].title
+    degradations = result["degradations"]
+    lines = [f"{method} per distillation loss, teacher {result['teacher']} → student {result['student']}, dataset "
+             f"{result['dataset']}: per-image top-1 accuracy (%) on the test z views, mean ± sd over seeds "
+             f"{result['seeds']}, and in brackets the gain over {baseline} (mean ± sd of the per-seed gains) with "
+             "the number of seeds whose validation search kept distillation on. Weights, temperatures and layers were "
+             "chosen on the validation split only.", "",
+             "| loss | " + " | ".join(degradations) + " |", "|---|" + "---:|" * len(degradations)]
+    cells = [_accuracy(result["table"]["baseline"][d]) for d in degradations]
+    lines.append(f"| {baseline} (no distillation) | " + " | ".join(cells) + " |")
+    for loss in result["losses"]:
+        cells = []
+        for degradation in degradations:
+            stats = result["table"][loss][degradation]
+            if stats is None:
+                cells.append("—")
+                continue
+            gain = stats["gain"]
+            cells.append(f"{_accuracy(stats)} [{100 * gain['mean']:+.1f} ± {100 * gain['std']:.1f}, "
+                         f"{stats['kept']}/{stats['n']}]")
+        lines.append(f"| {loss} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _accuracy(stats: dict[str, Any] | None) -> str:
+    if stats is None:
+        return "—"
+    return f"{100 * stats['mean']:.1f} ± {100 * stats['std']:.1f}" if stats["n"] > 1 else f"{100 * stats['mean']:.1f}"
+
+
+def to_csv(result: dict[str, Any]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["loss", "degradation", "seed", "test_z", "gain", "distillation_helps", "chosen"])
+    for loss in result["losses"]:
+        for degradation in result["degradations"]:
+            for row in result["raw"][loss][degradation]:
+                writer.writerow([loss, degradation, row["seed"], row["test_z"], row["gain"],
+                                 row["distillation_helps"], row["loss"] or ""])
+    return buffer.getvalue()
+
+
+def heatmap(path: Path, result: dict[str, Any]) -> None:
+    """A losses x degradations heatmap of the mean gain over the baseline (points), each cell with its sd."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    losses, degradations = result["losses"], result["degradations"]
+    gains = np.full((len(losses), len(degradations)), np.nan)
+    spread = np.full_like(gains, np.nan)
+    for i, loss in enumerate(losses):
+        for j, degradation in enumerate(degradations):
+            stats = result["table"][loss][degradation]
+            if stats is not None:
+                gains[i, j], spread[i, j] = 100 * stats["gain"]["mean"], 100 * stats["gain"]["std"]
+    limit = max(1.0, float(np.nanmax(np.abs(gains)))) if np.isfinite(gains).any() else 1.0
+    figure, axis = plt.subplots(figsize=(1.6 * len(degradations) + 2.5, 0.45 * len(losses) + 1.8))
+    image = axis.imshow(gains, cmap="RdBu", vmin=-limit, vmax=limit, aspect="auto")
+    for i in range(len(losses)):
+        for j in range(len(degradations)):
+            if np.isfinite(gains[i, j]):
+                axis.text(j, i, f"{gains[i, j]:+.1f}\n±{spread[i, j]:.1f}", ha="center", va="center", fontsize=7)
+    axis.set_xticks(range(len(degradations)), degradations, rotation=20, ha="right")
+    axis.set_yticks(range(len(losses)), losses)
+    baseline = METHODS[result["baseline"]].title
+    axis.set_title(f"{METHODS[result['method']].title} gain over {baseline} on the test z views (points, mean ± sd "
+                   f"over {len(result['seeds'])} seeds)", fontsize=9)
+    figure.colorbar(image, ax=axis, label="points")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def write_compare(out: Path, result: dict[str, Any]) -> None:
+    atomic_write_json(out / "compare.json", result)
+    atomic_write_bytes(out / "compare.md", to_markdown(result).encode())
+    atomic_write_bytes(out / "compare.csv", to_csv(result).encode())
+    heatmap(out / "compare.png", result)
