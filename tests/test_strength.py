@@ -18,7 +18,7 @@ from cqdkit.train import strength as strength_module
 from cqdkit.train.config import RunConfig
 from cqdkit.train.experiment import Experiment
 from cqdkit.train.methods import METHODS
-from cqdkit.train.strength import SearchPlan, chosen_strength, decide
+from cqdkit.train.strength import chosen_strength, decide
 
 from .test_science import TINY
 
@@ -163,12 +163,30 @@ def test_run_prints_the_chosen_values_and_writes_them_with_their_evidence_to_con
         assert "distillation did not help on validation for lowres: the student is B" in text
 
 
-def test_the_plan_screens_every_candidate_and_finishes_only_the_finalists(tmp_path):
+@pytest.mark.parametrize("second_round", [True, False])
+def test_every_candidate_trains_once_and_only_a_finalist_that_beat_lambda_zero_trains_again(
+        tmp_path, monkeypatch, second_round):
+    first = {"lambda = 0": 0.8, "softce:temperature=2,lambda=5": 0.5 if second_round else 0.85,
+             "softce:temperature=4,lambda=50": 0.9, "softce:temperature=10,lambda=500": 1.0}
+    second = {"lambda = 0": 0.85, "softce:temperature=2,lambda=5": 0.55}
+    trained = []
+
+    def score(self, candidate, index):  # validation NLLs without training anything
+        label = candidate.label if candidate.terms else "lambda = 0"
+        trained.append((label, index))
+        value = (first if index == 0 else second)[label]
+        return {"val_z_calibrated_nll": value, "val_z": 1 - value, "val_z_nll": value}
+
+    monkeypatch.setattr(strength_module._Search, "_score", score)
+    monkeypatch.setattr(strength_module._Search, "adopt", lambda self, winner: None)
     experiment = Experiment(RunConfig(**AUTO, method="cqd"), tmp_path)
-    record = chosen_strength(experiment, METHODS["cqd"], SearchPlan(finalists=2)).record
-    stage = record["stages"][0]
-    assert len(stage["candidates"]) == 9 and len(stage["finalists"]) == 2
-    screened = sorted(stage["candidates"], key=lambda c: c["screen"])
-    assert stage["finalists"] == [c["loss"] for c in screened[:2]]  # the best of the screen go on
-    finished = [p for p in (tmp_path / "search" / "cqd").glob("*/seed-run/cqd/model.safetensors")]
-    assert len(finished) == 2  # the others stopped after the screen's epochs
+    strength = chosen_strength(experiment, METHODS["cqd"])
+    assert sorted(label for label, index in trained if index == 0) == sorted(first)  # every candidate, full length
+    stage = strength.record["stages"][0]
+    if second_round:
+        assert sorted(trained[len(first):]) == [("lambda = 0", 1), ("softce:temperature=2,lambda=5", 1)]
+        assert stage["chosen"] == "softce:temperature=2,lambda=5" and strength.helps
+        assert stage["cells"][stage["chosen"]]["gain"] == pytest.approx(0.3)
+    else:  # none beat lambda = 0 on the run's own seed: no second seed is trained, the term is left out
+        assert len(trained) == len(first) and not strength.helps and stage["finalists"] == []
+        assert stage["first_round_best"]["loss"] == "softce:temperature=2,lambda=5"

@@ -101,9 +101,10 @@ def _evidence(distillation: dict[str, Any]) -> str:
         accuracy = (f", accuracy {100 * stage['val_z']:.0f}% vs {100 * stage['baseline_val_z']:.0f}%"
                     if stage.get("val_z") is not None and stage.get("baseline_val_z") is not None else "")
         which = "chosen" if stage["chosen"] else "best"
+        spread = f" ± {stage['gain_std']:.3f}" if stage["gain_std"] is not None else ""
         parts.append(f"{stage['term']}: {which} NLL {stage['val_z_calibrated_nll']:.3f} vs "
                      f"{stage['baseline_val_z_calibrated_nll']:.3f} at lambda = 0{accuracy}, gain "
-                     f"{stage['gain']:+.3f} ± {stage['gain_std']:.3f} over {stage['seeds']} student seeds")
+                     f"{stage['gain']:+.3f}{spread} over {stage['seeds']} student seed(s)")
     return "; ".join(parts)
 
 

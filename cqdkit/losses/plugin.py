@@ -104,7 +104,8 @@ def cqdkit_losses() -> Iterator[DistillLoss | Distiller]:
         name="softce",
         summary="Cross-entropy of softmax(teacher/T) and softmax(student/T), no T^2 (the paper's loss)",
         factory=softce,
-        search={"temperature": (2.0, 4.0, 10.0), "lambda": (5.0, 50.0, 500.0)},
+        search={"strength": ({"temperature": 2.0, "lambda": 5.0}, {"temperature": 4.0, "lambda": 50.0},
+                             {"temperature": 10.0, "lambda": 500.0})},
     )
     yield DistillLoss(
         name="logit-l2",
@@ -116,7 +117,8 @@ def cqdkit_losses() -> Iterator[DistillLoss | Distiller]:
         name="kl",
         summary="KL(teacher || student) at temperature T, times T^2 (Hinton et al.)",
         factory=kl,
-        search={"temperature": (2.0, 4.0, 10.0), "lambda": (0.1, 1.0, 10.0)},
+        search={"strength": ({"temperature": 2.0, "lambda": 0.1}, {"temperature": 4.0, "lambda": 1.0},
+                             {"temperature": 10.0, "lambda": 10.0})},
     )
     yield Distiller(
         name="fitnet",

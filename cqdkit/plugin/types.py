@@ -126,8 +126,11 @@ class Distiller(PluginEntry):
     search: dict[str, tuple[Any, ...]] | None = None
 
 
-#: What ``--lambda auto`` tries for a logit loss without its own ``search``: T and lambda (0 is always tried).
-LOGIT_SEARCH: dict[str, tuple[Any, ...]] = {"temperature": (2.0, 4.0, 10.0), "lambda": (5.0, 50.0, 500.0)}
+#: What ``--lambda auto`` tries for a logit loss without its own ``search`` (0 is always tried): three strengths
+#: along a diagonal, the sharper softmax with the smaller weight (a dict sets several parameters at once).
+LOGIT_SEARCH: dict[str, tuple[Any, ...]] = {"strength": ({"temperature": 2.0, "lambda": 5.0},
+                                                         {"temperature": 4.0, "lambda": 50.0},
+                                                         {"temperature": 10.0, "lambda": 500.0})}
 #: What ``--lambda auto`` tries for a distiller without its own ``search`` (0 is always tried).
 FEATURE_SEARCH: dict[str, tuple[Any, ...]] = {"lambda": (0.1, 1.0, 10.0)}
 

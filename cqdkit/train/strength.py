@@ -2,29 +2,33 @@
 
 No single T and lambda serves every cross-quality task (docs/results.md), so, like the paper, cqdkit chooses
 them on the validation split of the training data -- never the test split -- for each distilled method,
-degradation and loss term, then trains the student with the chosen values. The search is cheap enough to be
-the default: successive halving over a small grid, the teacher and its cached signal shared.
+degradation and loss term, then trains the student with the chosen values. The teacher and its cached outputs
+are shared by every candidate.
 
 For each term whose values are ``auto`` (in the order of the loss spec; terms already chosen or fixed stay on):
 
-1. **Candidates**: the product of the term's declared ``search`` values (for ``softce``: T in {2, 4, 10} x
-   lambda in {5, 50, 500}; a feature term: its weights x the last two stages), less what the run fixed.
-2. **Screen**: every candidate trains for :attr:`SearchPlan.fraction` of the epochs (on the run's schedule,
-   stopped early) and is scored by the calibrated NLL of the validation z views
-   (:func:`~cqdkit.train.evaluate.calibrated_nll`); the :attr:`SearchPlan.finalists` best go on.
-3. **Final rung**: each finalist finishes its schedule, and it and the candidate without the term (lambda = 0:
-   B for CQD, A→B for A+CQD, or the terms chosen so far) are trained with :attr:`SearchPlan.replicates`
-   student seeds (``--student-seed``: the students' initialisation and data order; split, z and teacher
-   unchanged).
+1. **Candidates**: the term's declared ``search`` values (for ``softce``: three strengths along a diagonal, T =
+   2, 4, 10 with lambda = 5, 50, 500, i.e. a logit weight lambda / (C T^2) from 0.10 to 0.42 for 12 classes;
+   a feature term: three weights x the last two stages), less what the run fixed.
+2. **First round**: every candidate trains for the run's full schedule with the run's own student seed and is
+   scored by the calibrated NLL of the validation z views (:func:`~cqdkit.train.evaluate.calibrated_nll`),
+   against lambda = 0 (B for CQD, A→B for A+CQD, or the terms chosen so far). Full length, because short
+   screens ranked the candidates badly here: distillation that helps most often learns slower at first
+   (successive halving at a quarter or half of the epochs, and compressed schedules, were measured:
+   docs/results.md). When no candidate beats lambda = 0 in this round, the term is dropped at once: with two
+   seeds no later evidence could make it qualify.
+3. **Second round**: the best :attr:`SearchPlan.finalists` and lambda = 0 are trained with more student seeds
+   (``--student-seed``: the students' initialisation and data order; split, z and teacher unchanged), up to
+   :attr:`SearchPlan.replicates` seeds each.
 4. **Choice** (the rule of ``cqdkit tune``): a finalist *qualifies* when its calibrated-NLL gain over lambda = 0,
    paired by seed, is positive and larger than its spread over the seeds; the best qualifying one is chosen
-   (a tie within the spread goes to the values nearest the term's paper defaults). When none qualifies the term
-   is dropped: with no term left, the method's student *is* its baseline, and the run says so.
+   (a tie within the spread goes to the values nearest the paper's T = 10 and lambda). When none qualifies the
+   term is dropped: with no term left, the method's student *is* its baseline, and the run says so.
 
-The first seed of the chosen finalist trained exactly as the final student would, so it is the final student
-(its checkpoints are linked into the method's folder: nothing is trained twice; ``--lambda X --temperature T``
-gives the same weights). The choice and its evidence are written to ``<run>/<method>/strength.json`` (read
-back on ``--resume``, by ``report`` and ``explain``) and into ``config.json``.
+The chosen finalist's first seed trained exactly as the final student would, so it is the final student (its
+checkpoints are linked into the method's folder: nothing is trained twice; ``--lambda X --temperature T`` gives
+the same weights). The choice and its evidence are written to ``<run>/<method>/strength.json`` (read back on
+``--resume``, by ``report`` and ``explain``) and into ``config.json``.
 """
 
 from __future__ import annotations
@@ -61,12 +65,10 @@ class SearchPlan:
     """How much the search trains.
 
     Attributes:
-        fraction: share of the epochs every candidate trains for in the screen (at least one epoch).
-        finalists: candidates of each term that go on to the full schedule.
-        replicates: student seeds of each finalist and of lambda = 0 in the final rung (their spread decides).
+        finalists: candidates of each term that go on to the second round.
+        replicates: student seeds each finalist and lambda = 0 are trained with, the run's own included.
     """
 
-    fraction: float = 0.25
     finalists: int = 1
     replicates: int = 2
 
@@ -91,12 +93,17 @@ class Strength:
             row = {"term": stage["term"], "chosen": stage["chosen"], "baseline": stage["baseline"],
                    "baseline_val_z_calibrated_nll": stage["baseline_score"],
                    "baseline_val_z": stage.get("baseline_val_z")}
-            best = stage["cells"].get(stage["chosen"]) if stage["chosen"] else min(
-                stage["cells"].values(), key=lambda cell: cell["score"])
-            row.update(val_z_calibrated_nll=best["score"], val_z=best.get("val_z"), gain=best["gain"],
-                       gain_std=best["gain_std"], seeds=len(best["scores"]))
+            if stage["cells"]:
+                best = stage["cells"].get(stage["chosen"]) if stage["chosen"] else min(
+                    stage["cells"].values(), key=lambda cell: cell["score"])
+                row.update(val_z_calibrated_nll=best["score"], val_z=best.get("val_z"), gain=best["gain"],
+                           gain_std=best["gain_std"], seeds=len(best["scores"]))
+            else:  # no candidate beat lambda = 0 in the first round
+                best = stage["first_round_best"]
+                row.update(val_z_calibrated_nll=best["score"], val_z=None, gain=stage["baseline_score"] - best["score"],
+                           gain_std=None, seeds=1)
             stages.append(row)
-        return {"stages": stages, "screen_epochs": self.record["screen_epochs"], "epochs": self.record["epochs"],
+        return {"stages": stages, "epochs": self.record["epochs"], "trainings": self.record["trainings"],
                 "candidates": sum(len(stage["candidates"]) for stage in self.record["stages"]),
                 "seconds": self.record["seconds"]}
 
@@ -138,35 +145,37 @@ def _search(experiment: Experiment, method: Method, plan: SearchPlan) -> dict[st
     given = experiment.given_terms(method)
     fixed = [term for term in given if term.complete()]
     searched = [term for term in given if not term.complete()]
-    screen = max(1, round(plan.fraction * cfg.epochs))
     reporter.message(f"choosing the distillation strength of {method.title} on {cfg.degrade} on the validation "
-                     f"split ({len(experiment.val_set)} images): {len(searched)} term(s), candidates screened at "
-                     f"{screen} of {cfg.epochs} epochs, {plan.finalists} finalist(s) and lambda = 0 trained with "
-                     f"{plan.replicates} student seeds")
+                     f"split ({len(experiment.val_set)} images): every candidate trained once, the best "
+                     f"{plan.finalists} and lambda = 0 again with {plan.replicates - 1} more student seed(s)")
     if method.needs_teacher:
         experiment.train_or_load("a")  # first, in the run's own folder: every candidate shares it
-    search = _Search(experiment, method, plan, screen)
+    search = _Search(experiment, method, plan)
     chosen = list(fixed)
     baseline = _Candidate(chosen, label="lambda = 0" if not chosen else loss_text(chosen))
     stages = []
     for term in searched:
         candidates = [_Candidate(chosen + [variant]) for variant in _variants(experiment, term)]
-        screened = sorted(candidates, key=lambda candidate: search.screen(candidate))
-        finalists = [c for c in screened[:plan.finalists] if math.isfinite(search.screened[c.label])]
-        if not finalists:
+        first = search.first(baseline)
+        ranked = sorted(candidates, key=lambda candidate: search.first(candidate))
+        applicable = [c for c in ranked if math.isfinite(search.firsts[c.label])]
+        if not applicable:
             raise CqdkitError(f"no value of {term.name} that --lambda auto tries suits these networks: "
                               + "; ".join(search.skipped.values()))
-        decision = decide({candidate.label: search.final(candidate) for candidate in finalists},
-                          search.final(baseline), preference={c.label: _distance(experiment, c.terms[-1])
-                                                              for c in finalists})
-        stage = {"term": term.name, "candidates": [{"loss": c.label, "screen": search.screened[c.label],
-                                                  "skipped": search.skipped.get(c.label)} for c in screened],
+        finalists = [c for c in applicable[:plan.finalists] if search.firsts[c.label] < first]
+        decision = decide({c.label: search.final(c) for c in finalists}, search.final(baseline) if finalists else
+                          [search.scores[baseline.label][0]], preference={c.label: _distance(experiment, c.terms[-1])
+                                                                          for c in finalists})
+        if not finalists:  # none beat lambda = 0 on the run's own seed: nothing could qualify
+            decision["first_round_best"] = {"loss": applicable[0].label, "score": search.firsts[applicable[0].label]}
+        stage = {"term": term.name, "candidates": [{"loss": c.label, "first_round": search.firsts[c.label],
+                                                  "skipped": search.skipped.get(c.label)} for c in ranked],
                  "finalists": [c.label for c in finalists], "baseline": baseline.label, **decision}
         stages.append(stage)
         if decision["distillation_helps"]:
             winner = next(c for c in finalists if c.label == decision["chosen"])
             chosen, baseline = winner.terms, winner
-        reporter.message(_stage_line(method, cfg.degrade, term, stage, experiment))
+        reporter.message(_stage_line(method, cfg.degrade, term, stage))
     seconds = time.perf_counter() - began
     if chosen:
         search.adopt(baseline)
@@ -175,9 +184,8 @@ def _search(experiment: Experiment, method: Method, plan: SearchPlan) -> dict[st
                          f"{method.baseline().title}")
     return {"version": VERSION, "method": method.name, "degradation": cfg.degrade, "split": "val", "score": SCORE,
             "terms": [_term_record(term) for term in chosen], "loss": loss_text(chosen) if chosen else None,
-            "distillation_helps": bool(chosen),
-            "stages": stages, "screen_epochs": screen, "epochs": cfg.epochs, "plan": dataclasses.asdict(plan),
-            "seconds": seconds}
+            "distillation_helps": bool(chosen), "stages": stages, "epochs": cfg.epochs,
+            "plan": dataclasses.asdict(plan), "trainings": search.trainings, "seconds": seconds}
 
 
 @dataclass
@@ -194,11 +202,12 @@ class _Candidate:
 class _Search:
     """Trains and scores candidates in sibling experiments that share the run's data and teacher."""
 
-    def __init__(self, experiment: Experiment, method: Method, plan: SearchPlan, screen_epochs: int) -> None:
-        self.experiment, self.method, self.plan, self.screen_epochs = experiment, method, plan, screen_epochs
-        self.screened: dict[str, float] = {}
+    def __init__(self, experiment: Experiment, method: Method, plan: SearchPlan) -> None:
+        self.experiment, self.method, self.plan = experiment, method, plan
+        self.scores: dict[str, list[dict[str, float]]] = {}  # per candidate, one score dict per seed trained
+        self.firsts: dict[str, float] = {}
         self.skipped: dict[str, str] = {}
-        self.finals: dict[str, list[dict[str, float]]] = {}
+        self.trainings = 0
         self.folder = experiment.directory / "search" / method.name
 
     def seeds(self) -> list[int | None]:
@@ -216,38 +225,41 @@ class _Search:
                   "student_seed": seed, "tuned": None}
         return self.experiment.sibling(folder, **config)
 
-    def screen(self, candidate: _Candidate) -> float:
-        """The candidate's validation score after the screen's epochs (its first seed); infinite for values these
-        networks do not allow (a layer pair of different widths for ``st``: the reason is kept in ``skipped``)."""
-        if candidate.label not in self.screened:
+    def _score(self, candidate: _Candidate, index: int) -> dict[str, float]:
+        """The candidate's validation scores with the ``index``-th seed, trained for the full schedule (lambda = 0's
+        first seed is the run's own baseline model, B or A→B)."""
+        seed = self.seeds()[index]
+        if not candidate.terms and index == 0:
+            return self.experiment.evaluate(self.method.baseline().name, split="val")
+        sibling = self.sibling(candidate, seed)
+        self.trainings += 1
+        return sibling.evaluate(self.method.name if candidate.terms else self.method.baseline().name, split="val")
+
+    def first(self, candidate: _Candidate) -> float:
+        """The candidate's validation score with the run's own seed; infinite for values these networks do not
+        allow (a layer pair of different widths for ``st``: the reason is kept in ``skipped``)."""
+        if candidate.label not in self.firsts:
             try:
-                sibling = self.sibling(candidate, self.seeds()[0])
+                scores = self._score(candidate, 0)
             except SpecError as error:
                 self.skipped[candidate.label] = str(error)
-                self.screened[candidate.label] = math.inf
+                self.firsts[candidate.label] = math.inf
                 return math.inf
-            trained = sibling.train_or_load(self.method.name, epochs=self.screen_epochs)
-            self.screened[candidate.label] = sibling.score(trained, "val")[SCORE]
-            self.experiment.reporter.event("search", stage="screen", method=self.method.name, loss=candidate.label,
-                                           epochs=self.screen_epochs, score=self.screened[candidate.label])
-        return self.screened[candidate.label]
+            self.scores[candidate.label] = [scores]
+            self.firsts[candidate.label] = scores[SCORE]
+            self.experiment.reporter.event("search", round=1, method=self.method.name, loss=candidate.label,
+                                           score=scores[SCORE])
+        return self.firsts[candidate.label]
 
     def final(self, candidate: _Candidate) -> list[dict[str, float]]:
-        """The candidate's validation scores at the end of its schedule, one per student seed. lambda = 0's first
-        seed is the run's own baseline model (B or A→B)."""
-        if candidate.label not in self.finals:
-            scores = []
-            for index, seed in enumerate(self.seeds()):
-                if not candidate.terms and index == 0:
-                    scores.append(self.experiment.evaluate(self.method.baseline().name, split="val"))
-                    continue
-                sibling = self.sibling(candidate, seed)
-                name = self.method.name if candidate.terms else self.method.baseline().name
-                scores.append(sibling.evaluate(name, split="val"))
-            self.finals[candidate.label] = scores
-            self.experiment.reporter.event("search", stage="final", method=self.method.name, loss=candidate.label,
-                                           scores=[s[SCORE] for s in scores])
-        return self.finals[candidate.label]
+        """The candidate's validation scores with every seed of the plan."""
+        self.first(candidate)
+        scores = self.scores[candidate.label]
+        while len(scores) < self.plan.replicates:
+            scores.append(self._score(candidate, len(scores)))
+            self.experiment.reporter.event("search", round=2, method=self.method.name, loss=candidate.label,
+                                           seed=len(scores) - 1, score=scores[-1][SCORE])
+        return scores
 
     def adopt(self, winner: _Candidate) -> None:
         """Make the winner's first seed the run's student: link its checkpoints and log into the method's folder
@@ -307,29 +319,38 @@ def _means(rows: list[dict[str, float]], prefix: str = "") -> dict[str, float]:
 
 
 def _variants(experiment: Experiment, term: TermSpec) -> list[TermSpec]:
-    """Every value of ``term`` the search tries: its entry's search space, less what the run fixed."""
-    space = search_space(experiment.manager.loss(term.name))
-    dimensions: list[list[dict[str, Any]]] = []
-    for name, values in space.items():
-        if name == LAMBDA:
-            if term.weight is None:
-                dimensions.append([{LAMBDA: float(value)} for value in values])
-        elif name == TEMPERATURE:
-            if term.logit and term.temperature is None:
-                dimensions.append([{TEMPERATURE: float(value)} for value in values])
-        else:
-            options = [value if isinstance(value, dict) else {name: value} for value in values]
-            if not any(key in term.given for option in options for key in option):
-                dimensions.append(options)
-    if term.logit and term.temperature is None and not any(TEMPERATURE in d[0] for d in dimensions):
-        raise CqdkitError(f"--temperature auto: loss {term.name!r} declares no temperatures to search; give "
-                          "--temperature")
+    """Every value of ``term`` the search tries: the product of its entry's search dimensions (a dimension's
+    value sets one parameter, or several when it is a dict), less what the run fixed.
+
+    Raises:
+        CqdkitError: the search leaves the term's weight or temperature unset.
+    """
+    fixed = set(term.given)
+    if term.weight is not None:
+        fixed.add(LAMBDA)
+    if not term.logit or term.temperature is not None:
+        fixed.add(TEMPERATURE)
+    dimensions = []
+    for name, values in search_space(experiment.manager.loss(term.name)).items():
+        options = []
+        for value in values:
+            option = {key: item for key, item in (value if isinstance(value, dict) else {name: value}).items()
+                      if key not in fixed}
+            if option not in options:
+                options.append(option)
+        dimensions.append(options)
     variants = []
     for combination in itertools.product(*dimensions):
         values = {key: value for option in combination for key, value in option.items()}
         weight = values.pop(LAMBDA, term.weight)
-        params = {**term.params, **values}
-        variants.append(dataclasses.replace(term, params=params, weight=weight, given=term.given | set(values)))
+        variant = dataclasses.replace(term, params={**term.params, **values}, weight=weight,
+                                      given=term.given | set(values))
+        if not variant.complete():
+            missing = "a lambda" if variant.weight is None else "a temperature"
+            raise CqdkitError(f"--lambda/--temperature auto: loss {term.name!r} declares no {missing} to search; "
+                              "give it (--lambda, --temperature, or in the spec)")
+        if variant not in variants:
+            variants.append(variant)
     return variants
 
 
@@ -374,15 +395,18 @@ def _term_from_record(row: dict[str, Any]) -> TermSpec:
     return TermSpec(row["name"], dict(row["params"]), row["lambda"], logit=row["logit"], given=frozenset(row["given"]))
 
 
-def _stage_line(method: Method, degradation: str, term: TermSpec, stage: dict[str, Any],
-                experiment: Experiment) -> str:
+def _stage_line(method: Method, degradation: str, term: TermSpec, stage: dict[str, Any]) -> str:
     """One line saying what the search chose for a term and why."""
     base = f"NLL {stage['baseline_score']:.3f}" + (f", accuracy {100 * stage['baseline_val_z']:.0f}%"
                                                    if "baseline_val_z" in stage else "")
+    if "first_round_best" in stage:
+        best = stage["first_round_best"]
+        return (f"{method.title} on {degradation}, {term.name}: no candidate beats lambda = 0 on validation (best "
+                f"{best['loss']}: NLL {best['score']:.3f}; lambda = 0: {base}); {term.name} is left out")
     if not stage["distillation_helps"]:
         best = min(stage["cells"].items(), key=lambda item: item[1]["score"])
         return (f"{method.title} on {degradation}, {term.name}: no strength beats lambda = 0 on validation beyond the "
-                f"seeds' spread (best finalist {best[0]}: NLL {best[1]['score']:.3f}, gain {best[1]['gain']:+.3f} ± "
+                f"seeds' spread (best {best[0]}: NLL {best[1]['score']:.3f}, gain {best[1]['gain']:+.3f} ± "
                 f"{best[1]['gain_std']:.3f}; lambda = 0: {base}); {term.name} is left out")
     cell = stage["cells"][stage["chosen"]]
     accuracy = f", accuracy {100 * cell['val_z']:.0f}%" if "val_z" in cell else ""
