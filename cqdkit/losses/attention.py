@@ -31,7 +31,16 @@ import torch
 from torch.nn import functional as F
 
 from ..errors import SpecError
-from .term import DistillContext, DistillTerm, LayerShapes, Outputs, TermBatch, features_as_maps, match_size
+from .term import (
+    DistillContext,
+    DistillTerm,
+    LayerShapes,
+    Outputs,
+    TermBatch,
+    at_least_float32,
+    features_as_maps,
+    match_size,
+)
 
 
 class AttentionTransfer(DistillTerm):
@@ -48,8 +57,8 @@ class AttentionTransfer(DistillTerm):
         return F.normalize(feature.abs().pow(self.p).mean(dim=1).flatten(1), dim=1)
 
     def forward(self, student: Outputs, teacher: Outputs, batch: TermBatch) -> torch.Tensor:
-        student_map = _at_least_float32(features_as_maps(student.features[self.student_layers[0]]))
-        teacher_map = _at_least_float32(features_as_maps(teacher.features[self.teacher_layers[0]]))
+        student_map = at_least_float32(features_as_maps(student.features[self.student_layers[0]]))
+        teacher_map = at_least_float32(features_as_maps(teacher.features[self.teacher_layers[0]]))
         student_map, teacher_map = match_size(student_map, teacher_map)
         return (self.attention(student_map) - self.attention(teacher_map)).square().mean()
 
@@ -81,8 +90,3 @@ def _last_spatial_stage(layers: LayerShapes, role: str) -> str:
     raise SpecError(f"attention transfer needs a map larger than 1x1, and no stage of {architecture} (the {role}) "
                     f"has one (stages: {', '.join(layers.stages) or 'none'}); name a {role} layer explicitly or use "
                     "a larger input size")
-
-
-def _at_least_float32(feature: torch.Tensor) -> torch.Tensor:
-    """``feature`` in float32 when it is in a lower precision (bf16, float16); float64 as it is."""
-    return feature.to(torch.promote_types(feature.dtype, torch.float32))

@@ -32,7 +32,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from .term import DistillContext, DistillTerm, Outputs, TermBatch, embedding
+from .term import DistillContext, DistillTerm, Outputs, TermBatch, at_least_float32, embedding
 
 #: Keeps ``log(p)`` finite where a conditional probability is (nearly) 0.
 EPS = 1e-7
@@ -57,8 +57,8 @@ class ProbabilisticTransfer(DistillTerm):
     def forward(self, student: Outputs, teacher: Outputs, batch: TermBatch) -> torch.Tensor:
         student_feature = student.features[self.student_layers[0]]
         if len(student_feature) < 2:
-            return _at_least_float32(student_feature).sum() * 0
-        student_vectors = embedding(_at_least_float32(student_feature))
+            return at_least_float32(student_feature).sum() * 0
+        student_vectors = embedding(at_least_float32(student_feature))
         with torch.no_grad():
             teacher_p = self.conditional(embedding(teacher.features[self.teacher_layers[0]].to(student_vectors)))
         student_p = self.conditional(student_vectors)
@@ -71,8 +71,3 @@ def pkt(context: DistillContext, teacher: str = "", student: str = "") -> Probab
     ``student`` (module names or stage indices, ``-1`` the last stage; empty: the last stage)."""
     return ProbabilisticTransfer(teacher_layer=context.teacher.resolve(teacher),
                                  student_layer=context.student.resolve(student))
-
-
-def _at_least_float32(feature: torch.Tensor) -> torch.Tensor:
-    """``feature`` in float32 when it is in a lower precision (bf16, float16); float64 as it is."""
-    return feature.to(torch.promote_types(feature.dtype, torch.float32))

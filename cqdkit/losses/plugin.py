@@ -10,6 +10,8 @@ Each entry's ``search`` is what ``--lambda auto`` tries on the validation split.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib import import_module
 from typing import Any
 
 from cqdkit.plugin import Distiller, DistillLoss, Param, hookimpl
@@ -37,53 +39,16 @@ def kl(temperature: float = 4.0) -> Any:
     return KLDivergence(temperature)
 
 
-def fitnet(context: Any, **params: Any) -> Any:
-    """FitNets' hint term; see :mod:`cqdkit.losses.fitnet`."""
-    from .fitnet import fitnet as build
+@dataclass(frozen=True)
+class _Factory:
+    """A distiller's factory that imports its module (and torch) only when a run builds the term, so that listing
+    the plugins stays fast: ``_Factory("fitnet", "fitnet")`` calls :func:`cqdkit.losses.fitnet.fitnet`."""
 
-    return build(context, **params)
+    module: str
+    function: str
 
-
-def at(context: Any, **params: Any) -> Any:
-    """Attention transfer; see :mod:`cqdkit.losses.attention`."""
-    from .attention import attention as build
-
-    return build(context, **params)
-
-
-def st(context: Any, **params: Any) -> Any:
-    """Supervision transfer; see :mod:`cqdkit.losses.supervision`."""
-    from .supervision import supervision_transfer as build
-
-    return build(context, **params)
-
-
-def pkt(context: Any, **params: Any) -> Any:
-    """Probabilistic knowledge transfer; see :mod:`cqdkit.losses.pkt`."""
-    from .pkt import pkt as build
-
-    return build(context, **params)
-
-
-def sp(context: Any, **params: Any) -> Any:
-    """Similarity-preserving KD; see :mod:`cqdkit.losses.similarity`."""
-    from .similarity import similarity_preserving as build
-
-    return build(context, **params)
-
-
-def rkd(context: Any, **params: Any) -> Any:
-    """Relational KD; see :mod:`cqdkit.losses.rkd`."""
-    from .rkd import rkd as build
-
-    return build(context, **params)
-
-
-def crd(context: Any, **params: Any) -> Any:
-    """Contrastive representation distillation; see :mod:`cqdkit.losses.crd`."""
-    from .crd import crd as build
-
-    return build(context, **params)
+    def __call__(self, context: Any, **params: Any) -> Any:
+        return getattr(import_module(f"cqdkit.losses.{self.module}"), self.function)(context, **params)
 
 
 #: The layer parameters of a term that matches one teacher layer with one student layer.
@@ -123,14 +88,14 @@ def cqdkit_losses() -> Iterator[DistillLoss | Distiller]:
     yield Distiller(
         name="fitnet",
         summary="FitNets hints (Romero et al. 2015): a 1x1 regressor of a student layer matches a teacher layer (L2)",
-        factory=fitnet,
+        factory=_Factory("fitnet", "fitnet"),
         params=LAYER_PARAMS,
         search={"lambda": (0.1, 1.0, 10.0), "layers": LAST_TWO_STAGES},
     )
     yield Distiller(
         name="at",
         summary="Attention transfer (Zagoruyko & Komodakis 2017): L2 between normalised maps of mean_c |A|^p",
-        factory=at,
+        factory=_Factory("attention", "attention"),
         params=(
             Param(name="teacher", default="", help="the teacher's layer: a module name or a stage index (-1: the last "
                                                    "stage; empty: the last stage larger than 1x1)"),
@@ -144,7 +109,7 @@ def cqdkit_losses() -> Iterator[DistillLoss | Distiller]:
         name="st",
         summary="Supervision transfer (Gupta et al. 2016): L2 from a student layer to the same teacher layer, no "
                 "regressor, no labels needed",
-        factory=st,
+        factory=_Factory("supervision", "supervision_transfer"),
         params=LAYER_PARAMS,
         search={"lambda": (0.2, 2.0, 20.0), "layers": LAST_TWO_STAGES},
     )
@@ -152,21 +117,21 @@ def cqdkit_losses() -> Iterator[DistillLoss | Distiller]:
         name="pkt",
         summary="Probabilistic knowledge transfer (Passalis & Tefas 2018): KL between the batch's cosine-similarity "
                 "distributions",
-        factory=pkt,
+        factory=_Factory("pkt", "pkt"),
         params=LAYER_PARAMS,
         search={"lambda": (10.0, 100.0, 1000.0), "layers": LAST_TWO_STAGES},
     )
     yield Distiller(
         name="sp",
         summary="Similarity-preserving KD (Tung & Mori 2019): row-normalised batch Gram matrices match (L2)",
-        factory=sp,
+        factory=_Factory("similarity", "similarity_preserving"),
         params=LAYER_PARAMS,
         search={"lambda": (30.0, 300.0, 3000.0), "layers": LAST_TWO_STAGES},
     )
     yield Distiller(
         name="rkd",
         summary="Relational KD (Park et al. 2019): distances and angles between the batch's embeddings match (Huber)",
-        factory=rkd,
+        factory=_Factory("rkd", "rkd"),
         params=LAYER_PARAMS + (
             Param(name="distance", default=25.0, parse=non_negative_float,
                   help="weight of the distance-wise loss (the paper's 25)"),
@@ -178,7 +143,7 @@ def cqdkit_losses() -> Iterator[DistillLoss | Distiller]:
         name="crd",
         summary="Contrastive representation distillation (Tian et al. 2020): NCE between student and teacher "
                 "embeddings, negatives from memory banks",
-        factory=crd,
+        factory=_Factory("crd", "crd"),
         params=LAYER_PARAMS + (
             Param(name="dim", default=128, parse=positive_int, help="embedding dimension of the two heads"),
             Param(name="negatives", default=4096, parse=positive_int,

@@ -37,7 +37,7 @@ import torch
 from torch.nn import functional as F
 
 from ..errors import SpecError
-from .term import DistillContext, DistillTerm, Outputs, TermBatch, embedding
+from .term import DistillContext, DistillTerm, Outputs, TermBatch, at_least_float32, embedding
 
 #: Squared distances below this are 0 (it keeps norms and their gradients finite).
 EPS = 1e-12
@@ -72,10 +72,10 @@ class RelationalKD(DistillTerm):
     def forward(self, student: Outputs, teacher: Outputs, batch: TermBatch) -> torch.Tensor:
         student_feature = student.features[self.student_layers[0]]
         size = len(student_feature)
-        loss = _at_least_float32(student_feature).sum() * 0
+        loss = at_least_float32(student_feature).sum() * 0
         if size < 2:
             return loss
-        student_vectors = embedding(_at_least_float32(student_feature))
+        student_vectors = embedding(at_least_float32(student_feature))
         with torch.no_grad():
             teacher_distance, teacher_angle = self.potentials(
                 embedding(teacher.features[self.teacher_layers[0]].to(student_vectors)))
@@ -98,8 +98,3 @@ def rkd(context: DistillContext, teacher: str = "", student: str = "", distance:
     ``distance`` and its angle-wise loss by ``angle``."""
     return RelationalKD(teacher_layer=context.teacher.resolve(teacher), student_layer=context.student.resolve(student),
                         distance=distance, angle=angle)
-
-
-def _at_least_float32(feature: torch.Tensor) -> torch.Tensor:
-    """``feature`` in float32 when it is in a lower precision (bf16, float16); float64 as it is."""
-    return feature.to(torch.promote_types(feature.dtype, torch.float32))

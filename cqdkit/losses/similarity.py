@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from .term import DistillContext, DistillTerm, Outputs, TermBatch
+from .term import DistillContext, DistillTerm, Outputs, TermBatch, at_least_float32
 
 
 class SimilarityPreserving(DistillTerm):
@@ -42,7 +42,7 @@ class SimilarityPreserving(DistillTerm):
         return F.normalize(flat @ flat.T, dim=1)
 
     def forward(self, student: Outputs, teacher: Outputs, batch: TermBatch) -> torch.Tensor:
-        student_feature = _at_least_float32(student.features[self.student_layers[0]])
+        student_feature = at_least_float32(student.features[self.student_layers[0]])
         with torch.no_grad():
             teacher_similarity = self.similarity(teacher.features[self.teacher_layers[0]].to(student_feature))
         difference = teacher_similarity - self.similarity(student_feature)
@@ -54,8 +54,3 @@ def similarity_preserving(context: DistillContext, teacher: str = "", student: s
     (module names or stage indices, ``-1`` the last stage; empty: the last stage)."""
     return SimilarityPreserving(teacher_layer=context.teacher.resolve(teacher),
                                 student_layer=context.student.resolve(student))
-
-
-def _at_least_float32(feature: torch.Tensor) -> torch.Tensor:
-    """``feature`` in float32 when it is in a lower precision (bf16, float16); float64 as it is."""
-    return feature.to(torch.promote_types(feature.dtype, torch.float32))

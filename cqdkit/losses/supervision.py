@@ -25,7 +25,16 @@ from __future__ import annotations
 import torch
 
 from ..errors import SpecError
-from .term import DistillContext, DistillTerm, Outputs, TermBatch, channels_of, features_as_maps, match_size
+from .term import (
+    DistillContext,
+    DistillTerm,
+    Outputs,
+    TermBatch,
+    at_least_float32,
+    channels_of,
+    features_as_maps,
+    match_size,
+)
 
 
 class SupervisionTransfer(DistillTerm):
@@ -37,7 +46,7 @@ class SupervisionTransfer(DistillTerm):
     def forward(self, student: Outputs, teacher: Outputs, batch: TermBatch) -> torch.Tensor:
         student_map = features_as_maps(student.features[self.student_layers[0]])
         teacher_map = features_as_maps(teacher.features[self.teacher_layers[0]])
-        student_map, teacher_map = match_size(_at_least_float32(student_map), _at_least_float32(teacher_map))
+        student_map, teacher_map = match_size(at_least_float32(student_map), at_least_float32(teacher_map))
         return (student_map - teacher_map).square().mean()
 
 
@@ -57,8 +66,3 @@ def supervision_transfer(context: DistillContext, teacher: str = "", student: st
                         "so their channels must be equal; choose layers with the same channels, or use fitnet, "
                         "which learns a 1x1 regressor between them")
     return SupervisionTransfer(teacher_layer=teacher_layer, student_layer=student_layer)
-
-
-def _at_least_float32(feature: torch.Tensor) -> torch.Tensor:
-    """``feature`` in float32 when it is in a lower precision (bf16, float16); float64 as it is."""
-    return feature.to(torch.promote_types(feature.dtype, torch.float32))

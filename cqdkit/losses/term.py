@@ -182,6 +182,17 @@ def features_as_maps(feature: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"expected a feature of 2, 3 or 4 dimensions, got shape {tuple(feature.shape)}")
 
 
+def at_least_float32(feature: torch.Tensor) -> torch.Tensor:
+    """``feature`` in float32 when it comes in a lower precision (bf16 or float16 under autocast, or from the
+    float16 cache of teacher features); float64 stays float64.
+
+    Example:
+        >>> at_least_float32(torch.zeros(1, dtype=torch.bfloat16)).dtype
+        torch.float32
+    """
+    return feature.to(torch.promote_types(feature.dtype, torch.float32))
+
+
 def channels_of(shape: tuple[int, ...]) -> int:
     """The channels of one sample's feature shape: ``C`` of ``(C, H, W)``, ``(C,)`` or ``(L, C)``."""
     return shape[-1] if len(shape) == 2 else shape[0]
