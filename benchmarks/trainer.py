@@ -7,6 +7,8 @@ Prints images/s for
 - ``b``: cqdkit's ``fit`` training on z (method B), checkpointing every epoch;
 - ``cqd (cached)``: Equation 1 with the teacher's logits read from the cache;
 - ``cqd (online)``: Equation 1 with the teacher run on x every step;
+- ``fitnet (online)``: a FitNets term on the last stages (forward hooks on both networks, a 1x1 regressor),
+  the teacher run on x every step;
 and each one's ratio to the baseline, all measured in this run with the same model, data and batches.
 Every variant is timed ``--repeats`` times in turn and the median epoch time is reported. The first epoch
 of each variant is a warm-up and is not timed. Data are cached in memory beforehand so the loop is timed,
@@ -30,9 +32,13 @@ from cqdkit.data import PairedDataset, load_dataset
 from cqdkit.models import create_backbone, model_input_config
 from cqdkit.plugin import get_plugin_manager
 from cqdkit.models.preprocessing import Normalizer
+from cqdkit.losses.fitnet import fitnet
+from cqdkit.losses.term import DistillContext, LogitTerm, WeightedTerm
+from cqdkit.models.features import Layers
 from cqdkit.train.engine import Objective, Optimization, TeacherSignal, fit
 from cqdkit.train.evaluate import predict
 from cqdkit.train.hardware import Hardware
+from cqdkit.train.probe import cpu_name
 from cqdkit.train.teacher import FrozenTeacher
 
 
@@ -83,16 +89,24 @@ def main() -> None:
     teacher = FrozenTeacher(create_backbone(args.teacher, num_classes=classes))
     teacher_normalizer = Normalizer(*_mean_std(teacher.model))
     cached, _ = predict(teacher, teacher_normalizer, dataset, "x", Hardware())
-    loss = get_plugin_manager().loss("softce").factory(temperature=10.0)
-    objectives = {
-        "b": Objective(view="z"),
-        "cqd (cached)": Objective(view="z", distill=loss, lam=20.0, teacher=TeacherSignal(cached=cached)),
-        "cqd (online)": Objective(
-            view="z", distill=loss, lam=20.0, teacher=TeacherSignal(teacher=teacher, normalizer=teacher_normalizer)
-        ),
-    }
+    softce = [WeightedTerm("softce", LogitTerm(get_plugin_manager().loss("softce").factory(temperature=10.0)), 20.0)]
+    online = dict(teacher=teacher, normalizer=teacher_normalizer)
+    context = DistillContext(teacher=Layers.probe(teacher.model, image_size=args.image_size),
+                             student=Layers.probe(create_backbone(args.model, num_classes=classes),
+                                                  image_size=args.image_size),
+                             num_classes=classes, num_samples=len(dataset))
+
+    def objectives():  # fresh terms for every training (the FitNets regressor trains)
+        hint = [WeightedTerm("fitnet", fitnet(context), 1.0)]
+        fitnet_layer = hint[0].term.teacher_layers
+        return {
+            "b": Objective(view="z"),
+            "cqd (cached)": Objective(view="z", terms=softce, teacher=TeacherSignal(cached=cached)),
+            "cqd (online)": Objective(view="z", terms=softce, teacher=TeacherSignal(**online)),
+            "fitnet (online)": Objective(view="z", terms=hint, teacher=TeacherSignal(**online, layers=fitnet_layer)),
+        }
     epochs = args.epochs + 1
-    timings: dict[str, list[float]] = {name: [] for name in ["baseline", *objectives]}
+    timings: dict[str, list[float]] = {name: [] for name in ["baseline", *objectives()]}
     for repeat in range(args.repeats):
         for name in timings:
             torch.manual_seed(repeat)
@@ -100,33 +114,23 @@ def main() -> None:
             if name == "baseline":
                 seconds = baseline_epochs(model, normalizer, dataset, args.batch_size, epochs, repeat)
             else:
-                seconds = cqdkit_epochs(model, normalizer, dataset, objectives[name], args.batch_size, epochs, repeat)
+                seconds = cqdkit_epochs(model, normalizer, dataset, objectives()[name], args.batch_size, epochs, repeat)
             timings[name] += seconds[1:]
     images = len(dataset)
     base = images / statistics.median(timings["baseline"])
-    cpu = _cpu_name()
+    cpu = cpu_name()
     print(f"# trainer: {args.model} (teacher {args.teacher}), {args.degrade}, {args.image_size}px, batch "
           f"{args.batch_size}, {images} images/epoch, {args.threads} threads, {cpu}, torch {torch.__version__}, "
           f"python {platform.python_version()}")
-    print(f"{'loop':<14} {'images/s':>10} {'ratio':>7}")
+    print(f"{'loop':<16} {'images/s':>10} {'ratio':>7}")
     for name, seconds in timings.items():
         rate = images / statistics.median(seconds)
-        print(f"{name:<14} {rate:>10.0f} {rate / base:>7.3f}")
+        print(f"{name:<16} {rate:>10.0f} {rate / base:>7.3f}")
 
 
 def _mean_std(model):
     config = model_input_config(model)
     return config.mean, config.std
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 if __name__ == "__main__":
