@@ -15,7 +15,7 @@ from cqdkit.data.sample import Sample
 from cqdkit.errors import CqdkitError, TrainingError
 from cqdkit.models.preprocessing import Normalizer
 from cqdkit.train.checkpoint import load_checkpoint
-from cqdkit.losses.term import LogitTerm, WeightedTerm
+from cqdkit.losses.term import DistillTerm, LogitTerm, WeightedTerm
 from cqdkit.train.engine import Objective, Optimization, TeacherSignal, fit, gradient_clip, linear_lr
 from cqdkit.train.evaluate import accuracy, predict
 from cqdkit.train.hardware import Hardware
@@ -260,3 +260,44 @@ def test_clipping_is_off_unless_asked_for():
     assert RunConfig(clip_grad_norm=1.0).resolved().optimization().clip_grad_norm == 1.0
     with pytest.raises(CqdkitError, match="--clip-grad-norm must be a finite number >= 0"):
         RunConfig(clip_grad_norm=-1.0).resolved()
+
+
+# -- the parts a distillation term owns are trained like the model -------------------------------------------
+
+
+class _Owning(DistillTerm):
+    """A term with a parameter of its own (``scale``) and a buffer; ``poison`` fills the buffer with NaN."""
+
+    def __init__(self, poison: bool = False, steep: float = 1.0) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(()))
+        self.register_buffer("seen", torch.zeros(()))
+        self.poison, self.steep = poison, steep
+
+    def forward(self, student, teacher, batch):
+        with torch.no_grad():
+            self.seen.fill_(float("nan") if self.poison else self.seen.item() + 1)
+        return self.steep * self.scale * (student.logits.float() - teacher.logits).square().mean()
+
+
+def _owning_objective(term: DistillTerm) -> Objective:
+    return Objective(view="z", terms=[WeightedTerm("owning", term, 1.0)],
+                     teacher=TeacherSignal(cached=torch.zeros(len(PairedTensors()), 3)))
+
+
+def test_a_terms_own_buffer_that_turns_nan_stops_training_like_the_models_weights(tmp_path):
+    with pytest.raises(TrainingError, match="weights became NaN or infinite during epoch 1"):
+        fit(tiny_model(), NORMALIZER, PairedTensors(), _owning_objective(_Owning(poison=True)),
+            Optimization(epochs=1, batch_size=8), CPU, tmp_path)
+
+
+def test_gradient_clipping_bounds_the_model_and_the_terms_parts_together(tmp_path):
+    term = _Owning(steep=1e6)  # its parameter's gradient dwarfs everything
+    model = tiny_model()
+    before = {name: value.clone() for name, value in [*model.named_parameters(), ("scale", term.scale)]}
+    optimization = Optimization(epochs=1, batch_size=24, lr=0.1, momentum=0.0, weight_decay=0.0, clip_grad_norm=1.0)
+    fit(model, NORMALIZER, PairedTensors(), _owning_objective(term), optimization, CPU, tmp_path)
+    after = {name: value for name, value in [*model.named_parameters(), ("scale", term.scale)]}
+    moved = torch.sqrt(sum((after[name] - before[name]).square().sum() for name in before))
+    assert moved.item() == pytest.approx(0.1 * 1.0, rel=1e-4)  # one step of lr x the clipped norm, parts included
+    assert (term.scale - before["scale"]).abs().item() > 0  # and the part trained

@@ -25,7 +25,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .term import DistillContext, DistillTerm, Outputs, TermBatch, channels_of, features_as_maps, match_size
+from .term import (
+    DistillContext,
+    DistillTerm,
+    Outputs,
+    TermBatch,
+    at_least_float32,
+    channels_of,
+    features_as_maps,
+    match_size,
+)
 
 
 class FitNet(DistillTerm):
@@ -36,9 +45,9 @@ class FitNet(DistillTerm):
         self.regressor = nn.Conv2d(student_channels, teacher_channels, kernel_size=1)
 
     def forward(self, student: Outputs, teacher: Outputs, batch: TermBatch) -> torch.Tensor:
-        guided = features_as_maps(student.features[self.student_layers[0]]).float()
-        hint = features_as_maps(teacher.features[self.teacher_layers[0]]).float()
-        regressed, hint = match_size(self.regressor(guided), hint)
+        guided = at_least_float32(features_as_maps(student.features[self.student_layers[0]]))
+        hint = at_least_float32(features_as_maps(teacher.features[self.teacher_layers[0]]))
+        regressed, hint = match_size(self.regressor(guided.to(self.regressor.weight.dtype)), hint.to(guided.dtype))
         return (regressed - hint).square().mean()
 
 
