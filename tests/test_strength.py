@@ -190,3 +190,10 @@ def test_every_candidate_trains_once_and_only_a_finalist_that_beat_lambda_zero_t
     else:  # none beat lambda = 0 on the run's own seed: no second seed is trained, the term is left out
         assert len(trained) == len(first) and not strength.helps and stage["finalists"] == []
         assert stage["first_round_best"]["loss"] == "softce:temperature=2,lambda=5"
+
+
+def test_a_loss_without_a_temperature_searches_its_weight_only(tmp_path):
+    experiment = Experiment(RunConfig(**AUTO, method="cqd", loss="logit-l2"), tmp_path)
+    record = chosen_strength(experiment, METHODS["cqd"]).record
+    tried = [candidate["loss"] for candidate in record["stages"][0]["candidates"]]
+    assert sorted(tried) == ["logit-l2:lambda=0.01", "logit-l2:lambda=0.1", "logit-l2:lambda=1"]

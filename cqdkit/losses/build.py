@@ -22,7 +22,7 @@ import torch
 from ..errors import PluginError
 from ..plugin import DistillLoss, PluginManager, get_plugin_manager
 from ..plugin.guard import describe_plugin, reraise
-from .spec import TEMPERATURE, TermSpec
+from .spec import TermSpec
 from .term import DistillContext, DistillTerm, LogitTerm, Outputs, TermBatch, WeightedTerm
 
 #: Shape of the probe logits: a batch of 2 images, 3 classes.
@@ -46,7 +46,7 @@ def build_loss(name: str, *, temperature: float, manager: PluginManager | None =
     entry = manager.loss(name)
     if not isinstance(entry, DistillLoss):
         raise PluginError(f"{name!r} is a distiller, not a logit loss; build it with build_terms")
-    loss = entry.factory(temperature=temperature)
+    loss = entry.factory(temperature=temperature) if entry.takes_temperature else entry.factory()
     generator = torch.Generator().manual_seed(0)
     student = torch.randn(PROBE_BATCH, PROBE_CLASSES, generator=generator).requires_grad_(True)
     teacher = torch.randn(PROBE_BATCH, PROBE_CLASSES, generator=generator)
@@ -78,10 +78,8 @@ def build_terms(terms: Sequence[TermSpec], context: DistillContext, *, manager: 
         plugin = manager.provider("loss", spec.name)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(_term_seed(seed, position, spec.name))
-            if isinstance(entry, DistillLoss):
-                params = {key: value for key, value in spec.params.items() if key != TEMPERATURE}
-                term: Any = LogitTerm(entry.factory(temperature=spec.temperature, **params),
-                                      needs_labels=entry.needs_labels)
+            if isinstance(entry, DistillLoss):  # its temperature, when it takes one, is among the params
+                term: Any = LogitTerm(entry.factory(**spec.params), needs_labels=entry.needs_labels)
             else:
                 term = entry.factory(context, **spec.params)
         if not isinstance(term, DistillTerm):

@@ -26,7 +26,7 @@ def softce(temperature: float = 10.0) -> Any:
 
 
 def logit_l2(temperature: float = 1.0) -> Any:
-    """Squared error between logits; the temperature is ignored."""
+    """Squared error between logits; it takes no temperature (one given is ignored)."""
     from .distill import LogitSquaredError
 
     return LogitSquaredError()
@@ -77,6 +77,7 @@ def cqdkit_losses() -> Iterator[DistillLoss | Distiller]:
         summary="Squared error between logits, summed over classes (Ba & Caruana); T ignored",
         factory=logit_l2,
         search={"lambda": (0.01, 0.1, 1.0)},
+        takes_temperature=False,
     )
     yield DistillLoss(
         name="kl",

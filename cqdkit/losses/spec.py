@@ -40,8 +40,8 @@ _TEMPERATURE = Param(name=TEMPERATURE, default=None, parse=positive_float,
 class TermSpec:
     """One term of a loss spec: its plugin entry's name, its parameters, its weight.
 
-    ``params`` holds every declared parameter (defaults filled in; a logit loss's ``temperature`` is None
-    until the run's is applied); ``weight`` is None until the run's ``--lambda`` is applied.
+    ``params`` holds every declared parameter (defaults filled in; the ``temperature`` of a logit loss that takes
+    one is None until the run's is applied); ``weight`` is None until the run's ``--lambda`` is applied.
     """
 
     name: str
@@ -52,8 +52,13 @@ class TermSpec:
 
     @property
     def temperature(self) -> float | None:
-        """The softmax temperature of a logit loss (None for other terms, or until the run's applies)."""
-        return self.params.get(TEMPERATURE) if self.logit else None
+        """The softmax temperature of a logit loss (None for a term without one, or until the run's applies)."""
+        return self.params.get(TEMPERATURE)
+
+    @property
+    def tempered(self) -> bool:
+        """Whether the term takes a temperature."""
+        return TEMPERATURE in self.params
 
     def text(self) -> str:
         """The spec text of this term, every parameter written out: ``softce:temperature=4,lambda=50``."""
@@ -63,8 +68,8 @@ class TermSpec:
         return self.name + (":" + ",".join(values) if values else "")
 
     def complete(self) -> bool:
-        """Whether the weight (and a logit loss's temperature) are set."""
-        return self.weight is not None and (not self.logit or self.temperature is not None)
+        """Whether the weight (and the temperature of a term that takes one) are set."""
+        return self.weight is not None and (not self.tempered or self.temperature is not None)
 
 
 def parse_loss(spec: str, manager: PluginManager | None = None) -> list[TermSpec]:
@@ -91,7 +96,7 @@ def parse_loss(spec: str, manager: PluginManager | None = None) -> list[TermSpec
 
 def entry_params(entry: DistillLoss | Distiller) -> tuple[Param, ...]:
     """The parameters a term of ``entry`` takes besides ``lambda``: a logit loss's ``temperature`` first."""
-    if isinstance(entry, DistillLoss):
+    if isinstance(entry, DistillLoss) and entry.takes_temperature:
         return (_TEMPERATURE, *entry.params)
     return tuple(entry.params)
 
@@ -125,7 +130,7 @@ def apply_run_values(terms: Sequence[TermSpec], lam: float | Sequence[float] | N
     filled = []
     for term, weight in zip(terms, weights):
         params = dict(term.params)
-        if term.logit and params.get(TEMPERATURE) is None and temperature is not None:
+        if term.tempered and params[TEMPERATURE] is None and temperature is not None:
             params[TEMPERATURE] = float(temperature)
         filled.append(replace(term, params=params, weight=term.weight if term.weight is not None else weight))
     return filled

@@ -107,6 +107,7 @@ class DistillLoss(PluginEntry):
     needs_labels: bool = False
     params: tuple[Param, ...] = ()
     search: dict[str, tuple[Any, ...]] | None = None
+    takes_temperature: bool = True  # False: the factory takes no T (logit-l2), and no spec or search sets one
 
 
 @dataclass(frozen=True, kw_only=True)

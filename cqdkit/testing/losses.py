@@ -64,7 +64,7 @@ def check_loss(
         entry = (manager or get_plugin_manager()).loss(name_or_entry)
     generator = torch.Generator().manual_seed(seed)
     for temperature in temperatures:
-        loss = entry.factory(temperature=temperature)
+        loss = entry.factory(temperature=temperature) if entry.takes_temperature else entry.factory()
         if entry.needs_labels:
             loss = _with_row_labels(loss)
         label = f"loss {entry.name!r} at temperature {temperature}"

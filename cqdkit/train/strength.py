@@ -328,7 +328,7 @@ def _variants(experiment: Experiment, term: TermSpec) -> list[TermSpec]:
     fixed = set(term.given)
     if term.weight is not None:
         fixed.add(LAMBDA)
-    if not term.logit or term.temperature is not None:
+    if not term.tempered or term.temperature is not None:
         fixed.add(TEMPERATURE)
     dimensions = []
     for name, values in search_space(experiment.manager.loss(term.name)).items():
@@ -360,7 +360,7 @@ def _distance(experiment: Experiment, term: TermSpec) -> float:
 
     paper = PAPER_STRENGTH.get(experiment.config.dataset, PAPER_STRENGTH["cub"])
     distance = 0.0
-    if term.logit and term.temperature:
+    if term.temperature:
         distance += abs(math.log(term.temperature / paper["temperature"]))
     if term.weight and term.name == "softce":
         distance += abs(math.log(term.weight / paper["lam"]))
