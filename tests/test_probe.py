@@ -30,6 +30,7 @@ def private_cache(tmp_path_factory, monkeypatch):
 
 
 def test_the_probe_measures_without_touching_the_model_or_the_random_streams(monkeypatch):
+    monkeypatch.setattr(probe_module, "cpu_has_fast_bf16", lambda: False)  # first: a CPU without bf16 hardware
     model = create_backbone("convnet-s", num_classes=3)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     torch.manual_seed(5)

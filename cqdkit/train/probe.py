@@ -134,12 +134,22 @@ def training_images_per_second(model: nn.Module, normalizer: Normalizer, hardwar
 def estimate_training(experiment: Experiment, method_names: list[str]) -> dict[str, Any]:
     """How long training ``method_names`` of ``experiment`` should take here (the missing models only, and A
     first when one needs it), from a short probe of each architecture: ``{"seconds", "models": {name:
-    images/s}}``. A forward pass (validation each epoch, the final test) counts as a third of a step."""
+    images/s}}``. A forward pass (validation each epoch, the final test) counts as a third of a step. A
+    distilled method whose strength is searched counts every training the search may run
+    (:func:`cqdkit.train.strength.planned_trainings`), ``"searched"`` saying how many."""
+    from .strength import planned_trainings
+
     cfg = experiment.config
     needed = []
+    searched = 0
     for name in method_names:
-        if get_method(name).needs_teacher:
+        method = get_method(name)
+        if method.needs_teacher:
             needed.append("a")
+        if method.distill:
+            searched += planned_trainings(experiment, method)
+            if searched:
+                needed.append(method.baseline().name)
         needed.append(name)
     speeds: dict[tuple[str, int], float] = {}
     seconds, models = 0.0, {}
@@ -155,5 +165,5 @@ def estimate_training(experiment: Experiment, method_names: list[str]) -> dict[s
                                          image_size=cfg.image_size, in_chans=key[1]).images_per_second
         models[name] = speeds[key]
         epochs = cfg.epochs * (len(experiment.train_set) + len(experiment.val_set) / 3)
-        seconds += (epochs + 2 * len(experiment.test_set) / 3) / speeds[key]
-    return {"seconds": seconds, "models": models}
+        seconds += (epochs + 2 * len(experiment.test_set) / 3) * (1 + searched * method.distill) / speeds[key]
+    return {"seconds": seconds, "models": models, "searched": searched}

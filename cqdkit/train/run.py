@@ -199,8 +199,10 @@ def _announce_estimate(experiment: Any, estimate: dict[str, Any], reporter: Repo
 
     if estimate.get("models"):
         speeds = ", ".join(f"{get_method(n).title} {s:.0f} images/s" for n, s in estimate["models"].items())
+        search = (f"; choosing the distillation strength on validation trains up to {estimate['searched']} more "
+                  "students" if estimate.get("searched") else "")
         reporter.message(f"estimated training time: about {_duration(estimate['seconds'])} ({speeds}, "
-                         f"{experiment.config.epochs} epochs of {len(experiment.train_set)} images)")
+                         f"{experiment.config.epochs} epochs of {len(experiment.train_set)} images{search})")
         reporter.event("estimate", **estimate)
 
 

@@ -134,6 +134,17 @@ def recorded_strength(experiment: Experiment, method: Method, plan: SearchPlan =
     return Strength([_term_from_record(row) for row in record["terms"]], record)
 
 
+def planned_trainings(experiment: Experiment, method: Method, plan: SearchPlan = SearchPlan()) -> int:
+    """How many trainings choosing ``method``'s strength may take besides the run's own (0 when it is given or
+    already chosen): every candidate, the finalists' and lambda = 0's further seeds, less the adopted one."""
+    given = experiment.given_terms(method)
+    if all(term.complete() for term in given) or recorded_strength(experiment, method, plan) is not None:
+        return 0
+    candidates = sum(len(_variants(experiment, term)) for term in given if not term.complete())
+    searched = sum(1 for term in given if not term.complete())
+    return candidates + searched * (plan.finalists + 1) * (plan.replicates - 1) - 1
+
+
 def _search(experiment: Experiment, method: Method, plan: SearchPlan) -> dict[str, Any]:
     if not len(experiment.val_set):
         raise CqdkitError("--lambda auto / --temperature auto choose the distillation strength on the validation "
