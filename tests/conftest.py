@@ -68,3 +68,10 @@ def plugin_package(fake_distribution, monkeypatch) -> Iterator[Callable[[str, di
 
     yield install
     configure_autoload(None)
+
+
+@pytest.fixture(autouse=True)
+def float32_on_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test computes in float32 on the CPU, whatever bf16 hardware this machine has: a timing probe must not
+    decide a test's numbers (the tests of the probe switch bf16 back on for themselves)."""
+    monkeypatch.setattr("cqdkit.train.experiment.cpu_has_fast_bf16", lambda: False)

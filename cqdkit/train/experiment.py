@@ -274,8 +274,8 @@ class Experiment:
         return rows
 
     def distillation(self, method: Method | None = None) -> dict[str, Any]:
-        """The distillation ``method`` (default: this experiment's distilled method) uses: its terms, each with its weight lambda (and
-        a logit loss's temperature); for one term, its ``temperature`` and ``lambda`` at the top as well;
+        """The distillation ``method`` (default: this experiment's distilled method) uses: its terms, each with its
+        weight lambda (and a logit loss's temperature); for one term, its ``temperature`` and ``lambda`` at the top;
         ``chosen_by`` (``options``, ``tuned`` or ``validation``) and, for a search that has run, its evidence.
         It never starts a search: before one, ``auto`` values are null.
 
@@ -290,8 +290,7 @@ class Experiment:
         specs = self.given_terms(method)
         summary: dict[str, Any] = {"method": method.name, "loss": self.config.loss, "classes": classes}
         if all(spec.complete() for spec in specs):
-            summary["chosen_by"] = "tuned" if self.config.tuned and self.given_terms(method) != apply_run_values(
-                self.loss_terms, self.config.lam, self.config.temperature) else "options"
+            summary["chosen_by"] = "tuned" if self._tuned(method) else "options"
         else:
             summary["chosen_by"] = "validation"
             strength = recorded_strength(self, method)
@@ -347,8 +346,8 @@ class Experiment:
 
         A distilled method whose distillation strength is chosen on validation (``auto``) is searched first
         (:mod:`cqdkit.train.strength`); when no strength beats lambda = 0 there, the method's model *is* its
-        baseline's (B for CQD, A→B for A+CQD). ``epochs`` trains only that many epochs of the schedule (a search's
-        first rung; a later call continues): the model is then not kept as finished.
+        baseline's (B for CQD, A→B for A+CQD). ``epochs`` stops after that many epochs of the schedule, as a
+        process killed then would (a later call continues): the model is then not kept as finished.
 
         Raises:
             CqdkitError: the architectures or x's channels do not allow the method.
@@ -437,7 +436,8 @@ class Experiment:
             chosen = json.loads(record.read_text())
         else:
             cfg = self.config
-            chosen = cpu_precision(model, normalizer, hardware, architecture=method.architecture(cfg.teacher, cfg.student),
+            chosen = cpu_precision(model, normalizer, hardware,
+                                   architecture=method.architecture(cfg.teacher, cfg.student),
                                    batch_size=cfg.batch_size, image_size=cfg.image_size, in_chans=self.in_chans(method))
             atomic_write_json(record, chosen)
         return dataclasses.replace(hardware, cpu_bf16=bool(chosen["cpu_bf16"]))
@@ -500,14 +500,16 @@ class Experiment:
         other._check_loss()
         return other
 
+    def _tuned(self, method: Method) -> dict[str, float]:
+        """T and lambda a ``--tuned`` file gives ``method`` on this degradation (empty without one)."""
+        cfg = self.config
+        return tuned_values(cfg.tuned).get(method.name, {}).get(cfg.degrade, {}) if cfg.tuned else {}
+
     def given_terms(self, method: Method) -> list[TermSpec]:
         """The loss spec's terms with the values the run gives (``auto`` leaves them unset)."""
         cfg = self.config
-        lam, temperature = cfg.lam, cfg.temperature
-        if cfg.tuned:
-            values = tuned_values(cfg.tuned).get(method.name, {}).get(cfg.degrade)
-            if values:
-                lam, temperature = values.get("lam", lam), values.get("temperature", temperature)
+        tuned = self._tuned(method)
+        lam, temperature = tuned.get("lam", cfg.lam), tuned.get("temperature", cfg.temperature)
         return apply_run_values(self.loss_terms, None if lam == STRENGTH_AUTO else lam,
                                 None if temperature == STRENGTH_AUTO else temperature)
 
