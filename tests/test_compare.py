@@ -34,10 +34,11 @@ def test_compare_pairs_every_loss_with_one_baseline_per_seed_and_writes_its_tabl
             assert row["gain"] == pytest.approx(row["test_z"] - baseline)
         stats = payload["table"][loss]["lowres"]
         assert stats["n"] == 2 and 0 <= stats["kept"] <= 2
-    for seed in (0, 1):  # B once per seed and degradation, shared by every loss
+    for seed in (0, 1):  # B once per seed and degradation, shared by every loss, and so are its searches' seeds
         folder = out / f"seed-{seed}" / "lowres"
         assert (folder / "b" / "model.safetensors").exists()
-        assert not list(folder.glob("*-auto/b/model.safetensors"))
+        assert not list(folder.glob("*auto/b/model.safetensors"))
+        assert not list(folder.glob("*auto/search/b")) and list(folder.glob("*auto/cqd/model.safetensors"))
     markdown = (out / "compare.md").read_text()
     assert "| B (no distillation) |" in markdown and "| fitnet:student=-2,teacher=-2 |" in markdown
     assert (out / "compare.png").stat().st_size > 0 and (out / "compare.csv").read_text().count("\n") == 5

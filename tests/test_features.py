@@ -148,4 +148,26 @@ def test_the_run_caches_the_teachers_features_or_runs_it_online_and_says_which(t
         is not cached
     batch = torch.utils.data.default_collate([experiment.train_set[i] for i in range(3)])
     got = signal(batch, experiment.hardware)
-    assert got.features["features.14"].shape == (3, 128, 4, 4) and got.logits.shape == (3, 3)
+    assert got.features["features.14"].shape == (3, 128, 4, 4)
+    assert (got.logits is None) is cached  # fitnet reads no logits: none are cached (online they come anyway)
+    assert bool(list((tmp_path / "a").glob("teacher-logits-*"))) is False
+
+
+def test_logits_and_features_come_from_one_pass_with_the_numbers_predict_gives(tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    from cqdkit.train import experiment as experiment_module
+    from cqdkit.train.evaluate import predict
+
+    config = RunConfig(**{**TINY, "lam": [20.0, 1.0]}, method="cqd", loss="softce+fitnet")
+    experiment = Experiment(config, tmp_path)
+    teacher = experiment.train_or_load("a")
+    passes = []
+    real = experiment_module.predict
+    monkeypatch.setattr(experiment_module, "predict", lambda *a, **k: passes.append(k.get("name")) or real(*a, **k))
+    experiment.objective("cqd")
+    assert "teacher logits" not in passes  # the features' pass gave them
+    [cache] = (tmp_path / "a").glob("teacher-logits-*.safetensors")
+    expected, _ = predict(teacher.model, teacher.normalizer, experiment.distill_set, "x", experiment.hardware,
+                          batch_size=64)
+    assert torch.equal(load_file(str(cache))["logits"], expected)

@@ -108,8 +108,9 @@ def test_the_chosen_student_is_what_training_with_the_chosen_values_gives(tmp_pa
                        tmp_path / "fixed").train_or_load("cqd")
     for name, tensor in fixed.model.state_dict().items():
         assert torch.equal(searched.model.state_dict()[name], tensor), name
-    winner = tmp_path / "auto" / "search" / "cqd" / chosen.record["stages"][0]["chosen"].replace(":", "_").replace(
-        ",", "_") / "seed-run" / "cqd"
+    readable = chosen.record["stages"][0]["chosen"].replace(":", "_").replace(",", "_")
+    [winner] = [path.parent for path in (tmp_path / "auto" / "search" / "cqd").glob("*/*/seed-run/cqd/latest.json")
+                if path.parent.parent.parent.name.startswith(readable)]
     assert (tmp_path / "auto" / "cqd" / "latest.json").samefile(winner / "latest.json")  # adopted, not trained again
 
 
@@ -197,3 +198,38 @@ def test_a_loss_without_a_temperature_searches_its_weight_only(tmp_path):
     record = chosen_strength(experiment, METHODS["cqd"]).record
     tried = [candidate["loss"] for candidate in record["stages"][0]["candidates"]]
     assert sorted(tried) == ["logit-l2:lambda=0.01", "logit-l2:lambda=0.1", "logit-l2:lambda=1"]
+
+
+def test_candidates_whose_long_losses_differ_at_the_end_train_in_different_folders():
+    common = "crd:dim=128,negatives=4096,tau=0.07,momentum=0.5,lambda=0.8+rkd:teacher=-2,student=-2,lambda=0.1+"
+    names = {strength_module._folder_name(common + tail) for tail in ("softce:temperature=2,lambda=5",
+                                                                       "softce:temperature=4,lambda=50")}
+    assert len(names) == 2 and all(len(name) <= 91 for name in names)
+
+
+def test_a_candidate_that_diverges_is_left_out_and_the_search_goes_on(tmp_path, monkeypatch):
+    from cqdkit.errors import TrainingError
+
+    real = strength_module._Search._score
+
+    def score(self, candidate, index):
+        if "lambda=500" in candidate.label:
+            raise TrainingError("the training loss became nan at epoch 1, batch 2")
+        return real(self, candidate, index)
+
+    monkeypatch.setattr(strength_module._Search, "_score", score)
+    record = chosen_strength(Experiment(RunConfig(**AUTO, method="cqd"), tmp_path), METHODS["cqd"]).record
+    [diverged] = [c for c in record["stages"][0]["candidates"] if "lambda=500" in c["loss"]]
+    assert diverged["first_round"] == float("inf") and "became nan" in diverged["skipped"]
+    assert all(c["first_round"] < float("inf") for c in record["stages"][0]["candidates"] if c is not diverged)
+
+
+def test_a_resume_cannot_swap_the_chosen_strength_for_a_fixed_one(tmp_path):
+    args = ["run", "--degrade", "lowres", "--method", "cqd", "--dataset-option", "classes=3",
+            "--dataset-option", "train_per_class=8", "--dataset-option", "test_per_class=4",
+            "--dataset-option", "image_size=48", "--image-size", "32", "--batch-size", "8", "--epochs", "1",
+            "--no-amp", "--no-report", "--no-baseline", "--quiet", "--out", str(tmp_path / "run")]
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    resumed = CliRunner().invoke(cli, [*args, "--resume", "--lambda", "5"])
+    assert resumed.exit_code == 2 and "chose its distillation strength on validation" in resumed.output
+    assert CliRunner().invoke(cli, [*args, "--resume"]).exit_code == 0

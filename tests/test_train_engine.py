@@ -301,3 +301,12 @@ def test_gradient_clipping_bounds_the_model_and_the_terms_parts_together(tmp_pat
     moved = torch.sqrt(sum((after[name] - before[name]).square().sum() for name in before))
     assert moved.item() == pytest.approx(0.1 * 1.0, rel=1e-4)  # one step of lr x the clipped norm, parts included
     assert (term.scale - before["scale"]).abs().item() > 0  # and the part trained
+
+
+def test_a_checkpoint_of_other_terms_is_a_clear_error_not_a_traceback(tmp_path):
+    fit(tiny_model(), NORMALIZER, PairedTensors(), _owning_objective(_Owning()), Optimization(epochs=1, batch_size=8),
+        CPU, tmp_path)
+    other = _owning_objective(_Owning())
+    other.parts["owning"].register_parameter("extra", nn.Parameter(torch.zeros(2)))
+    with pytest.raises(TrainingError, match="trained with other distillation terms"):
+        fit(tiny_model(), NORMALIZER, PairedTensors(), other, Optimization(epochs=2, batch_size=8), CPU, tmp_path)

@@ -44,7 +44,8 @@ def test_an_unlabelled_folder_is_every_image_in_it(tmp_path):
     for name in ("one.png", "a/two.jpg", "a/b/three.png"):
         cv2.imwrite(str(tmp_path / name), np.zeros((8, 8, 3), np.uint8))
     (tmp_path / "notes.txt").write_text("not an image")
-    records = read_unlabeled(tmp_path)
+    records, problems = read_unlabeled(tmp_path)
+    assert problems == []
     assert sorted(r.id for r in records) == ["unlabeled/a/b/three.png", "unlabeled/a/two.jpg", "unlabeled/one.png"]
     assert all(r.label == UNLABELLED and r.bbox is None for r in records)
     (tmp_path / "empty").mkdir()
@@ -52,6 +53,11 @@ def test_an_unlabelled_folder_is_every_image_in_it(tmp_path):
         read_unlabeled(tmp_path / "empty")
     with pytest.raises(DataError, match="not a folder"):
         read_unlabeled(tmp_path / "one.png")
+    (tmp_path / "a" / "broken.png").write_bytes(b"not an image")
+    with pytest.raises(DataError, match=r"broken.png: cannot read the image's size.*--skip-bad"):
+        read_unlabeled(tmp_path)  # found when the experiment is built, before anything trains
+    kept, problems = read_unlabeled(tmp_path, skip_bad=True)
+    assert len(kept) == 3 and len(problems) == 1 and "broken.png" in problems[0]
 
 
 def test_cross_entropy_ignores_unlabelled_samples_and_a_batch_of_them_gives_zero():
@@ -119,3 +125,15 @@ def test_an_unlabelled_folder_without_boxes_is_refused_when_x_is_the_box_crop(tm
         Experiment(RunConfig(**TINY, unlabeled=str(tmp_path), crop=True), tmp_path / "run")
     experiment = Experiment(RunConfig(**TINY, unlabeled=str(tmp_path), crop=False), tmp_path / "run")
     assert len(experiment.distill_set) == len(experiment.train_set) + 1
+
+
+def test_the_teachers_cached_outputs_are_keyed_by_what_the_unlabelled_folder_holds(tmp_path):
+    for folder in ("one", "two"):
+        (tmp_path / folder).mkdir()
+        cv2.imwrite(str(tmp_path / folder / "frame.png"), np.full((8, 8, 3), 60 if folder == "one" else 200, np.uint8))
+    keys = []
+    for folder in ("one", "two"):
+        experiment = Experiment(RunConfig(**TINY, unlabeled=str(tmp_path / folder), crop=False), tmp_path / folder)
+        keys.append(experiment.x_pipeline(experiment.distill_set))
+    assert keys[0]["train_ids"] == keys[1]["train_ids"]  # the same names...
+    assert keys[0] != keys[1]  # ...but other images: other keys

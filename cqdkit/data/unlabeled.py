@@ -26,18 +26,20 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from ..images import IMAGE_EXTENSIONS
+from ..images import IMAGE_EXTENSIONS, image_size
 from .records import Record, printable
 
 #: The label of an image without one (cross-entropy ignores it; distillation terms use it).
 UNLABELLED = -1
 
 
-def read_unlabeled(root: str | os.PathLike[str]) -> list[Record]:
-    """Every image file under ``root`` (any depth, sorted by path) as an unlabelled record without a box.
+def read_unlabeled(root: str | os.PathLike[str], *, skip_bad: bool = False) -> tuple[list[Record], list[str]]:
+    """Every image file under ``root`` (any depth, sorted by path) as an unlabelled record without a box, each
+    one's header read now; and the problems of the files left out (with ``skip_bad``).
 
     Raises:
-        DataError: ``root`` is not a folder, or holds no image file.
+        DataError: ``root`` is not a folder or holds no image file, or (without ``skip_bad``) a file is not an
+            image that can be read, named.
     """
     root = Path(root).expanduser()
     if not root.is_dir():
@@ -45,8 +47,18 @@ def read_unlabeled(root: str | os.PathLike[str]) -> list[Record]:
     paths = sorted(path for path in root.rglob("*") if path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file())
     if not paths:
         raise DataError(f"--unlabeled {root}: no image files in it (expected {', '.join(sorted(IMAGE_EXTENSIONS))})")
-    return [Record(f"unlabeled/{printable(path.relative_to(root).as_posix())}", path, UNLABELLED, None,
-                   f"--unlabeled {root}") for path in paths]
+    records, problems = [], []
+    for path in paths:
+        try:
+            image_size(path)
+        except DataError as error:
+            if not skip_bad:
+                raise DataError(f"--unlabeled: {error} (--skip-bad leaves such files out)") from None
+            problems.append(f"--unlabeled: {error}")
+            continue
+        records.append(Record(f"unlabeled/{printable(path.relative_to(root).as_posix())}", path, UNLABELLED, None,
+                              f"--unlabeled {root}"))
+    return records, problems
 
 
 def hide_labels(records: list[Record], keep: float, seed: int) -> tuple[list[Record], list[Record]]:

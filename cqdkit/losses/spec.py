@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from ..errors import SpecError
-from ..plugin.params import parse_params, positive_float, non_negative_float, split_parts
+from ..plugin.params import given_keys, non_negative_float, parse_params, positive_float, split_parts
 from ..plugin.types import FEATURE_SEARCH, LOGIT_SEARCH, DistillLoss, Param
 
 if TYPE_CHECKING:
@@ -89,8 +89,8 @@ def parse_loss(spec: str, manager: PluginManager | None = None) -> list[TermSpec
         declared = entry_params(entry)
         values = parse_params(entry.name, (*declared, _LAMBDA), params_text)
         weight = values.pop(LAMBDA)
-        given = frozenset(item.partition("=")[0].strip() for item in params_text.split(",") if item.strip())
-        terms.append(TermSpec(entry.name, values, weight, logit=isinstance(entry, DistillLoss), given=given))
+        terms.append(TermSpec(entry.name, values, weight, logit=isinstance(entry, DistillLoss),
+                              given=given_keys(params_text)))
     return terms
 
 

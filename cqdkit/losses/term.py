@@ -98,14 +98,12 @@ class DistillContext:
         student: the student's.
         num_classes: classes of the task.
         num_samples: samples in the training set the student sees (indices ``0 .. num_samples - 1``).
-        temperature: the run's ``--temperature`` (None when it is chosen per term), for terms that soften.
     """
 
     teacher: LayerShapes
     student: LayerShapes
     num_classes: int
     num_samples: int
-    temperature: float | None = None
 
 
 class DistillTerm(nn.Module):

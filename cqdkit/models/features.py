@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -205,7 +206,7 @@ def _input_channels(model: nn.Module) -> int:
 
 
 def _is_index(text: str) -> bool:
-    return text.lstrip("-").isdigit()
+    return re.fullmatch(r"-?\d+", text) is not None
 
 
 def _listing(names: Sequence[str]) -> str:

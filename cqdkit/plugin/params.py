@@ -70,6 +70,11 @@ def split_parts(spec: str, what: str = "degradation") -> list[tuple[str, str]]:
     return parts
 
 
+def given_keys(text: str) -> frozenset[str]:
+    """The keys a spec's parameter text writes out: ``given_keys("a=1,b=2")`` is ``{"a", "b"}``."""
+    return frozenset(item.partition(KEY_SEPARATOR)[0].strip() for item in text.split(PARAM_SEPARATOR) if item.strip())
+
+
 def parse_params(owner: str, params: Sequence[Param], text: str) -> dict[str, Any]:
     """Every declared parameter of ``owner`` (defaults included), with the ``key=value`` pairs of ``text`` parsed.
 

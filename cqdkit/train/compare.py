@@ -25,7 +25,7 @@ from ..reporting import Reporter, reporting_into
 from .config import RunConfig
 from .distributed import is_main_process
 from .methods import AUTO, METHODS, get_method
-from .table import check_degradations, slug
+from .table import check_degradations, slug, strength_folder
 
 
 def run_compare(base: RunConfig, losses: list[str], degradations: list[str], seeds: list[int], out: Path, *,
@@ -60,9 +60,9 @@ def _run_compare(base: RunConfig, losses: list[str], degradations: list[str], se
                 continue
             base_score = row.evaluate(baseline.name)["test_z"]
             baselines[degradation].append(base_score)
-            for loss in losses:
-                student = row.sibling(folder / f"{slug(loss)}-{_strength_name(base)}", share=("a", "b", "a-b"),
-                                      reporter=scope.scoped(loss), loss=loss)
+            for loss in losses:  # in a folder named by the loss and its strength: other values never reuse it
+                student = row.sibling(folder, share=("a", "b", "a-b"), reporter=scope.scoped(loss), loss=loss)
+                student.directory = folder / strength_folder(student, distilled)
                 score = student.evaluate(method)["test_z"]
                 distillation = student.distillation(distilled)
                 raw[loss][degradation].append({
@@ -79,13 +79,6 @@ def _run_compare(base: RunConfig, losses: list[str], degradations: list[str], se
     if is_main_process():
         write_compare(out, result)
     return result
-
-
-def _strength_name(config: RunConfig) -> str:
-    """The folder suffix of a loss's models: ``auto`` for a search, else its fixed T and lambda."""
-    if AUTO in (config.lam, config.temperature) or config.lam is None or config.temperature is None:
-        return "auto"
-    return slug(f"T{config.temperature}-lambda{config.lam}")
 
 
 def summarise(raw: dict[str, dict[str, list[dict[str, Any]]]],

@@ -48,3 +48,9 @@ def world() -> tuple[int, int]:
 def is_main_process() -> bool:
     """Whether this process writes files and prints results (rank 0, or the only process)."""
     return world()[0] == 0
+
+
+def barrier() -> None:
+    """Wait for every process (nothing without torch.distributed)."""
+    if world()[1] > 1:
+        dist.barrier()

@@ -258,7 +258,7 @@ def fit(
 
     With ``resume``, a checkpoint in ``directory`` is continued (a finished one is just loaded), giving the
     same weights as an uninterrupted run on the CPU. ``stop_after`` stops after that many epochs of the
-    schedule (a later call continues it: successive halving trains a candidate further only if it is kept). ``on_epoch(epoch)`` is called before each epoch (the
+    schedule, as a process killed then would (a later call continues it). ``on_epoch(epoch)`` is called before each epoch (the
     dataset uses it to redraw z when asked to); ``validate(model)``, after each epoch, gives the row's
     ``val_acc`` (it must not draw from the global random streams). Each epoch's row goes to ``reporter``.
 
@@ -376,7 +376,12 @@ def _resume(directory: Path, model: nn.Module, parts: nn.Module, optimizer: torc
     if state is None:
         return FitResult()
     model.load_state_dict(state.model)
-    parts.load_state_dict(state.parts)
+    try:
+        parts.load_state_dict(state.parts)
+    except RuntimeError as error:  # a checkpoint of another loss (other terms, other layers)
+        raise TrainingError(f"the checkpoint in {directory} was trained with other distillation terms than these "
+                            f"({' '.join(str(error).split())[:300]}); continue it with the settings it was trained "
+                            "with, or train into another folder") from None
     optimizer.load_state_dict(state.optimizer)
     scheduler.load_state_dict(state.scheduler)
     factor = linear_lr(optimization.epochs, optimization.lr, optimization.lr_end)

@@ -124,10 +124,15 @@ class Experiment:
             train, val = split_train_val(self.data.train, cfg.val_fraction, cfg.seed)
         paired = dict(maker=self.maker, seed=cfg.seed, dataset_name=self.data.name)
         labelled, unlabelled = hide_labels(train, cfg.label_fraction, cfg.seed) if cfg.label_fraction < 1 else (train, [])
+        self._unlabeled_files = ""  # what the unlabelled folder holds, for the keys of cached teacher outputs
         if cfg.unlabeled:
-            extra = read_unlabeled(cfg.unlabeled)
+            extra, problems = read_unlabeled(cfg.unlabeled, skip_bad=cfg.skip_bad)
+            self.data.problems.extend(problems)
             check_boxes(extra, self.crop or self.maker.needs_box, f"--unlabeled {cfg.unlabeled}")
             unlabelled = unlabelled + extra
+            self._unlabeled_files = hashlib.sha256(json.dumps(
+                [(str(r.path.resolve()), r.path.stat().st_size, r.path.stat().st_mtime_ns) for r in extra]).encode()
+            ).hexdigest()[:16]
         self.train_set = PairedDataset(labelled, split="train", fixed_z=cfg.fixed_train_z, **paired)
         #: What distilled students train on: the labelled images and, with --distill-unlabeled, the unlabelled
         #: ones (--label-fraction, --unlabeled), which only the distillation terms learn from.
@@ -323,6 +328,8 @@ class Experiment:
             "folds": [cfg.folds, cfg.fold],
             "seed": cfg.seed,
             "train_ids": hashlib.sha256(json.dumps(dataset.ids()).encode()).hexdigest()[:16],
+            **({"unlabeled_files": self._unlabeled_files} if dataset is self.distill_set and self._unlabeled_files
+               else {}),
             **self.maker.describe_x(),
         }
 
@@ -515,13 +522,12 @@ class Experiment:
 
     def distill_context(self, specs: list[TermSpec]) -> DistillContext:
         """What the terms' factories get: both networks' layers (probed once, only when a term is not a logit
-        loss), the classes, the training samples and the run's temperature."""
+        loss), the classes and the training samples."""
         return DistillContext(
             teacher=self._layers("a") if any(not spec.logit for spec in specs) else NO_LAYERS,
             student=self._layers("b") if any(not spec.logit for spec in specs) else NO_LAYERS,
             num_classes=self.data.num_classes,
             num_samples=len(self.distill_set),
-            temperature=self.config.temperature if isinstance(self.config.temperature, float) else None,
         )
 
     def _layers(self, method_name: str) -> Layers:
@@ -566,6 +572,7 @@ class Experiment:
             self.reporter.message(f"the teacher runs online on every batch ({why})")
             return TeacherSignal(teacher=frozen, normalizer=teacher.normalizer, layers=layers)
         features: dict[str, Any] = {}
+        same_pass: dict[str, torch.Tensor] = {}  # the logits of the pass that computed the features
         if layers:
             shapes = {layer: self._layers("a").shape(layer) for layer in layers}
             size, budget = feature_bytes(shapes, len(self.distill_set)), self._feature_budget()
@@ -577,14 +584,20 @@ class Experiment:
                 return TeacherSignal(teacher=frozen, normalizer=teacher.normalizer, layers=layers)
             features = teacher_features(
                 frozen.model,
-                lambda arrays: compute_features(frozen, teacher.normalizer, self.distill_set, self.hardware, arrays,
-                                                batch_size=max(cfg.batch_size, 64), reporter=self.reporter),
+                lambda arrays: same_pass.update(logits=compute_features(
+                    frozen, teacher.normalizer, self.distill_set, self.hardware, arrays,
+                    batch_size=max(cfg.batch_size, 64), reporter=self.reporter)),
                 x_pipeline=self.x_pipeline(self.distill_set), cache_dir=self.teacher_directory, shapes=shapes,
                 num_samples=len(self.distill_set))
             self.reporter.message(f"teacher features cached ({listing}, float16, {_gigabytes(size)}) in "
                                   f"{self.teacher_directory}")
 
+        if not any(term.term.teacher_logits for term in terms):  # the terms read features only
+            return TeacherSignal(features=features)
+
         def compute() -> torch.Tensor:
+            if "logits" in same_pass:
+                return same_pass["logits"]
             logits, _labels = predict(
                 frozen, teacher.normalizer, self.distill_set, "x", self.hardware,
                 batch_size=max(cfg.batch_size, 64), name="teacher logits", reporter=self.reporter,

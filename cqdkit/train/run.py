@@ -63,6 +63,10 @@ def prepare_directory(directory: Path, config: RunConfig, *, resume: bool,
         raise CqdkitError(f"--resume continues the run in {directory} with its settings; these options differ: "
                           f"{shown}. Drop them, or start a new run in another --out")
     allowed = {name: value for name, value in (changes or {}).items() if name in RESUME_CHANGEABLE}
+    if previous.lam == "auto" and allowed.get("lam", "auto") != "auto":
+        raise CqdkitError(f"--resume: the run in {directory} chose its distillation strength on validation (--lambda "
+                          f"auto), and its student was chosen with it; --lambda {allowed['lam']} would describe another "
+                          "student. Drop --lambda, or start a new run in another --out")
     return dataclasses.replace(previous, **allowed)
 
 

@@ -34,20 +34,24 @@ the same weights). The choice and its evidence are written to ``<run>/<method>/s
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import itertools
+import json
 import math
 import os
 import shutil
 import statistics
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import CqdkitError, SpecError
-from ..files import atomic_write_json
+from ..errors import CqdkitError, SpecError, TrainingError
+from ..files import TEMPORARY_SUFFIX, atomic_write_json
 from ..losses.spec import LAMBDA, TEMPERATURE, TermSpec, loss_text, search_space
 from .config import MAX_SEED
+from .distributed import barrier, is_main_process
 from .methods import Method
 
 if TYPE_CHECKING:
@@ -162,11 +166,15 @@ def _search(experiment: Experiment, method: Method, plan: SearchPlan) -> dict[st
     if method.needs_teacher:
         experiment.train_or_load("a")  # first, in the run's own folder: every candidate shares it
     search = _Search(experiment, method, plan)
-    chosen = list(fixed)
-    baseline = _Candidate(chosen, label="lambda = 0" if not chosen else loss_text(chosen))
+    current: list[TermSpec | None] = [term if term.complete() else None for term in given]  # in the spec's order
+    baseline = _Candidate([term for term in current if term is not None])
     stages = []
-    for term in searched:
-        candidates = [_Candidate(chosen + [variant]) for variant in _variants(experiment, term)]
+    for position, term in enumerate(given):
+        if term.complete():
+            continue
+        candidates = [_Candidate([variant if k == position else other for k, other in enumerate(current)
+                                  if (variant if k == position else other) is not None])
+                      for variant in _variants(experiment, term)]
         first = search.first(baseline)
         ranked = sorted(candidates, key=lambda candidate: search.first(candidate))
         applicable = [c for c in ranked if math.isfinite(search.firsts[c.label])]
@@ -175,8 +183,8 @@ def _search(experiment: Experiment, method: Method, plan: SearchPlan) -> dict[st
                               + "; ".join(search.skipped.values()))
         finalists = [c for c in applicable[:plan.finalists] if search.firsts[c.label] < first]
         decision = decide({c.label: search.final(c) for c in finalists}, search.final(baseline) if finalists else
-                          [search.scores[baseline.label][0]], preference={c.label: _distance(experiment, c.terms[-1])
-                                                                          for c in finalists})
+                          [search.scores[baseline.label][0]],
+                          preference={c.label: _distance(experiment, c.terms) for c in finalists})
         if not finalists:  # none beat lambda = 0 on the run's own seed: nothing could qualify
             decision["first_round_best"] = {"loss": applicable[0].label, "score": search.firsts[applicable[0].label]}
         stage = {"term": term.name, "candidates": [{"loss": c.label, "first_round": search.firsts[c.label],
@@ -184,10 +192,11 @@ def _search(experiment: Experiment, method: Method, plan: SearchPlan) -> dict[st
                  "finalists": [c.label for c in finalists], "baseline": baseline.label, **decision}
         stages.append(stage)
         if decision["distillation_helps"]:
-            winner = next(c for c in finalists if c.label == decision["chosen"])
-            chosen, baseline = winner.terms, winner
+            baseline = next(c for c in finalists if c.label == decision["chosen"])
+            current[position] = next(variant for variant in baseline.terms if variant not in current)
         reporter.message(_stage_line(method, cfg.degrade, term, stage))
     seconds = time.perf_counter() - began
+    chosen = baseline.terms
     if chosen:
         search.adopt(baseline)
     else:
@@ -207,7 +216,7 @@ class _Candidate:
     label: str = ""
 
     def __post_init__(self) -> None:
-        self.label = self.label or loss_text(self.terms)
+        self.label = self.label or (loss_text(self.terms) if self.terms else "lambda = 0")
 
 
 class _Search:
@@ -219,7 +228,7 @@ class _Search:
         self.firsts: dict[str, float] = {}
         self.skipped: dict[str, str] = {}
         self.trainings = 0
-        self.folder = experiment.directory / "search" / method.name
+        self.folder = experiment.directory / "search" / method.name / _digest(_identity(experiment, method, plan))
 
     def seeds(self) -> list[int | None]:
         """The student seeds of the replicates: the run's own first (its student), then others."""
@@ -228,13 +237,18 @@ class _Search:
         return [base] + [(first + 1_000_003 * r) % MAX_SEED for r in range(1, self.plan.replicates)]
 
     def sibling(self, candidate: _Candidate, seed: int | None) -> Experiment:
-        """The experiment that trains ``candidate`` with student seed ``seed`` (None: the run's own)."""
-        name = _slug(candidate.label) if candidate.terms else "lambda-0"
-        folder = self.folder / name / (f"seed-{seed}" if seed is not None else "seed-run")
-        config = {"loss": loss_text(candidate.terms) if candidate.terms else self.experiment.config.loss,
-                  "lam": None if candidate.terms else 0.0, "temperature": None if candidate.terms else 1.0,
-                  "student_seed": seed, "tuned": None}
-        return self.experiment.sibling(folder, **config)
+        """The experiment that trains ``candidate`` with student seed ``seed`` (None: the run's own). lambda = 0's
+        seeds train beside the baseline they replicate, in the experiment that trains it (a table's or compare's
+        row: every loss shares them)."""
+        seed_folder = f"seed-{seed}" if seed is not None else "seed-run"
+        if not candidate.terms:
+            baseline = self.method.baseline().name
+            owner = self.experiment._shared.get(baseline, self.experiment)
+            folder = owner.directory / "search" / baseline / _digest(_baseline_identity(owner)) / seed_folder
+            return owner.sibling(folder, student_seed=seed, lam=0.0, temperature=1.0, tuned=None)
+        folder = self.folder / _folder_name(candidate.label) / seed_folder
+        return self.experiment.sibling(folder, loss=loss_text(candidate.terms), lam=None, temperature=None,
+                                       student_seed=seed, tuned=None)
 
     def _score(self, candidate: _Candidate, index: int) -> dict[str, float]:
         """The candidate's validation scores with the ``index``-th seed, trained for the full schedule (lambda = 0's
@@ -252,7 +266,9 @@ class _Search:
         if candidate.label not in self.firsts:
             try:
                 scores = self._score(candidate, 0)
-            except SpecError as error:
+            except (SpecError, TrainingError) as error:  # values these networks do not allow, or that diverged
+                if not candidate.terms:
+                    raise
                 self.skipped[candidate.label] = str(error)
                 self.firsts[candidate.label] = math.inf
                 return math.inf
@@ -267,7 +283,13 @@ class _Search:
         self.first(candidate)
         scores = self.scores[candidate.label]
         while len(scores) < self.plan.replicates:
-            scores.append(self._score(candidate, len(scores)))
+            try:
+                scores.append(self._score(candidate, len(scores)))
+            except TrainingError as error:  # diverged with another seed: it cannot qualify
+                if not candidate.terms:
+                    raise
+                self.skipped[candidate.label] = str(error)
+                scores.append({SCORE: math.inf})
             self.experiment.reporter.event("search", round=2, method=self.method.name, loss=candidate.label,
                                            seed=len(scores) - 1, score=scores[-1][SCORE])
         return scores
@@ -277,12 +299,14 @@ class _Search:
         (the same training the final student would run; nothing is trained twice)."""
         source = self.sibling(winner, self.seeds()[0]).directory / self.method.name
         target = self.experiment.directory / self.method.name
-        target.mkdir(parents=True, exist_ok=True)
         self.experiment.trained_here.add(target)
-        for path in sorted(source.iterdir()):
-            if path.is_file() and (path.name.startswith("epoch-") or path.name in ("latest.json", "log.jsonl",
-                                                                                  "precision.json")):
-                _link(path, target / path.name)
+        if is_main_process():
+            target.mkdir(parents=True, exist_ok=True)
+            for path in sorted(source.iterdir()):
+                if path.is_file() and (path.name.startswith("epoch-") or path.name in ("latest.json", "log.jsonl",
+                                                                                      "precision.json")):
+                    _link(path, target / path.name)
+        barrier()
 
 
 def decide(finalists: dict[str, list[dict[str, float]]], baseline: list[dict[str, float]], *,
@@ -305,7 +329,8 @@ def decide(finalists: dict[str, list[dict[str, float]]], baseline: list[dict[str
     for label, rows in finalists.items():
         values = [row[score] for row in rows]
         gains = [b - v for b, v in zip(base, values)]
-        gain, spread = statistics.fmean(gains), _std(gains)
+        gain = statistics.fmean(gains)
+        spread = _std(gains) if math.isfinite(gain) else math.inf
         cells[label] = {"scores": values, "score": statistics.fmean(values), "gain": gain, "gain_std": spread,
                         "qualifies": gain > 0 and gain > spread, **_means(rows)}
     summary = {"baseline_scores": base, "baseline_score": statistics.fmean(base), **_means(baseline, "baseline_"),
@@ -365,31 +390,40 @@ def _variants(experiment: Experiment, term: TermSpec) -> list[TermSpec]:
     return variants
 
 
-def _distance(experiment: Experiment, term: TermSpec) -> float:
-    """How far a term's values are from its defaults (log scale): ties go to the paper's T = 10 and lambda."""
+def _distance(experiment: Experiment, terms: list[TermSpec]) -> float:
+    """How far the terms' values are from the paper's (log scale): ties go to its T = 10 and lambda."""
     from .config import PAPER_STRENGTH
 
     paper = PAPER_STRENGTH.get(experiment.config.dataset, PAPER_STRENGTH["cub"])
     distance = 0.0
-    if term.temperature:
-        distance += abs(math.log(term.temperature / paper["temperature"]))
-    if term.weight and term.name == "softce":
-        distance += abs(math.log(term.weight / paper["lam"]))
+    for term in terms:
+        if term.temperature:
+            distance += abs(math.log(term.temperature / paper["temperature"]))
+        if term.weight and term.name == "softce":
+            distance += abs(math.log(term.weight / paper["lam"]))
     return distance
 
 
 def _identity(experiment: Experiment, method: Method, plan: SearchPlan) -> dict[str, Any]:
-    """What a search's outcome depends on: a record made under other settings is searched again."""
+    """What a search's outcome depends on: a record made under other settings is searched again (and its
+    candidates train in another folder)."""
     cfg = experiment.config
-    return {"loss": cfg.loss, "lam": cfg.lam, "temperature": cfg.temperature, "degrade": cfg.degrade,
-            "method": method.name, "teacher_key": experiment.teacher_key(), "student": cfg.student,
+    return {"loss": cfg.loss, "lam": cfg.lam, "temperature": cfg.temperature, "method": method.name,
+            "plan": dataclasses.asdict(plan), **_baseline_identity(experiment)}
+
+
+def _baseline_identity(experiment: Experiment) -> dict[str, Any]:
+    """What the students' trainings depend on besides their loss: the data (the teacher's key hashes the split
+    and x), z, the student, its optimisation, and the unlabelled pairs."""
+    cfg = experiment.config
+    return {"degrade": cfg.degrade, "teacher_key": experiment.teacher_key(), "student": cfg.student,
             "student_seed": cfg.student_seed, "epochs": cfg.epochs, "lr": [cfg.lr, cfg.lr_end],
-            "plan": dataclasses.asdict(plan)}
+            "batch_size": cfg.batch_size, "weight_decay": cfg.weight_decay, "momentum": cfg.momentum,
+            "clip_grad_norm": cfg.clip_grad_norm, "initial_weights": experiment.initial_weights["student"],
+            "unlabeled": experiment.x_pipeline(experiment.distill_set)["train_ids"]}
 
 
 def _read(path: Path) -> dict[str, Any] | None:
-    import json
-
     try:
         record = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -426,8 +460,15 @@ def _stage_line(method: Method, degradation: str, term: TermSpec, stage: dict[st
             f"{len(cell['scores'])} student seeds)")
 
 
-def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_.=" else "_" for c in text)[:120]
+def _folder_name(label: str) -> str:
+    """A candidate's folder: its loss, readable and cut to 80 characters, and a digest of the whole."""
+    readable = "".join(c if c.isalnum() or c in "-_.=" else "_" for c in label)[:80]
+    return f"{readable}-{_digest(label)}"
+
+
+def _digest(value: Any) -> str:
+    """A short hash of a JSON-able value."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
 def _std(values: list[float]) -> float:
@@ -436,10 +477,15 @@ def _std(values: list[float]) -> float:
 
 def _link(source: Path, target: Path) -> None:
     """``target`` as a hard link to ``source`` (a copy where links are not possible), replacing it atomically."""
-    temporary = target.with_name(f".{target.name}.link.cqdkit-tmp")
-    temporary.unlink(missing_ok=True)
+    handle, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=TEMPORARY_SUFFIX)
+    os.close(handle)
+    temporary = Path(name)
     try:
-        os.link(source, temporary)
-    except OSError:
-        shutil.copy2(source, temporary)
-    os.replace(temporary, target)
+        temporary.unlink()
+        try:
+            os.link(source, temporary)
+        except OSError:
+            shutil.copy2(source, temporary)
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)

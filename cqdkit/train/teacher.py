@@ -181,23 +181,26 @@ def teacher_features(
 
 
 def compute_features(teacher: nn.Module, normalizer: Normalizer, dataset: Dataset, hardware: Hardware,
-                     arrays: dict[str, np.ndarray], *, batch_size: int, reporter: Reporter | None = None) -> None:
+                     arrays: dict[str, np.ndarray], *, batch_size: int, reporter: Reporter | None = None) -> torch.Tensor:
     """Fill ``arrays[layer][i]`` with the teacher's features at ``layer`` on sample ``i``'s x, for every sample
-    (float16; the frozen ``teacher``'s model is tapped, single process, dataset order)."""
+    (float16; the frozen ``teacher``'s model is tapped, single process, dataset order); returns the logits of the
+    same pass, ``(N, classes)`` in dataset order (the numbers :func:`~cqdkit.train.evaluate.predict` gives)."""
     model = teacher.model if isinstance(teacher, FrozenTeacher) else teacher
     hardware.prepare(teacher).eval()
     normalizer.to(hardware.device)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=hardware.workers,
                         generator=torch.Generator())
     reporter = reporter or Reporter.silent()
+    logits = []
     with reporter.progress("teacher features", len(loader)) as advance, FeatureTap(model, arrays) as tap:
         for batch in loader:
             with torch.no_grad(), hardware.autocast():
-                teacher(hardware.to_input(normalizer, batch.x))
+                logits.append(teacher(hardware.to_input(normalizer, batch.x)).float().cpu())
             rows = batch.index.numpy()
             for layer, value in tap.take().items():
                 arrays[layer][rows] = value.float().cpu().numpy().astype(np.float16)
             advance(1)
+    return torch.cat(logits)
 
 
 def feature_bytes(shapes: Mapping[str, tuple[int, ...]], num_samples: int) -> int:
@@ -230,9 +233,10 @@ class TeacherSignal:
     caches, or computed by the frozen teacher run online on the batch's x.
 
     Args:
-        cached: ``(N, classes)`` logits of every training sample.
+        cached: ``(N, classes)`` logits of every training sample (None when no term reads them: ``Outputs.logits``
+            is then None).
         features: ``(N, ...)`` arrays of every training sample, by layer (float16 memory maps).
-        teacher: the frozen teacher, run online instead (give either ``cached`` or ``teacher``).
+        teacher: the frozen teacher, run online instead (give either the cached outputs or ``teacher``).
         normalizer: the teacher's input normalisation (online only).
         layers: the teacher layers whose features the terms read (online only; cached: ``features``'s keys).
     """
@@ -246,11 +250,11 @@ class TeacherSignal:
         normalizer: Normalizer | None = None,
         layers: Sequence[str] = (),
     ) -> None:
-        if (cached is None) == (teacher is None):
-            raise ValueError("give either cached logits or an online teacher")
+        if (cached is None and not features) == (teacher is None):
+            raise ValueError("give either the cached outputs or an online teacher")
         self.cached, self.teacher, self.normalizer = cached, teacher, normalizer
         self.features = dict(features or {})
-        self.layers = tuple(self.features) if cached is not None else tuple(layers)
+        self.layers = tuple(layers) if teacher is not None else tuple(self.features)
         model = teacher.model if isinstance(teacher, FrozenTeacher) else teacher
         self.tap = FeatureTap(model, self.layers) if teacher is not None and self.layers else None
 
@@ -260,10 +264,10 @@ class TeacherSignal:
 
     def __call__(self, batch: Sample, hardware: Hardware) -> Outputs:
         """The teacher's outputs on the batch's high-quality views x."""
-        if self.cached is None:
+        if self.teacher is not None:
             return self.run(batch.x, hardware)
         index = batch.index.cpu()
-        logits = self.cached[index].to(hardware.device, non_blocking=True)
+        logits = self.cached[index].to(hardware.device, non_blocking=True) if self.cached is not None else None
         rows = index.numpy()
         features = {layer: torch.from_numpy(np.asarray(array[rows])).to(hardware.device, non_blocking=True).float()
                     for layer, array in self.features.items()}
