@@ -191,11 +191,19 @@ def _distillation(results: dict[str, Any], config: dict[str, Any]) -> Markup:
     distillation = results.get("distillation") or config.get("distillation") or {}
     if not distillation:
         return Markup("")
-    parts: list[object] = [tag("strong", "Distillation"), f" ({title_of(str(distillation.get('method', '?')))}): "
-                           "loss ", tag("code", distillation.get("loss", "?"))]
+    method = title_of(str(distillation.get("method", "?")))
+    if distillation.get("distillation_helps") is False:
+        return tag("p", [tag("strong", "Distillation"), f" ({method}): did not help on validation (no strength of ",
+                         tag("code", distillation.get("loss", "?")), " beat λ = 0 beyond the seeds' spread): the "
+                         "student is its baseline."], id="distillation")
+    terms = distillation.get("terms") or []
+    spec = "+".join(term["spec"] for term in terms) if len(terms) > 1 else distillation.get("loss", "?")
+    parts: list[object] = [tag("strong", "Distillation"), f" ({method}): loss ", tag("code", spec)]
     for symbol, key in (("T", "temperature"), ("λ", "lambda")):
         if isinstance(distillation.get(key), (int, float)):
             parts.append(f", {symbol} = {distillation[key]:g}")
+    if distillation.get("chosen_by") == "validation":
+        parts.append(" (chosen on the validation split)")
     weight = distillation.get("logit_weight")
     if isinstance(weight, (int, float)):
         parts.append(f" (weight on each logit λ / (C · T²) = {weight:.3g})")
