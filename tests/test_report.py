@@ -421,3 +421,15 @@ def test_benchmarks_plot_their_table_with_the_library():
     assert "plot_table.py" not in script and not (ROOT / "benchmarks" / "plot_table.py").exists()
     assert 'cqdkit report "$OUT/table1"' in script
     assert 'cp "$OUT/table1/report/table.png" docs/images/table1.png' in script
+
+
+def test_the_report_says_when_validation_switched_distillation_off():
+    from cqdkit.report.pages import _distillation
+
+    off = {"method": "cqd", "loss": "softce", "chosen_by": "validation", "distillation_helps": False, "terms": []}
+    text = str(_distillation({"models": {}, "distillation": off}, {}))
+    assert "did not help on validation" in text and "the student is its baseline" in text
+    on = {**off, "distillation_helps": True, "terms": [{"spec": "softce:temperature=2,lambda=5"}], "temperature": 2.0,
+          "lambda": 5.0}
+    text = str(_distillation({"models": {}, "distillation": on}, {}))
+    assert "T = 2, λ = 5" in text and "chosen on the validation split" in text and "did not help" not in text
