@@ -25,7 +25,7 @@ from ..reporting import Reporter, reporting_into
 from .config import RunConfig
 from .distributed import is_main_process
 from .methods import AUTO, METHODS, get_method
-from .table import check_degradations, slug, strength_folder
+from .table import check_degradations, grid_rows, strength_folder
 
 
 def run_compare(base: RunConfig, losses: list[str], degradations: list[str], seeds: list[int], out: Path, *,
@@ -49,28 +49,24 @@ def _run_compare(base: RunConfig, losses: list[str], degradations: list[str], se
     began = time.perf_counter()
     raw: dict[str, dict[str, list[dict[str, Any]]]] = {loss: {d: [] for d in degradations} for loss in losses}
     baselines: dict[str, list[float]] = {d: [] for d in degradations}
-    for seed in seeds:
-        for degradation in degradations:
-            config = dataclasses.replace(base, degrade=degradation, seed=seed, method=AUTO)
-            folder = out / f"seed-{seed}" / slug(degradation)
-            scope = reporter.scoped(f"seed-{seed}/{slug(degradation)}")
-            row = Experiment(config, folder, teacher_root=out / f"seed-{seed}", reporter=scope)
-            if not row.can_train(method):
-                scope.message(f"{distilled.title} cannot run on {degradation} with these networks: left out")
-                continue
-            base_score = row.evaluate(baseline.name)["test_z"]
-            baselines[degradation].append(base_score)
-            for loss in losses:  # in a folder named by the loss and its strength: other values never reuse it
-                student = row.sibling(folder, share=("a", "b", "a-b"), reporter=scope.scoped(loss), loss=loss)
-                student.directory = folder / strength_folder(student, distilled)
-                score = student.evaluate(method)["test_z"]
-                distillation = student.distillation(distilled)
-                raw[loss][degradation].append({
-                    "seed": seed, "test_z": score, "gain": score - base_score,
-                    "distillation_helps": distillation.get("distillation_helps", True),
-                    "loss": "+".join(term["spec"] for term in distillation["terms"]) or None,
-                })
-                scope.result(f"{distilled.title} {loss}", {"test_z": score, "gain": score - base_score})
+    for seed, degradation, row in grid_rows(base, degradations, seeds, out, reporter):
+        folder, scope = row.directory, row.reporter
+        if not row.can_train(method):
+            scope.message(f"{distilled.title} cannot run on {degradation} with these networks: left out")
+            continue
+        base_score = row.evaluate(baseline.name)["test_z"]
+        baselines[degradation].append(base_score)
+        for loss in losses:  # in a folder named by the loss and its strength: other values never reuse it
+            student = row.sibling(folder, share=("a", "b", "a-b"), reporter=scope.scoped(loss), loss=loss)
+            student.directory = folder / strength_folder(student, distilled)
+            score = student.evaluate(method)["test_z"]
+            distillation = student.distillation(distilled)
+            raw[loss][degradation].append({
+                "seed": seed, "test_z": score, "gain": score - base_score,
+                "distillation_helps": distillation.get("distillation_helps", True),
+                "loss": "+".join(term["spec"] for term in distillation["terms"]) or None,
+            })
+            scope.result(f"{distilled.title} {loss}", {"test_z": score, "gain": score - base_score})
     result = {"method": method, "baseline": baseline.name, "losses": losses, "degradations": degradations,
               "seeds": seeds, "teacher": base.resolved().teacher, "student": base.resolved().student,
               "dataset": base.dataset,

@@ -14,6 +14,7 @@ import io
 import math
 import statistics
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,21 @@ def run_table(
         return _run_table(base, degradations, seeds, out, reporter=reporter)
 
 
+def grid_rows(base: RunConfig, degradations: list[str], seeds: list[int], out: Path,
+              reporter: Reporter) -> Iterator[tuple[int, str, Any]]:
+    """``(seed, degradation, experiment)`` for every cell of a table-like grid: the experiment of that seed and
+    degradation in ``out/seed-<seed>/<degradation>``, its A shared by the seed's degradations that leave x
+    unchanged (``out/seed-<seed>/a-<key>``), reporting as ``seed-<seed>/<degradation>``."""
+    from .experiment import Experiment
+
+    for seed in seeds:
+        for degradation in degradations:
+            config = dataclasses.replace(base, degrade=degradation, seed=seed, method=AUTO)
+            scope = reporter.scoped(f"seed-{seed}/{slug(degradation)}")
+            yield seed, degradation, Experiment(config, out / f"seed-{seed}" / slug(degradation),
+                                                teacher_root=out / f"seed-{seed}", reporter=scope)
+
+
 def check_degradations(base: RunConfig, degradations: list[str], reporter: Reporter | None = None) -> None:
     """Build the experiment of every degradation once, so that a bad spec, name or setting in any of them is
     an error before anything trains (building one trains nothing and writes nothing)."""
@@ -70,41 +86,36 @@ def check_degradations(base: RunConfig, degradations: list[str], reporter: Repor
 
 def _run_table(base: RunConfig, degradations: list[str], seeds: list[int], out: Path, *,
                reporter: Reporter) -> dict[str, Any]:
-    from .experiment import Experiment
-
     check_degradations(base, degradations, reporter)
     raw: dict[str, dict[str, list[float]]] = {d: {row: [] for row, _, _ in ROWS} for d in degradations}
     began = time.perf_counter()
     settings: dict[str, Any] = {}
     chosen: dict[str, dict[str, dict[str, Any]]] = {}  # degradation -> method -> seed -> its distillation
-    for seed in seeds:
-        for degradation in degradations:
-            config = dataclasses.replace(base, degrade=degradation, seed=seed, method=AUTO)
-            folder = out / f"seed-{seed}" / slug(degradation)
-            scope = reporter.scoped(f"seed-{seed}/{slug(degradation)}")
-            experiment = Experiment(config, folder, teacher_root=out / f"seed-{seed}", reporter=scope)
-            settings[degradation] = {"epochs": experiment.config.epochs, "pipeline": experiment.maker.describe()}
-            scores: dict[str, dict[str, float]] = {}
-            for row, method, view in ROWS:
-                if not experiment.can_train(method):
-                    continue  # e.g. a student that cannot start from A's weights: another architecture or input
-                if method not in scores:
-                    trainer = experiment
-                    if METHODS[method].distill:  # its own folder; A, B and A→B are the row's, trained once
-                        trainer = experiment.sibling(folder / strength_folder(experiment, METHODS[method]),
-                                                     share=("a", "b", "a-b"), reporter=scope)
-                    scores[method] = trainer.evaluate(method)
-                    if METHODS[method].distill:
-                        distillation = trainer.distillation(METHODS[method])
-                        settings[degradation][method] = strength_setting(distillation)
-                        chosen.setdefault(degradation, {}).setdefault(method, {})[str(seed)] = distillation
-                    scope.result(METHODS[method].title, scores[method])
-                value = scores[method][f"test_{view}"]
-                if not math.isnan(value):  # NaN: a privileged teacher cannot be tested on RGB z
-                    raw[degradation][row].append(value)
-            if is_main_process():
-                experiment.write_config()
-                atomic_write_json(experiment.directory / "results.json", {"models": scores, "settings": settings[degradation]})
+    for seed, degradation, experiment in grid_rows(base, degradations, seeds, out, reporter):
+        folder, scope = experiment.directory, experiment.reporter
+        settings[degradation] = {"epochs": experiment.config.epochs, "pipeline": experiment.maker.describe()}
+        scores: dict[str, dict[str, float]] = {}
+        for row, method, view in ROWS:
+            if not experiment.can_train(method):
+                continue  # e.g. a student that cannot start from A's weights: another architecture or input
+            if method not in scores:
+                trainer = experiment
+                if METHODS[method].distill:  # its own folder; A, B and A→B are the row's, trained once
+                    trainer = experiment.sibling(folder / strength_folder(experiment, METHODS[method]),
+                                                 share=("a", "b", "a-b"), reporter=scope)
+                scores[method] = trainer.evaluate(method)
+                if METHODS[method].distill:
+                    distillation = trainer.distillation(METHODS[method])
+                    settings[degradation][method] = strength_setting(distillation)
+                    chosen.setdefault(degradation, {}).setdefault(method, {})[str(seed)] = distillation
+                scope.result(METHODS[method].title, scores[method])
+            value = scores[method][f"test_{view}"]
+            if not math.isnan(value):  # NaN: a privileged teacher cannot be tested on RGB z
+                raw[degradation][row].append(value)
+        if is_main_process():
+            experiment.write_config()
+            atomic_write_json(experiment.directory / "results.json",
+                              {"models": scores, "settings": settings[degradation]})
     table = summarise(raw)
     result = {
         "rows": [row for row, _, _ in ROWS] + [GAP_ROW],
