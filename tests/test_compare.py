@@ -42,3 +42,15 @@ def test_compare_pairs_every_loss_with_one_baseline_per_seed_and_writes_its_tabl
     markdown = (out / "compare.md").read_text()
     assert "| B (no distillation) |" in markdown and "| fitnet:student=-2,teacher=-2 |" in markdown
     assert (out / "compare.png").stat().st_size > 0 and (out / "compare.csv").read_text().count("\n") == 5
+
+
+def test_a_loss_these_networks_do_not_allow_leaves_its_cells_empty(tmp_path):
+    out = tmp_path / "compare"
+    args = [a if a != "convnet-s" or i != TINY.index("--teacher") + 1 else "convnet-m" for i, a in enumerate(TINY)]
+    result = CliRunner().invoke(cli, ["compare", "--loss", "softce,st", "--degrade", "lowres", "--seeds", "1", *args,
+                                      "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "st on lowres: no value of st that --lambda auto tries suits these networks" in " ".join(result.output.split())
+    payload = json.loads((out / "compare.json").read_text())
+    assert payload["table"]["st"]["lowres"] is None and payload["table"]["softce"]["lowres"]["n"] == 1
+    assert "| st | — |" in (out / "compare.md").read_text()

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..errors import SpecError
 from ..files import atomic_write_bytes, atomic_write_json
 from ..lock import folder_lock
 from ..reporting import Reporter, reporting_into
@@ -59,7 +60,11 @@ def _run_compare(base: RunConfig, losses: list[str], degradations: list[str], se
         for loss in losses:  # in a folder named by the loss and its strength: other values never reuse it
             student = row.sibling(folder, share=("a", "b", "a-b"), reporter=scope.scoped(loss), loss=loss)
             student.directory = folder / strength_folder(student, distilled)
-            score = student.evaluate(method)["test_z"]
+            try:
+                score = student.evaluate(method)["test_z"]
+            except SpecError as error:  # e.g. st between layers of different widths: the cell stays empty
+                scope.message(f"{distilled.title} with {loss} on {degradation}: {error}; left out")
+                continue
             distillation = student.distillation(distilled)
             raw[loss][degradation].append({
                 "seed": seed, "test_z": score, "gain": score - base_score,

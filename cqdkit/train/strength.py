@@ -179,8 +179,8 @@ def _search(experiment: Experiment, method: Method, plan: SearchPlan) -> dict[st
         ranked = sorted(candidates, key=lambda candidate: search.first(candidate))
         applicable = [c for c in ranked if math.isfinite(search.firsts[c.label])]
         if not applicable:
-            raise CqdkitError(f"no value of {term.name} that --lambda auto tries suits these networks: "
-                              + "; ".join(search.skipped.values()))
+            raise SpecError(f"no value of {term.name} that --lambda auto tries suits these networks: "
+                            + "; ".join(search.skipped.values()))
         finalists = [c for c in applicable[:plan.finalists] if search.firsts[c.label] < first]
         decision = decide({c.label: search.final(c) for c in finalists}, search.final(baseline) if finalists else
                           [search.scores[baseline.label][0]],
