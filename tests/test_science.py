@@ -14,6 +14,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from cqdkit.data.paired import PairedDataset
+from cqdkit.errors import CqdkitError
 from cqdkit.losses.distill import SoftCrossEntropy
 from cqdkit.models.preprocessing import Normalizer
 from cqdkit.plugin import DistillLoss, PluginManager, hookimpl
@@ -250,3 +251,18 @@ def test_table_gives_each_distilled_method_its_own_tuned_values(tmp_path):
     for method, place, lam in (("cqd", "T2-lambda5", 5.0), ("a-cqd", "T4-lambda50", 50.0)):
         [epoch] = [json.loads(line) for line in (folder / place / method / "log.jsonl").read_text().splitlines()]
         assert epoch["loss"] == pytest.approx(epoch["ce"] + lam * epoch["distill"], rel=1e-5)
+
+
+def test_terms_compose_each_with_its_own_weight(tmp_path):
+    experiment = Experiment(tiny(method="cqd", loss="softce:temperature=4+fitnet:student=-2,teacher=-2",
+                                 lam=[20.0, 3.0], epochs=1), tmp_path)
+    [softce, fitnet] = experiment.objective("cqd").terms
+    assert (softce.key, softce.weight, softce.spec.temperature) == ("softce", 20.0, 4.0)
+    assert (fitnet.key, fitnet.weight, fitnet.term.student_layers) == ("fitnet", 3.0, ("features.10",))
+    experiment.train_or_load("cqd")
+    [epoch] = [json.loads(line) for line in (tmp_path / "cqd" / "log.jsonl").read_text().splitlines()]
+    assert epoch["loss"] == pytest.approx(epoch["ce"] + 20 * epoch["distill.softce"] + 3 * epoch["distill.fitnet"],
+                                          rel=1e-5)
+    assert epoch["distill"] == pytest.approx(epoch["distill.softce"] + epoch["distill.fitnet"], rel=1e-6)
+    with pytest.raises(CqdkitError, match="--lambda gives 3 weights for the 2 terms"):
+        Experiment(tiny(method="cqd", loss="softce+fitnet", lam=[1.0, 2.0, 3.0]), tmp_path / "other")
