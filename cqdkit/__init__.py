@@ -8,19 +8,18 @@ student g on z that imitates f (Su and Maji, "Cross Quality Distillation").
 
 from __future__ import annotations
 
+__version__ = "0.1.0"  # before the imports below: the plugin manager names it
+
 from .errors import (
     CqdkitError,
     DataError,
-    PluginConflictError,
     PluginError,
     SpecError,
     TrainingError,
     UnknownNameError,
 )
 from .lazy import lazy_attributes
-from .plugin import PluginManager, get_plugin_manager, hookimpl
-
-__version__ = "0.1.0"
+from .plugin import PluginClashWarning, PluginManager, get_plugin_manager, hookimpl
 
 # Public names that live in heavier modules, imported on first access (PEP 562).
 _LAZY: dict[str, str] = {
@@ -57,7 +56,7 @@ __getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
 __all__ = [
     "CqdkitError",
     "DataError",
-    "PluginConflictError",
+    "PluginClashWarning",
     "PluginError",
     "SpecError",
     "TrainingError",

@@ -45,10 +45,6 @@ class PluginError(CqdkitError):
     """A plugin failed to load, raised inside a hook, or broke a rule of the plugin system."""
 
 
-class PluginConflictError(PluginError):
-    """Two plugins provide the same name for the same kind."""
-
-
 class SpecError(CqdkitError, ValueError):
     """A degradation spec string or parameter that cannot be understood."""
 

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 from click.testing import CliRunner
+from PIL import Image
 
 from cqdkit.cli import cli
 from cqdkit.errors import CqdkitError
@@ -58,20 +59,21 @@ def test_broken_plugin_is_a_warning_not_a_crash(runner, fake_distribution):
     assert "cqdkit-broken 0.1" in result.stderr and "failed to import" in result.stderr
 
 
-def test_expected_errors_are_one_line_without_traceback(runner, register_plugin):
+def test_expected_errors_are_one_line_without_traceback(runner, register_plugin, tmp_path):
     def failing_factory(**kwargs):
         raise CqdkitError("the value 7 is not allowed here")
 
     class Plugin:
         @hookimpl
         def cqdkit_degradations(self):
-            yield Degradation(name="dup-a", summary="one", factory=failing_factory)
-            yield Degradation(name="dup-a", summary="two", factory=failing_factory)
+            yield Degradation(name="fails-a", summary="one", factory=failing_factory)
 
-    register_plugin(Plugin(), name="conflicting")
-    result = runner.invoke(cli, ["plugins"])
+    register_plugin(Plugin(), name="failing")
+    image = tmp_path / "a.png"
+    Image.new("RGB", (8, 8)).save(image)
+    result = runner.invoke(cli, ["degrade", "fails-a", str(image), "--out", str(tmp_path / "out"), "--size", "8"])
     assert result.exit_code == 2
-    assert "error:" in result.stderr and "conflicting plugins" in result.stderr
+    assert "error:" in result.stderr and "the value 7 is not allowed here" in result.stderr
     assert "Traceback" not in result.output
 
 

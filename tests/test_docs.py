@@ -35,6 +35,16 @@ def test_the_hook_specification_is_what_the_guide_documents():
     assert documented == set(HOOKS)
 
 
+def test_the_guide_lists_every_built_in_name_a_plugin_should_avoid():
+    guide = (ROOT / "docs" / "plugins.md").read_text()
+    section = guide.split("## Names cqdkit uses", 1)[1].split("\n## ", 1)[0]
+    manager = PluginManager(autoload=False)
+    for kind in ("degradation", "backbone", "loss", "dataset"):
+        [row] = [line for line in section.splitlines() if line.startswith(f"| {kind} |")]
+        listed = set(re.findall(r"`([^`]+)`", row.split("|")[2].split("(")[0]))
+        assert listed == {entry.name for entry in manager.entries(kind)}, kind
+
+
 def test_readme_has_exactly_two_set_up_commands():
     readme = (ROOT / "README.md").read_text()
     section = readme.split("## Set up", 1)[1].split("\n## ", 1)[0]

@@ -17,8 +17,16 @@ from click.testing import CliRunner
 
 from cqdkit import __version__
 from cqdkit.cli import cli
-from cqdkit.errors import PluginConflictError, PluginError, UnknownNameError
-from cqdkit.plugin import Backbone, Degradation, DistillLoss, PluginManager, configure_autoload, hookimpl
+from cqdkit.errors import PluginError, UnknownNameError
+from cqdkit.plugin import (
+    Backbone,
+    Degradation,
+    DistillLoss,
+    PluginClashWarning,
+    PluginManager,
+    configure_autoload,
+    hookimpl,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -381,29 +389,32 @@ def test_build_check_refuses_other_non_scalars(cqdkit_plugin_manager, register_p
 # -- a name clash says how to get past it -----------------------------------------------------------
 
 
-def test_a_name_clash_says_how_to_get_past_it(fake_distribution, fresh_default_manager):
+def test_two_distributions_with_one_name_keep_the_first_by_name(fake_distribution, fresh_default_manager):
+    # registered in the order of the distributions' names, whatever the order on sys.path
     fake_distribution("cqdkit-one", "1.0", {"one": "one_plugin"}, {"one_plugin": one_dup("one")})
-    fake_distribution("cqdkit-two", "2.0", {"two": "two_plugin"}, {"two_plugin": one_dup("two")})
-    with pytest.raises(PluginConflictError) as info:
-        PluginManager(autoload=True).degradation("dup")
-    message = str(info.value)
+    fake_distribution("cqdkit-two", "2.0", {"two": "two_plugin"}, {"two_plugin": one_dup("two")})  # first on the path
+    with pytest.warns(PluginClashWarning) as caught:
+        manager = PluginManager(autoload=True)
+        assert manager.degradation("dup").summary == "one's dup"
+    message = str(caught[0].message)
     assert "one (cqdkit-one 1.0)" in message and "two (cqdkit-two 2.0)" in message
-    assert "--no-plugins" in message and "pip uninstall cqdkit-one" in message and "pip uninstall cqdkit-two" in message
+    assert "pip uninstall cqdkit-two" in message and "pip uninstall cqdkit-one" not in message
     result = invoke("list", "degradations")
-    assert result.exit_code == 2 and "--no-plugins" in squashed(result.stderr)
+    assert result.exit_code == 0 and "dup  one's dup" in result.stdout
+    assert "warning:" in result.stderr and "cqdkit-two" in squashed(result.stderr)
     version = invoke("--version")
-    assert version.exit_code == 0 and "problem: conflicting plugins for degradation 'dup'" in version.stderr
-    assert invoke("--no-plugins", "list", "degradations").exit_code == 0
+    assert version.exit_code == 0 and "problem: degradation 'dup' is provided by" in version.stderr
 
 
-def test_a_clash_with_a_built_in_names_only_the_installed_distribution(fake_distribution):
+def test_a_clash_with_a_built_in_keeps_the_built_in(fake_distribution):
     fake_distribution("cqdkit-mytps", "0.1", {"mytps": "mytps_plugin"}, {"mytps_plugin": one_dup("x").replace(
         '"dup"', '"tps"')})
-    with pytest.raises(PluginConflictError) as info:
-        PluginManager(autoload=True).degradation("tps")
-    message = str(info.value)
-    assert "pip uninstall cqdkit-mytps" in message and "--no-plugins" in message
-    assert "uninstall cqdkit.degradations" not in message
+    with pytest.warns(PluginClashWarning, match="the built-in is kept") as caught:
+        manager = PluginManager(autoload=True)
+        assert manager.provider("degradation", "tps").builtin
+    message = str(caught[0].message)
+    assert "cqdkit.degradations.plugin (cqdkit" in message and "mytps (cqdkit-mytps 0.1)" in message
+    assert "pip uninstall cqdkit-mytps" in message and "docs/plugins.md#names-cqdkit-uses" in message
 
 
 # -- the test kit -----------------------------------------------------------------------------------

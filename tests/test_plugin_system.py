@@ -6,13 +6,14 @@ import types
 
 import pytest
 
-from cqdkit.errors import PluginConflictError, PluginError, UnknownNameError
+from cqdkit.errors import PluginError, UnknownNameError
 from cqdkit.plugin import (
     AUTOLOAD_ENV,
     Backbone,
     BackboneCatalog,
     Degradation,
     DistillLoss,
+    PluginClashWarning,
     PluginManager,
     hookimpl,
 )
@@ -94,13 +95,21 @@ def test_hook_yielding_wrong_type_is_a_failure(cqdkit_plugin_manager, register_p
     assert "expected DistillLoss" in cqdkit_plugin_manager.failures[0].describe()
 
 
-def test_conflicting_names_name_both_plugins(cqdkit_plugin_manager, register_plugin):
-    register_plugin(degradation_plugin("dup"), name="first-plugin")
-    register_plugin(degradation_plugin("dup"), name="second-plugin")
-    with pytest.raises(PluginConflictError) as info:
-        cqdkit_plugin_manager.degradation("dup")
-    assert "first-plugin" in str(info.value) and "second-plugin" in str(info.value)
-    assert "'dup'" in str(info.value)
+def test_a_name_provided_twice_keeps_the_first_and_warns_naming_both(cqdkit_plugin_manager, register_plugin):
+    first, second = degradation_plugin("dup"), degradation_plugin("dup", "other")
+    register_plugin(first, name="first-plugin")
+    register_plugin(second, name="second-plugin")
+    with pytest.warns(PluginClashWarning) as caught:
+        kept = cqdkit_plugin_manager.provider("degradation", "dup")
+    assert kept.name == "first-plugin"
+    assert cqdkit_plugin_manager.degradation("other").name == "other"  # the rest of the plugin still counts
+    [warning] = caught
+    assert "'dup'" in str(warning.message) and "first-plugin" in str(warning.message)
+    assert "second-plugin" in str(warning.message)
+    [clash] = cqdkit_plugin_manager.clashes
+    assert (clash.kept.name, clash.skipped.name) == ("first-plugin", "second-plugin")
+    cqdkit_plugin_manager.provided("degradation")  # asked again: no second warning, no second record
+    assert len(cqdkit_plugin_manager.clashes) == 1
 
 
 def test_misspelt_hook_is_an_error(cqdkit_plugin_manager):

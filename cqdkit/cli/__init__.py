@@ -12,6 +12,7 @@ import io
 import logging
 import sys
 import traceback
+import warnings
 
 import click
 
@@ -131,6 +132,7 @@ def cli() -> None:
     """
     _printable_file_names()
     _show_log_messages()
+    _show_warnings()
 
 
 def _printable_file_names() -> None:
@@ -139,6 +141,17 @@ def _printable_file_names() -> None:
     for stream in (sys.stdout, sys.stderr):
         if isinstance(stream, io.TextIOWrapper) and stream.errors == "strict":
             stream.reconfigure(errors="backslashreplace")
+
+
+def _show_warnings() -> None:
+    """Python warnings (a plugin clash, a weights file with another class count) as one line each,
+    ``warning: <message>``, without the file and line of the code that issued them."""
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: object = None,
+             line: str | None = None) -> None:
+        err_console.print(f"[yellow]warning:[/] {message}", highlight=False)
+
+    warnings.showwarning = show
 
 
 def _show_log_messages() -> None:

@@ -8,33 +8,42 @@ import json
 import click
 from rich.table import Table
 
-from ..plugin import KINDS, BackboneCatalog, get_plugin_manager
+from ..plugin import KINDS, BackboneCatalog, PluginEntry, PluginInfo, get_plugin_manager
 from .console import console, err_console
 
 
+def _row(kind: str, entry: PluginEntry, info: PluginInfo, skipped_for: PluginInfo | None) -> dict[str, object]:
+    catalog = isinstance(entry, BackboneCatalog)
+    return {
+        "kind": kind,
+        "name": f"{entry.name}:*" if catalog else entry.name,
+        "plugin": info.dist or info.name,
+        "module": info.name,
+        "version": info.version,
+        "builtin": info.builtin,
+        "catalog": catalog,
+        "summary": entry.summary,
+        # a clash: this entry is not used, the name belongs to another plugin
+        "skipped": skipped_for is not None,
+        "name_kept_by": (skipped_for.dist or skipped_for.name) if skipped_for else None,
+    }
+
+
 def _rows() -> list[dict[str, object]]:
+    """Every entry, the ones skipped because of a clash right after the entry that kept the name."""
     manager = get_plugin_manager()
     rows: list[dict[str, object]] = []
     for kind in KINDS:
+        skipped = manager.clashes_for(kind)
         for provided in manager.provided(kind):
-            entry, info = provided.entry, provided.plugin
-            catalog = isinstance(entry, BackboneCatalog)
-            rows.append(
-                {
-                    "kind": kind,
-                    "name": f"{entry.name}:*" if catalog else entry.name,
-                    "plugin": info.dist or info.name,
-                    "module": info.name,
-                    "version": info.version,
-                    "builtin": info.builtin,
-                    "catalog": catalog,
-                    "summary": entry.summary,
-                }
-            )
+            rows.append(_row(kind, provided.entry, provided.plugin, None))
+            rows += [_row(kind, clash.skipped_entry, clash.skipped, clash.kept)
+                     for clash in skipped if clash.name == provided.entry.name]
     return rows
 
 
 def _report_failures() -> None:
+    """Plugins that failed, one line each (clashes are warned about where they are found)."""
     for failure in get_plugin_manager().failures:
         err_console.print(f"[yellow]warning:[/] {failure.describe()}", highlight=False)
 
@@ -52,7 +61,10 @@ def plugins(as_json: bool) -> None:
             table.add_column(column, overflow="fold")
         for row in rows:
             plugin = str(row["plugin"]) + (f" {row['version']}" if row["version"] else "")
-            table.add_row(str(row["kind"]), str(row["name"]), plugin, str(row["summary"]))
+            summary = str(row["summary"])
+            if row["skipped"]:
+                summary = f"[red]skipped, the name is {row['name_kept_by']}'s:[/] {summary}"
+            table.add_row(str(row["kind"]), str(row["name"]), plugin, summary)
         console.print(table)
     _report_failures()
 

@@ -19,6 +19,8 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 from .manager import (  # noqa: E402  (hookimpl must exist before built-in plugins import it)
     AUTOLOAD_ENV,
     ENTRY_POINT_GROUP,
+    PluginClash,
+    PluginClashWarning,
     PluginFailure,
     PluginInfo,
     PluginManager,
@@ -50,6 +52,8 @@ __all__ = [
     "DistillLoss",
     "Param",
     "PluginEntry",
+    "PluginClash",
+    "PluginClashWarning",
     "PluginFailure",
     "PluginInfo",
     "PluginManager",

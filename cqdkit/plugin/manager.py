@@ -5,6 +5,11 @@ then (unless autoload is disabled) every entry point in the ``cqdkit`` group, ea
 ``try`` so that one broken third-party package is reported -- with its name and distribution -- instead of
 breaking every command. Hooks are called one implementation at a time for the same reason.
 
+Two plugins that provide the same name (a clash) break nothing either: as conda does, the first one
+registered keeps the name -- the built-ins come first, then the installed distributions in the order of
+their names -- the later entry is skipped, and a :class:`PluginClashWarning` naming both distributions is
+issued once; ``cqdkit plugins`` lists the skipped entry.
+
 Example:
     >>> pm = PluginManager(autoload=False)
     >>> pm.degradation("tps").name
@@ -18,13 +23,15 @@ import fnmatch
 import importlib
 import importlib.metadata
 import os
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import pluggy
 
-from ..errors import PluginConflictError, PluginError, UnknownNameError, closest_matches
+from .. import __version__
+from ..errors import PluginError, UnknownNameError, closest_matches
 from . import spec
 from .guard import Guarded
 from .types import (
@@ -63,6 +70,8 @@ class PluginInfo:
     def describe(self) -> str:
         if self.dist:
             return f"{self.name} ({self.dist} {self.version})"
+        if self.builtin:
+            return f"{self.name} (cqdkit {__version__}, built in)"
         return self.name
 
 
@@ -80,6 +89,32 @@ class PluginFailure:
         what = {"import": "failed to import", "register": "could not be registered"}.get(
             self.stage, f"raised in {self.stage}")
         return f"plugin {self.plugin.describe()} {what}: {type(self.error).__name__}: {self.error}"
+
+
+class PluginClashWarning(UserWarning):
+    """Two plugins provide one name; the first registered keeps it (see :class:`PluginClash`)."""
+
+
+@dataclass(frozen=True)
+class PluginClash:
+    """Two plugins provide the same ``name`` of ``kind``: ``kept``'s entry is used, ``skipped``'s is not."""
+
+    kind: str
+    name: str
+    kept: PluginInfo
+    skipped: PluginInfo
+    skipped_entry: PluginEntry
+
+    def describe(self) -> str:
+        """One line naming both plugins and what to do, e.g. for a third-party ``jpeg``."""
+        if self.kept.builtin:
+            why = "the built-in is kept"
+        else:
+            why = f"the first registered is kept ({self.kept.dist or self.kept.name})"
+        advice = (f"; rename the entry in {self.skipped.dist} (cqdkit's names: docs/plugins.md#names-cqdkit-uses), "
+                  f"or pip uninstall {self.skipped.dist}") if self.skipped.dist else ""
+        return (f"{self.kind} {self.name!r} is provided by {self.kept.describe()} and by {self.skipped.describe()}: "
+                f"{why}, the entry of {self.skipped.dist or self.skipped.name} is skipped{advice}")
 
 
 @dataclass(frozen=True)
@@ -109,6 +144,7 @@ class PluginManager:
         self.pm = pluggy.PluginManager(spec.PROJECT)
         self.pm.add_hookspecs(spec.CqdkitHookSpecs)
         self.failures: list[PluginFailure] = []
+        self.clashes: list[PluginClash] = []
         self._info: dict[str, PluginInfo] = {}
         self._cache: dict[str, list[Provided]] = {}
         if builtins:
@@ -163,8 +199,14 @@ class PluginManager:
 
         A plugin that fails to import, or that cannot be registered (a misspelt hook, a hook with
         arguments), is recorded in :attr:`failures` and skipped: one broken package never breaks cqdkit.
+        Distributions are registered in the order of their names, so which of two clashing plugins keeps a
+        name does not depend on the order of ``sys.path``.
         """
-        for entry_point in importlib.metadata.entry_points(group=group):
+        def order(entry_point: importlib.metadata.EntryPoint) -> tuple[str, str]:
+            dist = getattr(entry_point, "dist", None)
+            return ((dist.metadata["Name"] or "").lower() if dist is not None else "", entry_point.name)
+
+        for entry_point in sorted(importlib.metadata.entry_points(group=group), key=order):
             dist = getattr(entry_point, "dist", None)
             info = PluginInfo(
                 name=entry_point.name,
@@ -209,10 +251,8 @@ class PluginManager:
         """Every entry of ``kind`` with its plugin, sorted by name.
 
         Each hook implementation is called on its own: one that raises is recorded in :attr:`failures`
-        and the others still count.
-
-        Raises:
-            PluginConflictError: two plugins provide the same name.
+        and the others still count. A name provided twice keeps its first provider's entry; the clash is
+        recorded in :attr:`clashes` and warned about once (:class:`PluginClashWarning`).
         """
         if kind not in KINDS:
             raise ValueError(f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
@@ -221,7 +261,7 @@ class PluginManager:
         hook_name = spec.HOOK_FOR_KIND[kind]
         hook = getattr(self.pm.hook, hook_name)
         found: dict[str, Provided] = {}
-        for impl in reversed(hook.get_hookimpls()):  # registration order
+        for impl in hook.get_hookimpls():  # registration order
             info = self._info.get(impl.plugin_name, PluginInfo(impl.plugin_name))
             try:
                 entries = list(impl.function() or ())
@@ -234,10 +274,21 @@ class PluginManager:
                 continue
             for entry in entries:
                 if entry.name in found:
-                    raise _conflict(kind, entry.name, found[entry.name].plugin, info)
-                found[entry.name] = Provided(kind, entry, info)
+                    self._clash(PluginClash(kind, entry.name, found[entry.name].plugin, info, entry))
+                else:
+                    found[entry.name] = Provided(kind, entry, info)
         self._cache[kind] = [found[name] for name in sorted(found)]
         return self._cache[kind]
+
+    def _clash(self, clash: PluginClash) -> None:
+        if clash not in self.clashes:
+            self.clashes.append(clash)
+            warnings.warn(clash.describe(), PluginClashWarning, stacklevel=3)
+
+    def clashes_for(self, kind: str) -> list[PluginClash]:
+        """The clashes among the entries of ``kind`` (computing them if needed)."""
+        self.provided(kind)
+        return [clash for clash in self.clashes if clash.kind == kind]
 
     def entries(self, kind: str) -> list[PluginEntry]:
         """Every entry of ``kind``, sorted by name."""
@@ -250,14 +301,9 @@ class PluginManager:
 
     def problems(self) -> list[str]:
         """Every problem with the registered plugins, one line each: plugins that failed to import or
-        register, hooks that raised, names two plugins provide. Never raises."""
-        conflicts = []
-        for kind in KINDS:
-            try:
-                self.provided(kind)
-            except PluginConflictError as error:
-                conflicts.append(str(error))
-        return list(dict.fromkeys([failure.describe() for failure in self.failures] + conflicts))
+        register, hooks that raised, names two plugins provide (the later one skipped)."""
+        clashes = [clash.describe() for kind in KINDS for clash in self.clashes_for(kind)]
+        return list(dict.fromkeys([failure.describe() for failure in self.failures] + clashes))
 
     def provider(self, kind: str, name: str) -> PluginInfo | None:
         """The plugin that provides ``name`` of ``kind`` (a backbone catalog's for a catalog name), or
@@ -345,22 +391,6 @@ class PluginManager:
         if broken:
             hint = "Plugins that failed to load: " + "; ".join(f.describe() for f in broken)
         return UnknownNameError(kind, name, known, hint=hint)
-
-
-def _conflict(kind: str, name: str, first: PluginInfo, second: PluginInfo) -> PluginConflictError:
-    """Two plugins provide ``name``: the error names both and says how to get past it."""
-    installed = [info.dist for info in (first, second) if info.dist]
-    ways = []
-    if installed:
-        ways.append("run with --no-plugins (or CQDKIT_DISABLE_PLUGIN_AUTOLOAD=1) to use cqdkit's built-ins only")
-        ways.append("uninstall " + ("one of the two distributions: " if len(installed) == 2 else "the distribution: ")
-                    + " or ".join(f"pip uninstall {dist}" for dist in installed))
-    else:
-        ways.append("rename the entry in one of them, or register only one")
-    return PluginConflictError(
-        f"conflicting plugins for {kind} {name!r}: provided by {first.describe()} and by {second.describe()}; "
-        f"to get past it, {'; or '.join(ways)}"
-    )
 
 
 @dataclass(frozen=True)
