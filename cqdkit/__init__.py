@@ -49,6 +49,10 @@ _LAZY: dict[str, str] = {
     "run_tune": "cqdkit.train.tune",
     "run_multires": "cqdkit.train.multires",
     "explain_run": "cqdkit.explain.analysis",
+    # a trained model for new images
+    "Predictor": "cqdkit.predictor",
+    "Predictions": "cqdkit.predictor",
+    "load_predictor": "cqdkit.predictor",
 }
 
 __getattr__, __dir__ = lazy_attributes(__name__, _LAZY)

@@ -40,3 +40,7 @@ experiment.write_config()  # config.json: everything needed to reproduce (or re-
 for method in ("a", "b", "a-cqd"):
     scores = experiment.evaluate(method)  # trains the method's model on first use (A only once)
     print(f"{method:>5}: test accuracy on x {100 * scores['test_x']:5.1f}%, on z {100 * scores['test_z']:5.1f}%")
+
+# 3. The student on new images (eval mode, the run's preprocessing): here z views of test images.
+student = experiment.predictor("a-cqd")
+print("a-cqd predicts", student.predict([s.z.permute(1, 2, 0).numpy() for s in pairs]).names)

@@ -52,6 +52,8 @@ def test_api_end_to_end_trains_and_evaluates_a_teacher_and_students(run_example,
     assert len((EXAMPLES / "api_end_to_end.py").read_text().splitlines()) < 50, "promised: under 50 lines"
     pairs = plt.imread(out / "pairs.png")
     assert pairs.shape[:2] == (4 * 32, 2 * 32), "four x | z pairs of 32 px"
+    predicted = re.search(r"^a-cqd predicts \[(.*)\]$", stdout, re.MULTILINE)
+    assert predicted and len(predicted.group(1).split(", ")) == 4, stdout
 
 
 def test_minimal_plugin_script_registers_the_plugin_and_trains_with_it(run_example, tmp_path):

@@ -76,14 +76,16 @@ def check_distiller(
 
 
 def _check_in(folder: Path, name: str, loss: str, manager: PluginManager) -> None:
+    from ..reporting import Reporter
     from ..train.checkpoint import load_checkpoint
     from ..train.config import RunConfig
     from ..train.engine import TrainingStep
     from ..train.experiment import Experiment
 
     config = RunConfig(**TINY_RUN, loss=loss)
+    quiet = Reporter.silent()
     label = f"distiller {name!r}"
-    full = Experiment(config, folder / "full", manager=manager)
+    full = Experiment(config, folder / "full", manager=manager, reporter=quiet)
     objective = full.objective("cqd")
     assert objective.terms, f"{label}: the run has no distillation term"
     parts = {key: value.detach().clone() for key, value in objective.parts.state_dict().items()}
@@ -103,9 +105,9 @@ def _check_in(folder: Path, name: str, loss: str, manager: PluginManager) -> Non
     assert set(exported) == set(student), (
         f"{label}: the exported model holds {sorted(set(exported) - set(student))} besides the student's weights")
 
-    killed = Experiment(config, folder / "killed", manager=manager)
+    killed = Experiment(config, folder / "killed", manager=manager, reporter=quiet)
     killed.train_or_load("cqd", epochs=1)  # the process dies after the first epoch's checkpoint
-    resumed = Experiment(config, folder / "killed", resume=True, manager=manager).train_or_load("cqd")
+    resumed = Experiment(config, folder / "killed", resume=True, manager=manager, reporter=quiet).train_or_load("cqd")
     again = load_checkpoint(resumed.directory)
     assert again is not None and again.epoch == finished.epoch
     for key, value in finished.model.items():

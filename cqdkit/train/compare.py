@@ -21,6 +21,7 @@ from typing import Any
 
 from ..errors import SpecError
 from ..files import atomic_write_bytes, atomic_write_json
+from ..reporting import Reporter
 from ..lock import folder_lock
 from ..reporting import Reporter, reporting_into
 from .config import RunConfig
@@ -44,7 +45,8 @@ def _run_compare(base: RunConfig, losses: list[str], degradations: list[str], se
 
     check_degradations(base, degradations, reporter)
     for loss in losses:  # a misspelt loss or parameter is one line before anything trains
-        Experiment(dataclasses.replace(base, degrade=degradations[0], loss=loss, method=AUTO), Path("."))
+        Experiment(dataclasses.replace(base, degrade=degradations[0], loss=loss, method=AUTO), Path("."),
+                   reporter=Reporter.silent())
     distilled = get_method(method)
     baseline = distilled.baseline()
     began = time.perf_counter()

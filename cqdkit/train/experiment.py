@@ -38,6 +38,7 @@ from ..models.features import NO_LAYERS, Layers
 from ..models.preprocessing import Normalizer
 from ..models.weights import save_model
 from ..plugin import PluginManager, get_plugin_manager
+from ..predictor import Predictor
 from ..reporting import Reporter
 from .config import RunConfig
 from .distributed import is_main_process
@@ -85,7 +86,8 @@ class Experiment:
             ``teacher_root/a-<key>``, the key hashing everything A depends on (the x pipeline, the teacher
             and the optimisation), so experiments that would train the same A share it.
         resume: continue models whose checkpoints exist (finished ones are just loaded).
-        reporter: where training and evaluation show their progress (None: nowhere).
+        reporter: where training and evaluation show their progress (None: on stderr, as in a notebook;
+            ``Reporter.silent()`` shows nothing).
     """
 
     def __init__(
@@ -106,7 +108,7 @@ class Experiment:
         self.directory = Path(directory)
         self.resume = resume
         self.trained_here: set[Path] = set()  # folders this experiment (and its siblings) trained into: resumable
-        self.reporter = reporter or Reporter.silent()
+        self.reporter = reporter if reporter is not None else Reporter.default()
         self.manager = manager or get_plugin_manager()
         self.hardware = cfg.hardware()
         self.data = load_dataset(
@@ -347,9 +349,23 @@ class Experiment:
 
     # -- models -------------------------------------------------------------------------------
 
+    def predictor(self, method_name: str) -> Predictor:
+        """``method_name``'s trained model (trained now if need be) for new images: eval mode, this run's
+        preprocessing and class names (:class:`~cqdkit.predictor.Predictor`).
+
+        Example:
+            >>> experiment = Experiment(RunConfig(degrade="tps"), Path("runs/notebook"))  # doctest: +SKIP
+            >>> experiment.predictor("cqd").predict("bird.jpg").names                        # doctest: +SKIP
+            ['Laysan_Albatross']
+        """
+        trained = self.train_or_load(method_name)
+        return Predictor(trained.model, trained.normalizer, self.maker, self.data.classes, in_chans=trained.in_chans,
+                         reporter=self.reporter)
+
     def train_or_load(self, method_name: str, *, epochs: int | None = None) -> TrainedModel:
         """The trained model of ``method_name``: trained now (and A first, when it needs A), continued from
-        its checkpoint, or loaded when finished. Each method is trained at most once per experiment.
+        its checkpoint, or loaded when finished, in eval mode. Each method is trained at most once per
+        experiment.
 
         A distilled method whose distillation strength is chosen on validation (``auto``) is searched first
         (:mod:`cqdkit.train.strength`); when no strength beats lambda = 0 there, the method's model *is* its
@@ -384,6 +400,7 @@ class Experiment:
             validate=self._validation(method, normalizer, hardware), reporter=self.reporter, stop_after=epochs,
         )
         self.trained_here.add(directory)
+        model.eval()  # ready to predict: BatchNorm's statistics and dropout frozen
         trained = TrainedModel(method, method.architecture(cfg.teacher, cfg.student), model, normalizer, result,
                                directory, self.in_chans(method), hardware)
         if epochs is not None and epochs < cfg.epochs:
