@@ -133,8 +133,11 @@ class Reporter:
             self._emit({"event": "epoch", "model": model, "epochs": epochs, **row})
         elif self.console is not None and self.bars and not self._terminal:
             speed = row["images"] / row["seconds"] if row.get("seconds") else math.nan
-            text = (f"{model} epoch {row['epoch']}/{epochs}: loss {row['loss']:.4f}, train accuracy "
-                    f"{100 * row['train_acc']:.1f}%")
+            text = f"{model} epoch {row['epoch']}/{epochs}: loss {row['loss']:.4f}"
+            if row.get("distill"):
+                text += f" (distillation term {row['distill']:.4f}"
+                text += f", its KL part {row['distill_kl']:.4f})" if row.get("distill_kl") is not None else ")"
+            text += f", train accuracy {100 * row['train_acc']:.1f}%"
             if row.get("val_acc") is not None:
                 text += f", validation accuracy {100 * row['val_acc']:.1f}%"
             self.message(text + f", {speed:.0f} images/s")

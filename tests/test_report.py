@@ -182,7 +182,7 @@ def test_every_image_is_a_png_of_the_right_size(run):
         assert path.read_bytes().startswith(PNG_SIGNATURE), source
         pixels = matplotlib.image.imread(path)
         if source == "curves.png":
-            assert pixels.shape[:2] == (340, 1200)  # 12 x 3.4 inches at 100 dpi: four panels in a row
+            assert pixels.shape[:2] == (340, 1450)  # 14.5 x 3.4 inches at 100 dpi: five panels in a row
         elif source == "per-class.png":
             assert pixels.shape[:2] == (round(100 * (1.4 + classes * (0.16 * 2 + 0.12))), 800)  # B and A+CQD
         else:
@@ -197,7 +197,7 @@ def test_the_figures_draw_one_panel_per_quantity_and_one_line_per_model(run):
     figure = curves_figure(folder.logs, {m: m for m in folder.models})
     axes = figure.axes
     assert [axis.get_title() for axis in axes] == [title for _, title in CURVE_PANELS]
-    assert [len(axis.lines) for axis in axes] == [3, 3, 1, 3]  # the distillation term: A+CQD only
+    assert [len(axis.lines) for axis in axes] == [3, 3, 1, 1, 3]  # the distillation term, its KL: A+CQD only
 
 
 def test_the_results_in_the_page_are_those_of_results_json(run, tmp_path):

@@ -13,6 +13,7 @@ from torch.utils.data import Dataset, default_collate
 
 from cqdkit.data.sample import Sample
 from cqdkit.errors import CqdkitError, TrainingError
+from cqdkit.losses.distill import SoftCrossEntropy
 from cqdkit.models.preprocessing import Normalizer
 from cqdkit.train.checkpoint import load_checkpoint
 from cqdkit.losses.term import DistillTerm, LogitTerm, WeightedTerm
@@ -150,6 +151,23 @@ def test_distillation_pulls_student_towards_teacher(tmp_path):
     fit(model, NORMALIZER, data, heavy, Optimization(epochs=4, batch_size=8, lr=0.005, lr_end=0.001), CPU, tmp_path)
     logits, _ = predict(model, NORMALIZER, data, "z", CPU)
     assert (logits.argmax(1) == 0).float().mean() > 0.9
+
+
+def test_the_soft_cross_entropy_is_logged_with_its_kl_part(tmp_path):
+    data = PairedTensors()
+    teacher_logits_ = torch.randn(len(data), 3, generator=torch.Generator().manual_seed(0)) * 3
+    model = tiny_model()
+    fit(model, NORMALIZER, data, distilling(SoftCrossEntropy(temperature=2.0), 1.0, TeacherSignal(cached=teacher_logits_)),
+        Optimization(epochs=3, batch_size=8, lr=0.05, lr_end=0.01), CPU, tmp_path)
+    rows = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    p_teacher = torch.softmax(teacher_logits_.double() / 2.0, dim=1)
+    entropy = float(-(p_teacher * p_teacher.log()).sum(1).mean())  # the per-image mean over one epoch
+    for row in rows:  # soft CE = H(teacher) + KL, every epoch
+        assert row["distill"] - row["distill_kl"] == pytest.approx(entropy, abs=1e-5)
+        assert 0 <= row["distill_kl"] < row["distill"]
+    plain = tmp_path / "plain"
+    fit(tiny_model(), NORMALIZER, data, Objective(view="z"), OPT, CPU, plain)
+    assert all("distill_kl" not in json.loads(line) for line in (plain / "log.jsonl").read_text().splitlines())
 
 
 def test_a_loss_that_needs_labels_gets_each_batch_s_ground_truth(tmp_path):

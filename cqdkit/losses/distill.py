@@ -63,6 +63,14 @@ class SoftCrossEntropy:
         p_teacher = F.softmax(teacher / self.temperature, dim=1)
         return -(p_teacher * log_p_student).sum(dim=1).mean()
 
+    def diagnostics(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``kl``: the loss minus the teacher's entropy, ``KL(p_t || p_s)``, the part the student can reduce
+        (the soft cross-entropy never goes below ``H(p_t)``, so its curve looks flat when the entropy is large)."""
+        student, teacher = _prepare(student_logits, teacher_logits)
+        log_p_student = F.log_softmax(student / self.temperature, dim=1)
+        log_p_teacher = F.log_softmax(teacher / self.temperature, dim=1)
+        return {"kl": (log_p_teacher.exp() * (log_p_teacher - log_p_student)).sum(dim=1).mean()}
+
 
 @dataclass(frozen=True)
 class LogitSquaredError:

@@ -128,6 +128,11 @@ class DistillTerm(nn.Module):
     def forward(self, student: Outputs, teacher: Outputs, batch: TermBatch) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
 
+    def diagnostics(self, student: Outputs, teacher: Outputs, batch: TermBatch) -> dict[str, torch.Tensor]:
+        """Numbers logged beside the term each epoch, never optimised (called without gradients); none by
+        default. The soft cross-entropy reports ``kl``, itself minus the teacher's entropy."""
+        return {}
+
 
 class LogitTerm(DistillTerm):
     """A logit loss (a :class:`~cqdkit.plugin.DistillLoss`'s ``loss(student_logits, teacher_logits)``) as a term.
@@ -145,6 +150,11 @@ class LogitTerm(DistillTerm):
             return self.loss(student.logits, teacher.logits)
         labels = torch.where(batch.labelled, batch.labels, teacher.logits.argmax(dim=1))
         return self.loss(student.logits, teacher.logits, labels)
+
+    def diagnostics(self, student: Outputs, teacher: Outputs, batch: TermBatch) -> dict[str, torch.Tensor]:
+        """The loss's own (``loss.diagnostics(student_logits, teacher_logits)``), if it has any."""
+        report = getattr(self.loss, "diagnostics", None)
+        return dict(report(student.logits, teacher.logits)) if callable(report) else {}
 
     @property
     def temperature(self) -> float | None:

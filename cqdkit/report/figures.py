@@ -1,6 +1,6 @@
 """The report's figures, drawn on matplotlib's Agg canvas (no display, no pyplot state) and saved as PNG.
 
-- :func:`curves_figure`: every model's loss, cross-entropy, distillation term and training accuracy per
+- :func:`curves_figure`: every model's loss, cross-entropy, distillation term, its KL part and training accuracy per
   epoch (a run's ``log.jsonl`` files), one panel each;
 - :func:`per_class_figure`: test accuracy per class on z, B against the student (grouped bars; for many
   classes, the per-class difference, sorted);
@@ -34,6 +34,7 @@ CURVE_PANELS = (
     ("loss", "loss (CE + λ · distillation)"),
     ("ce", "cross-entropy"),
     ("distill", "distillation term"),
+    ("distill_kl", "its KL part (soft CE − H(teacher))"),
     ("train_acc", "training accuracy (%)"),
 )
 
@@ -59,17 +60,17 @@ def save_png(figure: Any, path: Path) -> None:
 
 
 def curves_figure(logs: dict[str, list[dict[str, Any]]], titles: dict[str, str]) -> Any:
-    """Four panels (:data:`CURVE_PANELS`), one line per model; ``logs`` maps a method to its epochs."""
+    """Five panels (:data:`CURVE_PANELS`), one line per model; ``logs`` maps a method to its epochs."""
     from matplotlib.ticker import MaxNLocator
 
-    figure = new_figure(12.0, 3.4)
+    figure = new_figure(14.5, 3.4)
     axes = figure.subplots(1, len(CURVE_PANELS), squeeze=False)[0]
     last = max((e["epoch"] for epochs in logs.values() for e in epochs if isinstance(e.get("epoch"), int)), default=1)
     for axis, (key, title) in zip(axes, CURVE_PANELS):
         drawn = 0
         for method, epochs in logs.items():
             points = [(e["epoch"], e[key]) for e in epochs if isinstance(e.get(key), (int, float))]
-            if key == "distill" and not any(value for _, value in points):
+            if key in ("distill", "distill_kl") and not any(value for _, value in points):
                 continue  # a model trained without distillation: its term is 0 throughout
             if not points:
                 continue
@@ -78,7 +79,8 @@ def curves_figure(logs: dict[str, list[dict[str, Any]]], titles: dict[str, str])
                       linewidth=1.5, color=METHOD_COLOURS.get(method), label=titles.get(method, method))
             drawn += 1
         if not drawn:
-            axis.text(0.5, 0.5, "no distillation in this run" if key == "distill" else "no data",
+            empty = {"distill": "no distillation in this run", "distill_kl": "no soft cross-entropy in this run"}
+            axis.text(0.5, 0.5, empty.get(key, "no data"),
                       ha="center", va="center", transform=axis.transAxes, color="#777777")
         axis.set_title(title, fontsize=10)
         axis.set_xlabel("epoch", fontsize=9)

@@ -144,7 +144,9 @@ def run_page(folder: RunFolder, *, curves: str | None, per_class: str | None, pr
     if curves:
         body.append(figure(curves, "learning curves", "Per epoch, from each model's log.jsonl. The distillation "
                                                       "term is shown for the models trained with it; the loss of "
-                                                      "those is CE + λ × that term."))
+                                                      "those is CE + λ × that term. The soft cross-entropy never "
+                                                      "falls below the teacher's entropy: its KL part is what the "
+                                                      "student can still reduce."))
     else:
         body.append(tag("p", "No log.jsonl was found for any model.", class_="muted"))
 

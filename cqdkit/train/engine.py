@@ -78,6 +78,7 @@ class StepLoss:
     distill: torch.Tensor  # the distillation terms summed, before their weights (0 without distillation)
     gradient_ratio: float  # ||grad of the weighted terms|| / ||grad of CE|| w.r.t. the logits (0 without)
     terms: dict[str, torch.Tensor] = field(default_factory=dict)  # each term before its weight
+    diagnostics: dict[str, torch.Tensor] = field(default_factory=dict)  # "<term key>.<name>": what terms report
 
 
 class Objective:
@@ -122,7 +123,11 @@ class Objective:
             weighted.append(term.weight * value)
         distill = values[self.terms[0].key] if len(values) == 1 else torch.stack(list(values.values())).sum()
         weighted_sum = weighted[0] if len(weighted) == 1 else torch.stack(weighted).sum()
-        return StepLoss(ce + weighted_sum, ce, distill, _gradient_ratio(logits, ce, weighted_sum), values)
+        with torch.no_grad():
+            diagnostics = {f"{term.key}.{name}": value.detach() for term in self.terms
+                           for name, value in term.term.diagnostics(student, teacher, context).items()}
+        return StepLoss(ce + weighted_sum, ce, distill, _gradient_ratio(logits, ce, weighted_sum), values,
+                        diagnostics)
 
     def _live(self, batch: Sample, hardware: Hardware) -> dict[str, Any]:
         """What a live-teacher term gets: the batch's views on the device and the teacher to run on them."""
@@ -357,6 +362,8 @@ def train_one_epoch(
         totals["gradient_ratio"] += loss.gradient_ratio * n
         for key, value in loss.terms.items():
             totals[f"distill.{key}"] = totals.get(f"distill.{key}", 0.0) + float(value.detach()) * n
+        for key, value in loss.diagnostics.items():
+            totals[f"diagnostic.{key}"] = totals.get(f"diagnostic.{key}", 0.0) + float(value) * n
         totals["correct"] += float((logits.detach().argmax(1).cpu() == labels).sum())
         totals["labelled"] += int((labels >= 0).sum())
         totals["images"] += n
@@ -426,6 +433,10 @@ def _epoch_row(epoch: int, lr: float, totals: dict[str, float], seconds: float, 
     terms = sorted(key for key in totals if key.startswith("distill."))
     if len(terms) > 1:
         row.update((key, totals[key] / images) for key in terms)
+    diagnostics = sorted(key for key in totals if key.startswith("diagnostic."))
+    for key in diagnostics:  # one term: "distill_kl"; several: "distill.<term key>.kl"
+        name = f"distill_{key.rsplit('.', 1)[1]}" if len(terms) == 1 else f"distill.{key[len('diagnostic.'):]}"
+        row[name] = totals[key] / images
     return row
 
 
