@@ -20,6 +20,8 @@ from urllib.parse import unquote
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cqdkit.cli import cli
 from cqdkit.lock import LOCK_NAME
@@ -30,7 +32,7 @@ from .test_run_cli import TINY
 ROOT = Path(__file__).resolve().parents[1]
 TINY_1 = [a if a != "2" or TINY[i - 1] != "--epochs" else "1" for i, a in enumerate(TINY)] + ["--no-pretrained"]
 RUN_NAME = 'tiny <run> & "co"'
-VOID = {"img", "meta", "br", "hr", "link", "input"}
+VOID = {"img", "meta", "br", "hr", "link", "input", "wbr"}
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -304,6 +306,16 @@ def test_examples_show_the_test_views_and_the_models_predictions(run, manager):
             "✓" if text.endswith(": " + classes[sample.label]) else "✗" for text in expected]
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.text(alphabet="ab_.- <&>\"", max_size=30))
+def test_class_names_wrap_between_words_and_are_never_cut(name):
+    from cqdkit.report.html import breakable, escape
+
+    shown = str(breakable(name))
+    assert shown.replace("<wbr>", "") == escape(name)  # the whole name, escaped, nothing added or lost
+    assert all(shown[i - 1] in "_.-" for i in range(len(shown)) if shown.startswith("<wbr>", i))
+
+
 def test_strings_from_files_are_escaped(run):
     text, page = page_of(run)
     classes = json.loads((run / "b" / "model.json").read_text())["classes"]
@@ -317,6 +329,8 @@ def test_strings_from_files_are_escaped(run):
     assert RUN_NAME in title["text"]
     for example in page.find("div", **{"class": "class"}):
         assert example["attrs"]["title"].removeprefix("true class: ") in classes  # attributes too
+        assert example["text"] in classes  # the whole name on the card
+    assert "ellipsis" not in text  # no name is cut short
 
 
 def test_a_run_whose_dataset_is_missing_here_still_gets_a_report(run, tmp_path):

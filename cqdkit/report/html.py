@@ -44,14 +44,13 @@ figure img { max-width: 100%; height: auto; border: 1px solid var(--line); borde
 details { margin: 8px 0; } summary { cursor: pointer; color: var(--muted); }
 .examples { display: grid; grid-template-columns: repeat(auto-fill, minmax(170px, 1fr)); gap: 14px; margin: 12px 0; }
 .example { border: 1px solid var(--line); border-radius: 8px; padding: 8px; font-size: 12px; }
-.example .class { font-weight: 600; margin-bottom: 6px; white-space: nowrap; overflow: hidden;
-                  text-overflow: ellipsis; }
+.example .class { font-weight: 600; margin-bottom: 6px; }
 .example .views { display: flex; gap: 6px; }
 .example .view { flex: 1; text-align: center; color: var(--muted); }
 .example img { width: 100%; height: auto; border-radius: 4px; display: block; }
 .example img.small { image-rendering: pixelated; }
 .example ul { list-style: none; padding: 0; margin: 8px 0 0; }
-.example li { overflow-wrap: anywhere; margin: 2px 0; }
+.example li { margin: 2px 0; }
 .example li .who { color: var(--ink); font-weight: 600; }
 .settings { columns: 2 420px; column-gap: 28px; }
 .settings table { break-inside: avoid; width: 100%; }
@@ -79,6 +78,13 @@ def escape(text: object) -> Markup:
 def join(parts: Iterable[object], separator: str = "") -> Markup:
     """The parts, each escaped unless Markup, one after the other."""
     return Markup(escape(separator).join(escape(part) for part in parts))
+
+
+def breakable(name: str) -> Markup:
+    """A class name that wraps only between its words: after ``_``, ``.`` and ``-`` (``<wbr>``) and at spaces, never
+    inside a word, and is never cut (``001.Black_footed_Albatross``)."""
+    return join(escape(part) if index % 2 == 0 else Markup(escape(part) + "<wbr>")
+                for index, part in enumerate(re.split(r"([_.\-])", name)))
 
 
 def tag(element: str, content: object | Iterable[object] = "", /, **attributes: object) -> Markup:

@@ -14,7 +14,7 @@ from typing import Any
 
 from .. import __version__
 from .folder import RunFolder, TableFolder
-from .html import Cell, Markup, figure, join, page, table, tag
+from .html import Cell, Markup, breakable, figure, join, page, table, tag
 from .predictions import TestPredictions
 
 #: What each view is, in the paper's words.
@@ -228,10 +228,10 @@ def _examples(predictions: TestPredictions, files: Sequence[tuple[str, str]], im
             view = "x" if method == "a" else "z"
             right = guess == example.label
             guesses.append(tag("li", ["✓ " if right else "✗ ", tag("span", f"{title_of(method)} on {view}:", class_="who"),
-                                      " ", classes[guess]], class_="good" if right else "bad"))
+                                      " ", breakable(classes[guess])], class_="good" if right else "bad"))
         views = [tag("div", [tag("img", src=path, alt=f"{view} of test image {example.index}", class_=small),
                              f"{view}"], class_="view") for view, path in (("x", x_file), ("z", z_file))]
-        cards.append(tag("div", [tag("div", classes[example.label], class_="class",
+        cards.append(tag("div", [tag("div", breakable(classes[example.label]), class_="class",
                                      title=f"true class: {classes[example.label]}"),
                                  tag("div", views, class_="views"), tag("ul", guesses)],
                          class_="example", data_index=example.index))
