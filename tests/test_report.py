@@ -170,6 +170,35 @@ def test_the_run_page_is_valid_self_contained_html(run):
     assert titles == ["Results", "Learning curves", "Test examples", "Per-class accuracy", "Settings"]
 
 
+def test_the_amp_setting_says_what_the_models_computed_in(run):
+    config = json.loads((run / "config.json").read_text())
+    precision = config["environment"]["precision"]
+    amp = config["run"]["amp"]
+    if not amp:
+        assert precision == "float32 (--no-amp)"
+    else:  # the fixture's run is a CPU run: float32, unless this CPU has bf16 hardware
+        assert precision in ("float32 (this cpu has no fast bf16, so --amp changes nothing)",
+                             "bf16 autocast for the models a probe measured faster with it (each model's "
+                             "precision.json), float32 otherwise")
+    _, page = page_of(run)
+    [row] = [r for r in page.find("tr") if r["text"].startswith("amp")]
+    assert row["text"] == f"amp{amp} → {precision}"
+
+
+def test_amp_on_a_cpu_without_bf16_is_said_to_change_nothing(tmp_path):
+    from cqdkit.reporting import Reporter
+    from cqdkit.testing.distillers import TINY_RUN
+    from cqdkit.train.config import RunConfig
+    from cqdkit.train.experiment import Experiment
+
+    def precision(**changes) -> str:
+        config = RunConfig(**{**TINY_RUN, **changes})
+        return Experiment(config, tmp_path, reporter=Reporter.silent()).describe()["environment"]["precision"]
+
+    assert precision(amp=True) == "float32 (this cpu has no fast bf16, so --amp changes nothing)"  # conftest.py
+    assert precision(amp=False) == "float32 (--no-amp)"
+
+
 def test_every_image_is_a_png_of_the_right_size(run):
     import matplotlib.image
 

@@ -273,8 +273,10 @@ def _per_class(predictions: TestPredictions, image: str | None) -> Markup:
 def _settings(config: dict[str, Any]) -> Markup:
     parts: list[object] = []
     run = config.get("run", {})
+    precision = (config.get("environment") or {}).get("precision")
     if run:
-        parts.append(key_values("Run (config.json)", list(run.items())))
+        items = [(key, f"{value} → {precision}" if key == "amp" and precision else value) for key, value in run.items()]
+        parts.append(key_values("Run (config.json)", items))
     pipeline = config.get("pipeline", {})
     if pipeline:
         items: list[tuple[str, Any]] = [("spec", pipeline.get("spec")), ("image size", pipeline.get("size")),

@@ -263,8 +263,21 @@ class Experiment:
                 "timm": _version("timm"),
                 "python": platform.python_version(),
                 "device": str(self.hardware.device),
+                "precision": self.precision(),
             },
         }
+
+    def precision(self) -> str:
+        """What the models compute in, in words: ``--amp`` asks for bf16 autocast, which only CUDA and CPUs with
+        bf16 hardware have (on those CPUs each model uses it only where a probe measured it faster)."""
+        hardware = self.hardware
+        if not hardware.amp:
+            return "float32 (--no-amp)"
+        if hardware.cuda:
+            return "bf16 autocast (CUDA)"
+        if hardware.device.type == "cpu" and cpu_has_fast_bf16():
+            return "bf16 autocast for the models a probe measured faster with it (each model's precision.json), float32 otherwise"
+        return f"float32 (this {hardware.device.type} has no fast bf16, so --amp changes nothing)"
 
     def plugins(self) -> list[dict[str, Any]]:
         """Every plugin that takes part in this experiment: what it provides, its distribution and version
