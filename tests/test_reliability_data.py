@@ -213,6 +213,8 @@ def test_run_skip_bad_skips_an_undecodable_jpeg(tmp_path):  # 8
     dataset = json.loads((out / "config.json").read_text())["dataset"]
     assert len(dataset["skipped"]) == 1 and str(bad) in dataset["skipped"][0]
     assert dataset["train"] + dataset["val"] + dataset["test"] == 17
+    said = " ".join(result.stderr.split())  # on screen too, not only in config.json
+    assert "--skip-bad left out 1 bad sample(s)" in said and str(bad) in said
 
 
 def test_run_without_skip_bad_stops_at_the_undecodable_jpeg_with_one_line(tmp_path):  # 8

@@ -148,6 +148,8 @@ class Experiment:
                 skipped = f" ({len(self.data.problems)} bad samples were skipped)" if self.data.problems else ""
                 raise CqdkitError(f"dataset {self.data.name!r} at {self.data.root} has no {split} images left"
                                   f"{skipped}; nothing to train or test on")
+        if self.data.problems:
+            self._announce_skipped()
         self._models: dict[str, TrainedModel] = {}
         self._probed: dict[str, Layers] = {}
         self._checked_losses: set[str] = set()  # loss specs whose terms were built and probed once
@@ -155,6 +157,13 @@ class Experiment:
         self._shared: dict[str, Experiment] = {}  # method -> the experiment that trains it (a sibling's parent)
         self.teacher_directory = Path(teacher_root) / f"a-{self.teacher_key()}" if teacher_root else self.directory / "a"
         self._check_loss()
+
+    def _announce_skipped(self, shown: int = 3) -> None:
+        """Say on screen which samples ``--skip-bad`` left out (all of them are in config.json)."""
+        problems = self.data.problems
+        more = f"; {len(problems) - shown} more" if len(problems) > shown else ""
+        self.reporter.message(f"--skip-bad left out {len(problems)} bad sample(s) of {self.data.name!r}: "
+                              + "; ".join(problems[:shown]) + more + " (all listed in config.json, dataset.skipped)")
 
     def _check_plugins(self) -> None:
         """Find the backbones (a third-party one runs once on zeros) and their initial weights now, before any
