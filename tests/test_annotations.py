@@ -130,7 +130,10 @@ def test_extra_channel_stays_aligned_through_augmentation_crop_and_resize(
     annotations = {"mask": image[:, :, 1].copy()}  # the mask is the green channel: it must land on x's green
     x, z = maker(image, bbox=box, seed=seed, annotations=annotations)
     assert x.shape == (size, size, 4) and z.shape == (size, size, 3)
-    assert np.array_equal(x[:, :, 3], x[:, :, 1])
+    # Aligned: the mask lands on x's green channel. To within one grey level, not bit for bit: OpenCV resizes
+    # a one-channel and a three-channel image through different fixed-point code paths (a shift would differ
+    # by far more on this random image).
+    assert np.abs(x[:, :, 3].astype(int) - x[:, :, 1]).max() <= 1
     assert np.array_equal(x[:, :, :3], PairMaker("gray:severity=1", size=size, crop=crop, augment=augment)(
         image, bbox=box, seed=seed)[0])
 
