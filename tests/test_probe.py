@@ -106,7 +106,7 @@ def _fit(tmp_path, **settings):
 def test_run_trains_at_the_largest_input_size_that_fits_its_budget(tmp_path, monkeypatch):
     probed = _fake_estimates(monkeypatch, lambda size: 1.5 * size)  # 64 px: 96 s, 48: 72 s, 32: 48 s
     experiment, estimate, messages = _fit(tmp_path, budget=75 / 60)
-    assert probed == [64, 48] and experiment.config.image_size == 48 and estimate["seconds"] == 72
+    assert probed == [64, 64, 48] and experiment.config.image_size == 48 and estimate["seconds"] == 72
     assert experiment.maker.size == 48, "the pairs are made at the chosen size"
     assert "over the 1.25-minute budget (--budget); probing 48 px" in messages[0]
     assert messages[-1] == "input size 48 px instead of the profile's 64; --image-size 64 keeps it"
@@ -126,5 +126,24 @@ def test_a_run_within_its_budget_or_with_its_size_given_keeps_the_size(tmp_path,
 def test_over_budget_even_at_the_smallest_size_says_so(tmp_path, monkeypatch):
     probed = _fake_estimates(monkeypatch, lambda size: 100.0 * size)
     experiment, _, messages = _fit(tmp_path, budget=1.0)
-    assert probed == [64, 48, 32] and experiment.config.image_size == 32
+    assert probed == [64, 64, 48, 48, 32, 32] and experiment.config.image_size == 32
     assert "still over the budget (fewer --epochs shortens it)" in messages[-1]
+
+
+def test_over_budget_everywhere_takes_the_fastest_size_probed_never_a_slower_one(tmp_path, monkeypatch):
+    seconds = {64: 18 * 60, 48: 13 * 60, 32: 24 * 60}  # what the design card's command probed once
+    probed = _fake_estimates(monkeypatch, seconds.__getitem__)
+    experiment, estimate, messages = _fit(tmp_path, budget=12.0)
+    assert probed == [64, 64, 48, 48, 32, 32]
+    assert experiment.config.image_size == 48 and estimate["seconds"] == 13 * 60 and experiment.maker.size == 48
+    assert "input size 48 px instead of the profile's 64, the fastest of the sizes probed (64 px 18 min, 48 px " \
+           "13 min, 32 px 24 min), still over the budget" in messages[-1]
+
+
+def test_a_probe_slowed_by_another_process_does_not_decide_the_size_alone(tmp_path, monkeypatch):
+    disturbed = iter([20 * 60.0])  # the first probe ran beside another job; the repeat did not
+
+    probed = _fake_estimates(monkeypatch, lambda size: next(disturbed, 10 * 60.0))
+    experiment, estimate, messages = _fit(tmp_path, budget=12.0)
+    assert probed == [64, 64] and experiment.config.image_size == 64 and estimate["seconds"] == 600
+    assert not messages
