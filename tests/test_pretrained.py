@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import socket
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file, save_file
 
 from cqdkit.cli import cli
+from cqdkit.models.download import URL_ENV
+from cqdkit.models.matconvnet import convert_file
 from cqdkit.models.pretrained import locate_pretrained, store_path
 from cqdkit.train.config import RunConfig
 from cqdkit.train.experiment import Experiment
 from cqdkit.train.methods import get_method
 
+from .test_matconvnet import AVERAGE, TinyVggm, random_weights, save_network, vggm_layers
 from .test_run_cli import TINY
 
 TINY_DATA = {"classes": 3, "train_per_class": 8, "test_per_class": 4, "image_size": 48}
@@ -22,9 +28,13 @@ TINY_DATA = {"classes": 3, "train_per_class": 8, "test_per_class": 4, "image_siz
 
 @pytest.fixture(autouse=True)
 def offline_private_caches(tmp_path, tmp_path_factory, monkeypatch):
-    """A private cqdkit cache (the weight store lives there) and an empty, offline Hugging Face cache."""
+    """A private cqdkit cache (the weight store lives there), an empty, offline Hugging Face cache, and MatConvNet's
+    models location on a port nothing listens on."""
     import huggingface_hub.constants
 
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        monkeypatch.setenv(URL_ENV, f"http://127.0.0.1:{probe.getsockname()[1]}/")
     monkeypatch.setenv("CQDKIT_CACHE", str(tmp_path / "cqdkit-cache"))
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
@@ -54,6 +64,7 @@ def test_unavailable_weights_are_one_line_before_anything_trains(tmp_path):
     assert not list(out.rglob("latest.json"))
     vggm = CliRunner().invoke(cli, [*args[:-2], "--teacher", "vggm", "--student", "vggm", "--out", str(out)])
     assert vggm.exit_code == 2 and "convert-weights imagenet-vgg-m.mat --arch vggm" in " ".join(vggm.output.split())
+    assert "downloading it failed: cannot reach http://127.0.0.1:" in " ".join(vggm.output.split())
     scratch = CliRunner().invoke(cli, [*args, "--no-pretrained"])
     assert scratch.exit_code == 0, scratch.output
     recorded = json.loads((out / "config.json").read_text())["initial_weights"]
@@ -106,3 +117,19 @@ def test_a_converted_file_in_the_weight_store_is_the_pretrained_start(tmp_path):
     path.unlink()
     with pytest.raises(Exception, match="convnet-s has no pretrained weights"):
         Experiment(config(pretrained=True, degrade="gray"), tmp_path / "other")
+
+
+def test_config_json_records_the_matconvnet_file_the_stored_weights_were_converted_from(tmp_path, register_plugin):
+    register_plugin(TinyVggm(), name="tiny-vggm")
+    mat = save_network(tmp_path / "imagenet-vgg-m.mat", vggm_layers(random_weights(0)), "old",
+                       AVERAGE + np.random.default_rng(0).normal(0, 10, (224, 224, 3)))
+    convert_file(mat, "tiny-vggm", store_path("tiny-vggm"))
+    experiment = Experiment(config(pretrained=True, teacher="tiny-vggm", student="tiny-vggm", degrade="gray"),
+                            tmp_path / "run")
+    recorded = json.loads(json.dumps(experiment.describe()))["initial_weights"]["teacher"]
+    assert recorded["matconvnet"] == {"source": str(mat), "sha256": hashlib.sha256(mat.read_bytes()).hexdigest()}
+    model, _ = experiment.initial_model(get_method("a"))
+    assert model.average_image.residual.shape == (3, 224, 224)  # the average image, subtracted pixel by pixel
+    trained = experiment.train_or_load("b")  # model.json says the network subtracts it itself
+    described = json.loads((trained.directory / "model.json").read_text())["average_image"]
+    assert described["size"] == [224, 224] and described["spatial"] is True

@@ -173,3 +173,36 @@ def test_head_of_a_model_without_config_is_its_last_linear_layer(tmp_path: Path)
     with pytest.warns(UserWarning, match="class count"):
         report = load_weights(plain(3), tmp_path / "plain.safetensors")
     assert report.skipped == ["2.bias", "2.weight"]
+
+
+def with_average_image() -> nn.Sequential:
+    from cqdkit.models.preprocessing import AverageImage
+
+    torch.manual_seed(0)
+    return nn.Sequential(AverageImage(), nn.Conv2d(3, 4, 3))
+
+
+def test_an_average_image_loads_whatever_its_size_and_weights_without_one_clear_it(tmp_path: Path) -> None:
+    source = with_average_image()
+    source[0].residual = torch.arange(75.0).view(3, 5, 5)
+    with_image = save_weights(source, tmp_path / "with.safetensors")
+    model = with_average_image()
+    load_weights(model, with_image, strict=True)
+    assert torch.equal(model[0].residual, source[0].residual)
+    assert torch.equal(model[0](torch.zeros(1, 3, 5, 5)), -source[0].residual[None])
+    without = tmp_path / "without.safetensors"
+    from safetensors.torch import save_file
+
+    save_file({k: v for k, v in source.state_dict().items() if not k.startswith("0.")}, str(without))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report = load_weights(model, without, strict=True)
+    assert report.missing == [] and model[0].residual.numel() == 0  # nothing to subtract any more
+
+
+def test_a_checkpoint_from_before_average_images_loads_strictly() -> None:
+    model = with_average_image()
+    old = {k: v for k, v in model.state_dict().items() if k != "0.residual"}
+    model.load_state_dict(old, strict=True)
+    with pytest.raises(RuntimeError, match=r"0\.residual: expected an empty tensor or a 3 x H x W image"):
+        model.load_state_dict({**old, "0.residual": torch.zeros(4, 4)}, strict=True)

@@ -21,12 +21,17 @@ def convert_weights(source: Path, arch: str, out: Path | None) -> None:
 
     By default the result goes to cqdkit's weight store, where --pretrained (the paper profile's default)
     finds it; with --out it loads with --teacher-weights / --student-weights. Either way the input
-    normalisation it records (MatConvNet networks take 0..255 RGB minus an average image) is applied.
+    normalisation it records (MatConvNet networks take 0..255 RGB minus an average image) is applied, and an
+    average image that varies over the image is subtracted pixel by pixel by the network's input layer.
     """
     from ..models.matconvnet import convert_file
     from ..models.pretrained import store_path
 
     out = out or store_path(arch)
     description = convert_file(source, arch, out)
+    average = description["average_image"]
+    size = "x".join(map(str, average["size"]))
+    subtracted = (f"the {size} average image subtracted pixel by pixel" if average["spatial"] else
+                  "a per-channel average" if size == "1x1" else f"the per-channel mean of the {size} average image")
     console.print(f"wrote {out} and {out.with_suffix('.json')}: {description['num_classes']} classes, "
-                  f"{description['layout']} layout, mean from the {description['average_image']}")
+                  f"{description['layout']} layout, {subtracted}")

@@ -35,10 +35,13 @@ The file's classifier is kept whatever its class count (:func:`cqdkit.models.loa
 classifier of another shape).
 
 Input: a MatConvNet network takes RGB values 0..255 minus ``averageImage``, unscaled, while cqdkit feeds
-``(pixels / 255 - mean) / std``. The conversion therefore gives ``mean = average / 255`` and
-``std = 1 / 255`` per channel: ``(p / 255 - a / 255) / (1 / 255) = p - a``. A full H x W x 3 average image
-is reduced to its per-channel mean, an approximation (exact for a constant image): cqdkit stretches images
-to the training size instead of cropping them at ``imageSize``, so a pixel-wise average would not line up.
+``(pixels / 255 - mean) / std``. The conversion therefore gives ``mean = a / 255`` and ``std = 1 / 255`` per
+channel, with ``a`` the average image's per-channel mean: ``(p / 255 - a / 255) / (1 / 255) = p - a``. An
+average image that varies over the image (vgg-m's is 224 x 224 x 3) is kept whole: what the per-channel mean
+leaves of it (3 x H x W) goes into the model's :class:`~cqdkit.models.preprocessing.AverageImage` layer
+(``average_image.residual`` in vggm), which subtracts it at ``imageSize`` and resized bilinearly at other
+sizes, so the network sees exactly ``p - averageImage``. A model without such a layer (timm's vgg16) gets the
+per-channel mean only, with a warning. A per-channel average (1 x 1 x 3, as in vgg-vd-16) needs no layer.
 
 Example::
 
@@ -52,6 +55,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import struct
+import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +67,7 @@ import torch
 from torch import nn
 
 from ..errors import CqdkitError, DataError
+from .preprocessing import AverageImage
 from .weights import classifier_names
 
 #: Model layers that compute nothing at test time: dropout, reshaping.
@@ -92,16 +98,25 @@ class MatLayer:
         return f"layer {self.index} {self.name!r} ({self.type})"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class MatConvNet:
     """A MatConvNet network as read by :func:`read_matconvnet`."""
 
     path: Path
     layout: str  # "old" or "simplenn"
     layers: tuple[MatLayer, ...]
-    average: tuple[float, float, float]  # RGB, 0..255, subtracted from the input
-    average_image: str  # what ``average`` was computed from
+    average_image: np.ndarray  # H x W x 3 RGB, 0..255, subtracted from the input (1 x 1 x 3: per channel)
     image_size: tuple[int, int]  # height, width the network was made for
+
+    @property
+    def average(self) -> tuple[float, float, float]:
+        """The average image's per-channel mean (RGB, 0..255)."""
+        return tuple(self.average_image.mean(axis=(0, 1), dtype=np.float64).tolist())  # type: ignore[return-value]
+
+    @property
+    def spatial(self) -> bool:
+        """Whether the average image varies over the image (more than one value per channel)."""
+        return self.average_image.shape[:2] != (1, 1)
 
     @property
     def num_classes(self) -> int:
@@ -114,11 +129,13 @@ class MatConvNet:
 
 @dataclass(frozen=True)
 class Conversion:
-    """A converted network: the model's state dict and the input normalisation it needs."""
+    """A converted network: the model's state dict (with the average image's residual when the model subtracts
+    it pixel by pixel) and the input normalisation it needs."""
 
     state_dict: dict[str, torch.Tensor]
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    average_image: dict[str, Any]  # {"size": [H, W], "spatial": whether the model subtracts it pixel by pixel}
 
     @property
     def preprocessing(self) -> dict[str, tuple[float, ...]]:
@@ -140,14 +157,21 @@ def read_matconvnet(path: str | os.PathLike[str]) -> MatConvNet:
     if not path.is_file():
         raise DataError(f"{where} does not exist")
     try:
-        if matfile_version(path)[0] == 2:
+        version = matfile_version(path)[0]
+        if version == 2:
             raise DataError(
                 f"{where} is a MATLAB v7.3 (HDF5) file, which cqdkit does not read; save it again as a v7 file "
                 f"in MATLAB: net = load('{path.name}'); save('{path.stem}-v7.mat', '-struct', 'net', '-v7')"
             )
+        if version == 1:
+            _check_complete(where, path)
         contents = loadmat(path, struct_as_record=False, squeeze_me=False)
     except (MatReadError, ValueError, OSError, zlib.error) as error:
-        raise DataError(f"{where} is not a readable MATLAB .mat file: {error}") from error
+        raise DataError(f"{where} is not a readable MATLAB .mat file: {error}; expected a complete MATLAB v5/v7 "
+                        "file") from error
+    except (IndexError, TypeError, EOFError) as error:  # scipy's parser on a file that ends too early
+        raise DataError(f"{where} is truncated or corrupt ({type(error).__name__}: {error}); expected a complete "
+                        f"MATLAB v5/v7 .mat file ({path.stat().st_size} bytes read)") from error
     if "layers" not in contents:
         variables = ", ".join(k for k in contents if not k.startswith("__")) or "none"
         raise DataError(f"{where} has no 'layers' variable, so it is not a MatConvNet network (variables: {variables})")
@@ -157,9 +181,13 @@ def read_matconvnet(path: str | os.PathLike[str]) -> MatConvNet:
     if normalization is None:
         expected = "normalization" if meta is None else "meta.normalization"
         raise DataError(f"{where} has no {expected} (with averageImage and imageSize)")
-    average, average_image = _average(where, getattr(normalization, "averageImage", None))
+    if (contents.get("classes") if meta is None else getattr(meta, "classes", None)) is None:
+        expected = "classes" if meta is None else "meta.classes"
+        raise DataError(f"{where} has no {expected} (the class names), which every MatConvNet network holds; "
+                        "is the file complete?")
+    average_image = _average(where, getattr(normalization, "averageImage", None))
     layers = tuple(_read_layer(where, i + 1, raw) for i, raw in enumerate(np.asarray(contents["layers"]).reshape(-1)))
-    return MatConvNet(path, layout, layers, average, average_image, _image_size(where, normalization))
+    return MatConvNet(path, layout, layers, average_image, _image_size(where, normalization))
 
 
 def convert(net: MatConvNet, model: nn.Module) -> Conversion:
@@ -180,8 +208,12 @@ def convert(net: MatConvNet, model: nn.Module) -> Conversion:
     head = set(classifier_names(model))
     state: dict[str, torch.Tensor] = {}
     size, channels, position = net.image_size, 3, 0
+    input_layer: str | None = None
     for name, module in model.named_modules():
         if next(module.children(), None) is not None or isinstance(module, _PASS_THROUGH):
+            continue
+        if isinstance(module, AverageImage):
+            input_layer = name
             continue
         if isinstance(module, nn.AdaptiveAvgPool2d):
             if _output_size(module, size) != size:
@@ -216,7 +248,16 @@ def convert(net: MatConvNet, model: nn.Module) -> Conversion:
     if position < len(layers):
         raise DataError(f"{where}: {layers[position]} has no counterpart: {model_name} ends before it")
     mean = tuple(a / 255.0 for a in net.average)
-    return Conversion(state, mean, (1.0 / 255.0,) * 3)
+    spatial = net.spatial and input_layer is not None
+    if spatial:
+        residual = net.average_image - np.asarray(net.average).reshape(1, 1, 3)
+        state[f"{input_layer}.residual"] = _tensor(residual).permute(2, 0, 1).contiguous()
+    elif net.spatial:
+        warnings.warn(f"{where}: {model_name} has no AverageImage input layer, so the file's "
+                      f"{_side(net.average_image.shape)} average image is reduced to its per-channel mean (an "
+                      "approximation: the same image gives other logits than in MatConvNet)", stacklevel=2)
+    return Conversion(state, mean, (1.0 / 255.0,) * 3,
+                      {"size": list(net.average_image.shape[:2]), "spatial": spatial})
 
 
 def skeleton(arch: str, num_classes: int) -> nn.Module:
@@ -228,17 +269,21 @@ def skeleton(arch: str, num_classes: int) -> nn.Module:
         return create_backbone(arch, num_classes=num_classes)
 
 
-def convert_file(source: str | os.PathLike[str], arch: str, out: str | os.PathLike[str]) -> dict[str, Any]:
+def convert_file(source: str | os.PathLike[str], arch: str, out: str | os.PathLike[str], *,
+                 origin: str | None = None) -> dict[str, Any]:
     """Convert MatConvNet file ``source`` for backbone ``arch`` into ``out`` (safetensors) and a JSON sidecar
-    ``out`` with suffix ``.json``, both written atomically; returns the sidecar's description.
+    ``out`` with suffix ``.json``, each written atomically (the sidecar first, so converted weights always have
+    one); returns the sidecar's description.
 
-    The safetensors metadata holds the same fields, JSON-encoded; :func:`cqdkit.models.load_weights` reads
-    its ``mean`` and ``std``.
+    The sidecar records ``source`` (``origin`` when given, e.g. the URL a download came from, else the file's
+    path) and the file's ``sha256``. The safetensors metadata holds the same fields, JSON-encoded;
+    :func:`cqdkit.models.load_weights` reads its ``mean`` and ``std``.
 
     Example::
 
         convert_file("imagenet-vgg-m.mat", "vggm", "vgg-m.safetensors")
-        # {"arch": "vggm", "layout": "old", "mean": [...], "std": [0.0039..., ...], "num_classes": 1000, ...}
+        # {"arch": "vggm", "layout": "old", "mean": [...], "std": [0.0039..., ...], "num_classes": 1000,
+        #  "average_image": {"size": [224, 224], "spatial": true}, ...}
 
     Raises:
         DataError: ``out`` does not end in ``.safetensors``, or the file cannot be read or converted.
@@ -252,22 +297,45 @@ def convert_file(source: str | os.PathLike[str], arch: str, out: str | os.PathLi
     net = read_matconvnet(source)
     conversion = convert(net, skeleton(arch, net.num_classes))
     description = {
-        "source": str(source),
+        "source": origin or str(source),
         "sha256": sha256(source),
         "arch": arch,
         "layout": net.layout,
         "mean": list(conversion.mean),
         "std": list(conversion.std),
-        "average_image": net.average_image,
+        "average_image": conversion.average_image,
         "image_size": list(net.image_size),
         "num_classes": net.num_classes,
     }
-    atomic_save_tensors(out, conversion.state_dict, metadata={k: json.dumps(v) for k, v in description.items()})
     atomic_write_json(out.with_suffix(".json"), description)
+    atomic_save_tensors(out, conversion.state_dict, metadata={k: json.dumps(v) for k, v in description.items()})
     return description
 
 
 # -- reading ------------------------------------------------------------------------------------------
+
+
+def _check_complete(where: str, path: Path) -> None:
+    """Refuse a MATLAB v5/v7 file whose variables (data elements after the 128-byte header, each an 8-byte tag
+    giving its length) do not end exactly where the file ends: a truncated download or copy."""
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        header = handle.read(128)
+        order = {b"IM": "<", b"MI": ">"}.get(header[126:128])
+        if order is None:
+            raise DataError(f"{where} is not a readable MATLAB .mat file: {size} bytes, without the 128-byte "
+                            "header of a MATLAB v5/v7 file")
+        position = 128
+        while position < size:
+            handle.seek(position)
+            tag = handle.read(8)
+            if len(tag) < 8:
+                break
+            kind, length = struct.unpack(order + "II", tag)
+            position += 8 if kind >> 16 else 8 + length  # a small element packs its data into its tag
+    if position != size:
+        raise DataError(f"{where} is truncated: its variables need at least {max(position, size + 1)} bytes, the "
+                        f"file has {size}; expected a complete MATLAB v5/v7 .mat file (download or copy it again)")
 
 
 def _one(value: Any) -> Any:
@@ -341,20 +409,26 @@ def _ints(what: str, field: str, value: Any, count: int) -> tuple[int, ...]:
     return tuple(int(n) for n in numbers)
 
 
-def _average(where: str, value: Any) -> tuple[tuple[float, float, float], str]:
-    average = np.asarray(_one(value), dtype=np.float64) if value is not None else np.zeros(0)
+def _average(where: str, value: Any) -> np.ndarray:
+    """``averageImage`` as an H x W x 3 array (1 x 1 x 3 for one value per channel)."""
+    try:
+        average = np.asarray(_one(value), dtype=np.float64) if value is not None else np.zeros(0)
+    except (TypeError, ValueError) as error:
+        raise DataError(f"{where}: averageImage is not numeric ({error}); expected 3 values (one per RGB channel) "
+                        "or an H x W x 3 image") from error
     if average.size == 3:
-        return tuple(average.reshape(3).tolist()), "per-channel average"  # type: ignore[return-value]
-    if average.ndim == 3 and average.shape[2] == 3:
-        height, width = average.shape[:2]
-        channels = tuple(average.mean(axis=(0, 1)).tolist())
-        return channels, f"per-channel mean of the {height}x{width}x3 average image"  # type: ignore[return-value]
+        return average.reshape(1, 1, 3)
+    if average.ndim == 3 and average.shape[2] == 3 and average.size:
+        return average
     raise DataError(f"{where}: averageImage has shape {average.shape}; expected 3 values (one per RGB channel) "
                     "or an H x W x 3 image")
 
 
 def _image_size(where: str, normalization: Any) -> tuple[int, int]:
-    size = _numbers(getattr(normalization, "imageSize", np.zeros(0)))
+    try:
+        size = _numbers(getattr(normalization, "imageSize", np.zeros(0)))
+    except (TypeError, ValueError):
+        size = np.zeros(0)
     if size.size < 2 or size[0] < 1 or size[1] < 1 or np.any(size[:2] != np.round(size[:2])):
         raise DataError(f"{where}: imageSize is {size.tolist()}; expected [height width ...] in pixels")
     return int(size[0]), int(size[1])

@@ -2,7 +2,9 @@
 
 The pixel contract, everywhere in cqdkit: images travel as ``uint8`` (or float) pixel values 0..255,
 ``(N, C, H, W)``, RGB first; a :class:`Normalizer` maps them to the float input of one backbone,
-``(pixels / 255 - mean) / std`` per channel, with the mean and std of :func:`model_input_config`.
+``(pixels / 255 - mean) / std`` per channel, with the mean and std of :func:`model_input_config`. A network
+converted from MatConvNet whose average image varies over the image also carries an :class:`AverageImage`
+layer, which subtracts what the per-channel mean leaves (so its input is exactly ``pixels - average image``).
 
 Example:
     >>> model = create_backbone("convnet-s", num_classes=10)   # doctest: +SKIP
@@ -16,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 #: Mean and std given to input channels beyond those a model's configuration describes.
@@ -85,3 +88,37 @@ class Normalizer(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return images.float() * self.scale - self.shift
+
+
+class AverageImage(nn.Module):
+    """The input layer of a network trained on ``pixels - average image`` with an average image that varies
+    over the image (MatConvNet's vgg-m): it subtracts ``residual``, the average image minus its per-channel
+    mean (3 x H x W; the :class:`Normalizer` subtracts the mean), resized bilinearly to inputs of another size.
+
+    Empty (the identity) until weights that hold one are loaded: ``residual`` is a buffer that takes the shape
+    of the loaded tensor, so checkpoints and exports carry it, and weights without one leave it as it is.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("residual", torch.zeros(0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.residual.numel() == 0:
+            return x
+        residual = self.residual
+        if tuple(residual.shape[-2:]) != tuple(x.shape[-2:]):
+            residual = F.interpolate(residual[None], size=x.shape[-2:], mode="bilinear", align_corners=False)[0]
+        return x - residual.to(x.dtype)
+
+    def _load_from_state_dict(self, state_dict: dict[str, torch.Tensor], prefix: str, local_metadata: dict,
+                              strict: bool, missing_keys: list[str], unexpected_keys: list[str],
+                              error_msgs: list[str]) -> None:
+        key = prefix + "residual"
+        if key not in state_dict:
+            return  # weights (or a checkpoint) without an average image: nothing to subtract
+        value = state_dict[key]
+        if value.numel() and (value.dim() != 3 or value.shape[0] != 3):
+            error_msgs.append(f"{key}: expected an empty tensor or a 3 x H x W image, got shape {tuple(value.shape)}")
+            return
+        self.residual = value.detach().to(self.residual.device, self.residual.dtype).clone()

@@ -17,6 +17,10 @@ Chatfield's model, where alpha (1e-4) multiplies the sum directly.
 Small inputs: every max-pool pads a feature map smaller than its 3x3 window (with -inf, so the result is
 the maximum of what is there), and an adaptive average pool makes the last map 6x6 before fc6 (the
 identity at 224x224). The smallest input is 19x19 pixels.
+
+Input: ``average_image`` (an :class:`~cqdkit.models.preprocessing.AverageImage`) is the identity unless
+converted MatConvNet weights with a spatially varying average image are loaded; then it subtracts what the
+per-channel mean leaves of that image, so the network sees ``pixels - average image`` as in MatConvNet.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import CqdkitError
+from .preprocessing import AverageImage
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -45,7 +50,6 @@ class _MaxPool(nn.MaxPool2d):
         return super().forward(x)
 
 
-
 def imagenet_cfg(in_chans: int, size: int) -> dict:
     """A timm-style ``pretrained_cfg`` for cqdkit's own networks: ImageNet mean and std, classifier
     module ``classifier``, first convolution ``features.0``."""
@@ -58,6 +62,7 @@ def imagenet_cfg(in_chans: int, size: int) -> dict:
         "classifier": "classifier",
         "first_conv": "features.0",
     }
+
 
 class VGGM(nn.Module):
     """VGG-M (Chatfield et al., "Return of the Devil in the Details", 2014).
@@ -76,6 +81,7 @@ class VGGM(nn.Module):
     def __init__(self, num_classes: int = 1000, in_chans: int = 3, dropout: float = 0.5) -> None:
         super().__init__()
         self.num_classes = num_classes
+        self.average_image = AverageImage()
         self.features = nn.Sequential(
             nn.Conv2d(in_chans, 96, kernel_size=7, stride=2),
             nn.ReLU(inplace=True),
@@ -137,7 +143,7 @@ class VGGM(nn.Module):
                 f"vggm needs images of at least {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE} pixels, "
                 f"got {x.shape[-2]}x{x.shape[-1]}"
             )
-        return self.classifier(self.fc(self.pool(self.features(x))))
+        return self.classifier(self.fc(self.pool(self.features(self.average_image(x)))))
 
 
 def vggm(num_classes: int, in_chans: int = 3, pretrained: bool = False, **kwargs: float) -> VGGM:

@@ -131,7 +131,9 @@ def load_weights(model: nn.Module, path: str | os.PathLike[str], *, strict: bool
     A MatConvNet ``.mat`` file is converted for the model's architecture (see
     :mod:`cqdkit.models.matconvnet`). When the file records the input ``mean`` and ``std`` its weights need (a
     converted ``.mat``, or a ``.safetensors`` written by ``cqdkit convert-weights``), they replace those in the
-    model's ``pretrained_cfg``, so :func:`cqdkit.models.model_input_config` returns them.
+    model's ``pretrained_cfg``, so :func:`cqdkit.models.model_input_config` returns them; a spatially varying
+    average image goes into the model's :class:`~cqdkit.models.preprocessing.AverageImage` layer, whatever
+    its size.
 
     With ``strict=False`` (the default) the classifier head may be absent from the file or have another
     class count: it keeps its fresh initialisation and a warning names the tensors skipped; other
@@ -142,22 +144,27 @@ def load_weights(model: nn.Module, path: str | os.PathLike[str], *, strict: bool
         DataError: the file cannot be read (see :func:`read_state_dict`) or converted; a tensor outside the
             classifier has another shape; no tensor matches; or, with ``strict``, any mismatch.
     """
+    from .preprocessing import AverageImage
+
     state, preprocessing = _read_for(model, Path(path))
     own = model.state_dict()
     head = classifier_names(model)
+    any_shape = {f"{name}.residual".lstrip(".") for name, module in model.named_modules()
+                 if isinstance(module, AverageImage)}  # the average image has the file's size
     report = LoadReport()
     usable: dict[str, torch.Tensor] = {}
     wrong_shape: list[str] = []
     for key, value in state.items():
         if key not in own:
             report.unexpected.append(key)
-        elif value.shape != own[key].shape:
+        elif value.shape != own[key].shape and key not in any_shape:
             in_head = any(key.startswith(prefix + ".") for prefix in head)
             (report.skipped if in_head and not strict else wrong_shape).append(key)
         else:
             usable[key] = value
     report.loaded = sorted(usable)
-    report.missing = sorted(set(own) - set(state))
+    report.missing = sorted(set(own) - set(state) - any_shape)
+    usable.update({key: torch.zeros(0) for key in any_shape - set(state)})  # no average image: subtract nothing
     report.skipped.sort()
     report.unexpected.sort()
     where = f"weights file {str(Path(path))!r}"

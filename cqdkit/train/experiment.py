@@ -35,7 +35,7 @@ from ..losses.spec import AUTO as STRENGTH_AUTO
 from ..losses.spec import TermSpec, apply_run_values, loss_text, parse_loss
 from ..losses.term import DistillContext, WeightedTerm
 from ..models.features import NO_LAYERS, Layers
-from ..models.preprocessing import Normalizer
+from ..models.preprocessing import AverageImage, Normalizer
 from ..models.weights import save_model
 from ..plugin import PluginManager, get_plugin_manager
 from ..predictor import Predictor
@@ -460,6 +460,7 @@ class Experiment:
             "std": trained.normalizer.std,
             "classes": self.data.classes,
             "pipeline": self.maker.describe(),
+            "average_image": _average_image(trained.model),
         })
 
     def optimization(self, method: Method) -> Optimization:
@@ -692,6 +693,15 @@ class Experiment:
 
     def write_config(self) -> None:
         atomic_write_json(self.directory / "config.json", self.describe())
+
+
+def _average_image(model: nn.Module) -> dict[str, Any] | None:
+    """What ``model.json`` says about a MatConvNet average image the network subtracts itself (None: none)."""
+    for module in model.modules():
+        if isinstance(module, AverageImage) and module.residual.numel():
+            return {"size": list(module.residual.shape[-2:]), "spatial": True,
+                    "subtracted": "by the network, resized bilinearly to other input sizes"}
+    return None
 
 
 def _gigabytes(size: float) -> str:
