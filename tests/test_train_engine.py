@@ -268,16 +268,31 @@ def test_only_networks_without_normalisation_layers_are_clipped():
     assert gradient_clip(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)), optimization) == 0.0
     assert gradient_clip(nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4)), optimization) == 0.0
     assert gradient_clip(tiny_model(), Optimization()) == 0.0, "off unless asked for"
+    # None: per network; a deep plain network is clipped at 1, a shallow one or a normalised one is not
+    per_network = Optimization(clip_grad_norm=None)
+
+    def plain(layers: int, norm: bool = False) -> nn.Module:
+        body = [nn.Conv2d(3, 3, 3, padding=1) for _ in range(layers - 1)] + [nn.Flatten(), nn.Linear(3, 2)]
+        return nn.Sequential(*body, *([nn.BatchNorm2d(3)] if norm else []))
+
+    assert gradient_clip(plain(16), per_network) == 1.0  # vgg16
+    assert gradient_clip(plain(11), per_network) == 1.0 and gradient_clip(plain(10), per_network) == 0.0
+    assert gradient_clip(plain(8), per_network) == 0.0  # vggm
+    assert gradient_clip(plain(16, norm=True), per_network) == 0.0
+    assert gradient_clip(plain(16), Optimization(clip_grad_norm=0.0)) == 0.0  # --clip-grad-norm 0: off
 
 
-def test_clipping_is_off_unless_asked_for():
+def test_clipping_is_per_network_on_the_cpu_profile_and_off_in_the_papers():
     from cqdkit.train.config import RunConfig
 
-    assert RunConfig().resolved().optimization().clip_grad_norm == 0.0
+    assert RunConfig().resolved().clip_grad_norm == "auto"
+    assert RunConfig().resolved().optimization().clip_grad_norm is None  # gradient_clip chooses per network
     assert RunConfig(profile="paper", pretrained=False).resolved().optimization().clip_grad_norm == 0.0
     assert RunConfig(clip_grad_norm=1.0).resolved().optimization().clip_grad_norm == 1.0
-    with pytest.raises(CqdkitError, match="--clip-grad-norm must be a finite number >= 0"):
-        RunConfig(clip_grad_norm=-1.0).resolved()
+    assert RunConfig(clip_grad_norm=0).resolved().optimization().clip_grad_norm == 0.0
+    for bad in (-1.0, float("inf"), "sometimes", True):
+        with pytest.raises(CqdkitError, match="--clip-grad-norm must be a finite number >= 0 .*or 'auto'"):
+            RunConfig(clip_grad_norm=bad).resolved()
 
 
 # -- the parts a distillation term owns are trained like the model -------------------------------------------

@@ -26,6 +26,18 @@ def _stack(*decorators: F) -> F:
     return apply
 
 
+def _clip_bound(value: str) -> float | str:
+    """``--clip-grad-norm``: ``auto`` or a number (checked further by RunConfig)."""
+    from ..errors import SpecError
+
+    if value.strip().lower() == "auto":
+        return "auto"
+    try:
+        return float(value)
+    except ValueError:
+        raise SpecError(f"expected a number >= 0 (0: off) or 'auto', got {value!r}") from None
+
+
 def _checked(parse: Callable[[str], Any], value: Any) -> Any:
     """``parse(value)`` for a click callback (None passes through); a SpecError becomes a usage error."""
     from ..errors import SpecError
@@ -91,9 +103,10 @@ training_options = _stack(
     click.option("--batch-size", type=int, help="Global batch size [paper: 128]."),
     click.option("--lr", type=float, help="Learning rate of the first epoch [paper: 1e-3]."),
     click.option("--lr-end", type=float, help="Learning rate of the last epoch, linear in between [paper: 5e-5]."),
-    click.option("--clip-grad-norm", type=float,
-                 help="Clip the gradient norm of networks without batch/group/layer norm (vgg16, vggm) at this "
-                      "[off]."),
+    click.option("--clip-grad-norm", callback=lambda ctx, param, value: _checked(_clip_bound, value),
+                 help="Clip the gradient norm of networks without batch/group/layer norm (vgg16, vggm) at this; "
+                      "0: off; auto: 1 for the deep ones (vgg16), none for the shallow ones (vggm) "
+                      "[paper: 0, CPU profile: auto]."),
     click.option("--weight-decay", type=float, default=5e-4, show_default=True),
     click.option("--momentum", type=float, default=0.9, show_default=True),
     click.option("--crop/--no-crop", default=None, help="x is the box crop ('localized'); default: when boxes exist."),

@@ -29,6 +29,9 @@ from ..losses.spec import AUTO as STRENGTH_AUTO
 from ..losses.spec import check_lambdas, check_temperature
 from .methods import AUTO, METHODS
 
+#: ``--clip-grad-norm auto``: a bound chosen per network (:func:`cqdkit.train.engine.gradient_clip`).
+CLIP_AUTO = "auto"
+
 #: The paper's protocol (ImageNet-pretrained vgg-m / vgg16 on CUB or Cars). T and lambda are the paper's own on
 #: its own data (:data:`PAPER_STRENGTH`) and chosen on the validation split everywhere else (``auto``).
 PAPER_PROFILE: dict[str, Any] = {
@@ -42,6 +45,7 @@ PAPER_PROFILE: dict[str, Any] = {
     "temperature": STRENGTH_AUTO,
     "lam": STRENGTH_AUTO,
     "pretrained": True,
+    "clip_grad_norm": 0.0,
 }
 
 #: T and lambda the paper found on the validation sets of its datasets (section 2, "Optimization details").
@@ -68,6 +72,7 @@ CPU_PROFILE: dict[str, Any] = {
     "lam": STRENGTH_AUTO,
     "pretrained": False,
     "budget": 12.0,
+    "clip_grad_norm": CLIP_AUTO,
 }
 
 
@@ -124,7 +129,8 @@ class RunConfig:
     batch_size: int | None = None
     lr: float | None = None
     lr_end: float | None = None
-    clip_grad_norm: float | None = None  # for networks without normalisation layers (None or 0: off)
+    # networks without normalisation layers: a bound, 0 (off) or "auto" (deep ones at 1); None: the profile's
+    clip_grad_norm: float | str | None = None
     momentum: float = 0.9
     weight_decay: float = 5e-4
     temperature: float | str | None = None  # "auto": chosen per term on the validation split
@@ -207,12 +213,16 @@ class RunConfig:
             "lr_end": (self.lr_end, "a finite number >= 0", lambda v: v >= 0),
             "budget": (self.budget, "a finite number of minutes > 0", lambda v: v > 0),
             "feature_cache_gb": (self.feature_cache_gb, "a finite number of gigabytes >= 0", lambda v: v >= 0),
-            "clip_grad_norm": (self.clip_grad_norm, "a finite number >= 0 (0: off)", lambda v: v >= 0),
+            "clip_grad_norm": (None if self.clip_grad_norm == CLIP_AUTO else self.clip_grad_norm,
+                               "a finite number >= 0 (0: off) or 'auto'", lambda v: v >= 0),
             "momentum": (self.momentum, "a number in [0, 1)", lambda v: 0 <= v < 1),
             "weight_decay": (self.weight_decay, "a finite number >= 0", lambda v: v >= 0),
             "val_fraction": (self.val_fraction, "a number in [0, 1)", lambda v: 0 <= v < 1),
             "label_fraction": (self.label_fraction, "a number in (0, 1]", lambda v: 0 < v <= 1),
         }
+        clip = self.clip_grad_norm
+        if isinstance(clip, bool) or not (clip is None or clip == CLIP_AUTO or isinstance(clip, (int, float))):
+            raise CqdkitError(f"--clip-grad-norm must be a finite number >= 0 (0: off) or 'auto', got {clip!r}")
         for name, (value, expected, valid) in ranges.items():
             if value is not None and not (math.isfinite(value) and valid(value)):
                 raise CqdkitError(f"{self.option_name(name)} must be {expected}, got {value}")
@@ -227,7 +237,7 @@ class RunConfig:
 
         return Optimization(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, lr_end=self.lr_end,
                             momentum=self.momentum, weight_decay=self.weight_decay, seed=self.seed,
-                            clip_grad_norm=self.clip_grad_norm or 0.0)
+                            clip_grad_norm=None if self.clip_grad_norm == CLIP_AUTO else float(self.clip_grad_norm or 0))
 
     def hardware(self) -> Hardware:
         """Where and how this config computes (``device`` resolved: ``auto`` picks CUDA when present)."""

@@ -55,18 +55,29 @@ class Optimization:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     seed: int = 0
-    clip_grad_norm: float = 0.0  # for networks without normalisation layers (0: never); see gradient_clip
+    clip_grad_norm: float | None = 0.0  # networks without normalisation layers (0: never; None: per network)
 
 
 #: Layers that keep activations at a learned scale (batch, instance, group and layer norm; not VGG-M's LRN).
 NORMALIZATION_LAYERS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+#: ``clip_grad_norm=None``: a network without normalisation layers and at least this many weight layers
+#: (VGG-11 and deeper; not VGG-M's 8) is clipped at :data:`DEEP_PLAIN_CLIP`.
+DEEP_PLAIN_LAYERS = 11
+DEEP_PLAIN_CLIP = 1.0
 
 
 def gradient_clip(model: nn.Module, optimization: Optimization) -> float:
-    """The gradient-norm bound for ``model``: ``optimization.clip_grad_norm`` for a network without
-    :data:`NORMALIZATION_LAYERS` (VGG-style: from scratch, its loss spikes without it), 0 (none) otherwise."""
-    normalized = any(isinstance(m, NORMALIZATION_LAYERS) for m in model.modules())
-    return 0.0 if normalized else optimization.clip_grad_norm
+    """The gradient-norm bound for ``model`` (0: none). Networks with :data:`NORMALIZATION_LAYERS` are never
+    clipped. Others get ``optimization.clip_grad_norm``, or with ``None`` (the default of ``cqdkit run``) a
+    bound chosen per network: :data:`DEEP_PLAIN_CLIP` for a deep one (:data:`DEEP_PLAIN_LAYERS`), none for a
+    shallow one. Measured from scratch at 48 px: vgg16 learns only the colour unclipped (validation 16.7%)
+    and the pattern clipped at 1 (31.2%), while clipping vggm slowed it (22.9% against 45.8%)."""
+    if any(isinstance(m, NORMALIZATION_LAYERS) for m in model.modules()):
+        return 0.0
+    if optimization.clip_grad_norm is not None:
+        return optimization.clip_grad_norm
+    weight_layers = sum(isinstance(m, (nn.Conv2d, nn.Linear)) for m in model.modules())
+    return DEEP_PLAIN_CLIP if weight_layers >= DEEP_PLAIN_LAYERS else 0.0
 
 
 @dataclass(frozen=True)
