@@ -98,11 +98,13 @@ def test_a_runs_own_config_json_reproduces_it(tmp_path):
 def test_config_json_records_every_plugin_that_took_part(tmp_path, plugin_package):
     plugin_package("cqdkit-sepia", {"sepia": "cqdkit_sepia"})
     out = tmp_path / "run"
-    assert invoke("run", "--degrade", "gray+sepia", "--method", "b", *TINY, "--out", str(out)).exit_code == 0
+    assert invoke("run", "--degrade", "gray+sepia", "--method", "b", *TINY, "--loss", "softce+rkd",
+                  "--out", str(out)).exit_code == 0
     plugins = {(row["kind"], row["name"]): row for row in json.loads((out / "config.json").read_text())["plugins"]}
     assert plugins[("degradation", "sepia")]["distribution"] == "cqdkit-sepia"
     assert plugins[("degradation", "sepia")]["version"] == "0.1.0"
     assert plugins[("degradation", "gray")]["builtin"] and plugins[("loss", "softce")]["builtin"]
+    assert plugins[("loss", "rkd")]["builtin"]  # every term of a loss of several terms
     assert {("dataset", "synthetic"), ("backbone", "convnet-s")} <= set(plugins)
 
 

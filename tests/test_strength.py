@@ -22,7 +22,7 @@ from cqdkit.train.strength import chosen_strength, decide
 
 from .test_science import TINY
 
-AUTO = {**TINY, "temperature": "auto", "lam": "auto", "amp": False}
+AUTO = {**TINY, "loss": "softce", "temperature": "auto", "lam": "auto", "amp": False}  # the softce search
 
 
 @pytest.fixture(autouse=True)
@@ -194,7 +194,7 @@ def test_every_candidate_trains_once_and_only_a_finalist_that_beat_lambda_zero_t
 
 
 def test_a_loss_without_a_temperature_searches_its_weight_only(tmp_path):
-    experiment = Experiment(RunConfig(**AUTO, method="cqd", loss="logit-l2"), tmp_path)
+    experiment = Experiment(RunConfig(**{**AUTO, "loss": "logit-l2"}, method="cqd"), tmp_path)
     record = chosen_strength(experiment, METHODS["cqd"]).record
     tried = [candidate["loss"] for candidate in record["stages"][0]["candidates"]]
     assert sorted(tried) == ["logit-l2:lambda=0.01", "logit-l2:lambda=0.1", "logit-l2:lambda=1"]
@@ -233,3 +233,11 @@ def test_a_resume_cannot_swap_the_chosen_strength_for_a_fixed_one(tmp_path):
     resumed = CliRunner().invoke(cli, [*args, "--resume", "--lambda", "5"])
     assert resumed.exit_code == 2 and "chose its distillation strength on validation" in resumed.output
     assert CliRunner().invoke(cli, [*args, "--resume"]).exit_code == 0
+
+
+def test_the_cpu_profile_distils_softce_and_rkd_unless_a_strength_is_given():
+    assert RunConfig().resolved().loss == "softce+rkd"  # each kept or dropped on validation
+    assert RunConfig(profile="paper", pretrained=False).resolved().loss == "softce"
+    assert RunConfig(lam=20.0).resolved().loss == "softce"  # a strength given is the paper's loss's
+    assert RunConfig(tuned="tune.json").resolved().loss == "softce"
+    assert RunConfig(lam=20.0, loss="rkd").resolved().loss == "rkd"  # a loss given is kept

@@ -83,9 +83,10 @@ model_options = _stack(
 
 training_options = _stack(
     *config_options,
-    click.option("--loss", default="softce", show_default=True,
+    click.option("--loss",
                  help="Distillation terms, joined with '+', each NAME[:key=value,...], e.g. softce+fitnet:student=-2 "
-                      "(cqdkit plugins lists them)."),
+                      "(cqdkit plugins lists them); with --lambda auto each is kept or dropped on validation "
+                      "[paper: softce; CPU profile: softce+rkd]."),
     click.option("--temperature", callback=lambda ctx, param, value: _checked(check_temperature, value),
                  help="T of the softened softmaxes, or 'auto' (chosen on validation) [paper: 10 on CUB and Cars; "
                       "else auto]."),

@@ -292,7 +292,8 @@ class Experiment:
         """Every plugin that takes part in this experiment: what it provides, its distribution and version
         (``null`` for cqdkit's built-ins, which are versioned with cqdkit)."""
         cfg = self.config
-        used = [("dataset", cfg.dataset), ("backbone", cfg.teacher), ("backbone", cfg.student), ("loss", cfg.loss)]
+        used = [("dataset", cfg.dataset), ("backbone", cfg.teacher), ("backbone", cfg.student)]
+        used += [("loss", term.name) for term in parse_loss(cfg.loss, self.manager)]  # every term of softce+rkd
         used += [("degradation", name) for name, _params in self.maker.op_params]
         rows = []
         for kind, name in dict.fromkeys(used):
