@@ -110,6 +110,8 @@ def test_a_name_provided_twice_keeps_the_first_and_warns_naming_both(cqdkit_plug
     assert (clash.kept.name, clash.skipped.name) == ("first-plugin", "second-plugin")
     cqdkit_plugin_manager.provided("degradation")  # asked again: no second warning, no second record
     assert len(cqdkit_plugin_manager.clashes) == 1
+    cqdkit_plugin_manager.unregister("second-plugin")  # the clash is gone with the plugin
+    assert cqdkit_plugin_manager.clashes_for("degradation") == []
 
 
 def test_misspelt_hook_is_an_error(cqdkit_plugin_manager):

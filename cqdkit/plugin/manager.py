@@ -193,6 +193,7 @@ class PluginManager:
         self.pm.unregister(name=name)
         self._info.pop(name, None)
         self._cache.clear()
+        self.clashes = [c for c in self.clashes if name not in (c.kept.name, c.skipped.name)]  # found again if left
 
     def load_entry_points(self, group: str = ENTRY_POINT_GROUP) -> None:
         """Register every plugin advertised in the entry-point ``group``.
