@@ -87,8 +87,9 @@ class Predictor:
     def image_size(self) -> int:
         return int(self.maker.size)
 
-    def predict(self, images: ImageInput | Sequence[ImageInput], *, boxes: Sequence[Sequence[float] | None] | None = None,
-                degrade: bool = False, seeds: Sequence[int] | None = None, batch_size: int = 64) -> Predictions:
+    def predict(self, images: ImageInput | Sequence[ImageInput], *,
+                boxes: Sequence[Sequence[float] | None] | None = None, degrade: bool = False,
+                seeds: Sequence[int] | None = None, batch_size: int = 64) -> Predictions:
         """The model's predictions for ``images`` (one or a list).
 
         Args:

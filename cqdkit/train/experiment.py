@@ -285,7 +285,8 @@ class Experiment:
         if hardware.cuda:
             return "bf16 autocast (CUDA)"
         if hardware.device.type == "cpu" and cpu_has_fast_bf16():
-            return "bf16 autocast for the models a probe measured faster with it (each model's precision.json), float32 otherwise"
+            return ("bf16 autocast for the models a probe measured faster with it (each model's precision.json), "
+                    "float32 otherwise")
         return f"float32 (this {hardware.device.type} has no fast bf16, so --amp changes nothing)"
 
     def plugins(self) -> list[dict[str, Any]]:
