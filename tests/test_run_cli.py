@@ -129,3 +129,14 @@ def test_tune_scores_on_validation_and_picks_the_best(tmp_path):
     assert len(list((out / "teachers").glob("a-*"))) == 1
     assert (out / "lowres-cqd.png").exists()
     assert f"lambda = 0 (b): calibrated NLL {baseline:.3f}" in " ".join(result.output.split())
+
+
+def test_a_term_on_features_is_not_said_to_pull_on_the_logits(tmp_path):
+    result = invoke("run", "--degrade", "lowres", "--method", "cqd", *TINY, "--loss", "rkd:lambda=0.1",
+                    "--no-baseline", "--out", str(tmp_path / "run"))
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "distillation: rkd" in said and "it acts on intermediate features, not directly on the logits" in said
+    assert "gradient on the logits was 0.00" not in said
+    models = json.loads((tmp_path / "run" / "results.json").read_text())["models"]
+    assert models["cqd"]["distill_gradient_ratio"] == 0.0

@@ -88,7 +88,9 @@ def print_summary(results: dict[str, Any]) -> None:
                       f"{METHODS[method].baseline().title} ({_evidence(distillation)})", highlight=False)
     elif METHODS[method].distill and distillation.get("terms"):
         ratio = results["models"][method].get("distill_gradient_ratio")
-        strength = f"; its gradient on the logits was {ratio:.2f} x the CE's (last epoch)" if ratio is not None else ""
+        strength = f"; its gradient on the logits was {ratio:.2f} x the CE's (last epoch)" if ratio else ""
+        if ratio == 0:  # terms on features or relations only: they pull on the logits through the network
+            strength = "; it acts on intermediate features, not directly on the logits"
         chosen = f" (chosen on validation: {_evidence(distillation)})" if distillation.get("search") else ""
         console.print(f"distillation: {describe_terms(distillation['terms'])}{strength}{chosen}", highlight=False)
     console.print(f"run folder {results.get('out', '')}  wall time {results['wall_seconds']:.0f} s", style="dim")

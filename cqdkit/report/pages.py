@@ -210,7 +210,9 @@ def _distillation(results: dict[str, Any], config: dict[str, Any]) -> Markup:
     if isinstance(weight, (int, float)):
         parts.append(f" (weight on each logit λ / (C · T²) = {weight:.3g})")
     ratio = results["models"].get(results.get("method"), {}).get("distill_gradient_ratio")
-    if isinstance(ratio, (int, float)):
+    if ratio == 0:  # terms on features or relations only
+        parts.append("; it acts on intermediate features, not directly on the logits")
+    elif isinstance(ratio, (int, float)):
         parts += ["; its gradient on the logits was ",
                   tag("span", f"{ratio:.2f}", id="gradient-ratio", data_value=repr(float(ratio))),
                   " × the cross-entropy's (last epoch)"]
