@@ -15,47 +15,35 @@ SECONDS=0
 
 # 1. T and lambda per degradation and distilled method (CQD and A+CQD each on its own), on the validation
 #    split only: a quarter of each class's training images, 2 seeds, scored by calibrated validation NLL on
-#    z. localization and edges over the default grid (T in 1,2,4,10; lambda in 0,2,5,20,50,200,500,1000);
-#    lowres and tps over T in 2,4,10 and lambda in 0,5,20,50,200,500 (T = 1, lambda = 2 and lambda = 1000
-#    were never chosen nor near the best on the first two, and the full grid costs 2 more hours here).
-#    One tune per folder, so the two grids run side by side; benchmarks/merge_tune.py joins them.
+#    z, over the default grid (T in 1,2,4,10; lambda in 0,2,5,20,50,200,500,1000). One sweep, two trainings at
+#    a time (--jobs 2, one CPU thread each: the scores are those of --jobs 1).
 if [ "${SKIP_TUNE:-0}" != 1 ]; then
-  TUNE="cqdkit tune --loss softce --seeds 2 --val-fraction 0.25 --quiet"
-  $TUNE --degrade localization --out "$OUT/tune-loc" &
-  $TUNE --degrade edges --out "$OUT/tune-b"
-  wait
-  $TUNE --degrade lowres --temperatures 2,4,10 --lambdas 5,20,50,200,500 --out "$OUT/tune" &
-  $TUNE --degrade tps --temperatures 2,4,10 --lambdas 5,20,50,200,500 --out "$OUT/tune-c"
-  wait
-  python benchmarks/merge_tune.py "$RESULTS/tune.json" "$OUT"/tune-loc/tune.json "$OUT"/tune/tune.json \
-    "$OUT"/tune-b/tune.json "$OUT"/tune-c/tune.json
-  for folder in tune-loc tune tune-b tune-c; do
-    for figure in "$OUT/$folder"/*.png; do cp "$figure" "docs/images/tune-$(basename "$figure")"; done
-  done
+  cqdkit tune --loss softce --degrade "$DEGRADATIONS" --seeds 2 --val-fraction 0.25 --jobs 2 --quiet --out "$OUT/tune"
+  cp "$OUT/tune/tune.json" "$RESULTS/tune.json"
+  for figure in "$OUT/tune"/*.png; do cp "$figure" "docs/images/tune-$(basename "$figure")"; done
 fi
 echo "tune: ${SECONDS}s"
 
 # 2. Table 1: every method and degradation, 3 seeds, last epoch; each distilled method's strength chosen on
 #    validation per seed and degradation (the default, --lambda auto), float32 (--no-amp: the same numbers on
 #    a CPU with bf16 hardware); then with the full grid's choice (tune.json) for comparison.
-cqdkit table --loss softce --degrade "$DEGRADATIONS" --seeds 3 --no-amp --quiet --out "$OUT/table1"
+cqdkit table --loss softce --degrade "$DEGRADATIONS" --seeds 3 --no-amp --jobs 2 --quiet --out "$OUT/table1"
 cp "$OUT/table1/table.json" "$RESULTS/table1.json"
 cp "$OUT/table1/table.md" "$RESULTS/table1.md"
 cqdkit report "$OUT/table1"   # the table's page; its figure (bars, error bars over seeds) is the docs' one
 cp "$OUT/table1/report/table.png" docs/images/table1.png
-cqdkit table --loss softce --degrade "$DEGRADATIONS" --seeds 3 --tuned "$RESULTS/tune.json" --quiet --out "$OUT/table1-tuned"
+cqdkit table --loss softce --degrade "$DEGRADATIONS" --seeds 3 --tuned "$RESULTS/tune.json" --jobs 2 --quiet \
+  --out "$OUT/table1-tuned"
 cp "$OUT/table1-tuned/table.json" "$RESULTS/table1-tuned.json"
 cp "$OUT/table1-tuned/table.md" "$RESULTS/table1-tuned.md"
 echo "table 1: ${SECONDS}s"
 
 # 2b. Which distillation for which gap: ten losses on the four degradations and the privileged mask, 3 seeds,
-#     each loss's weight (and temperature, layers) chosen on validation. Two processes, one core each.
+#     each loss's weight (and temperature, layers) chosen on validation. Two trainings at a time.
 LOSSES=softce,logit-l2,kl,fitnet,at,st,pkt,sp,rkd,crd
-OMP_NUM_THREADS=1 cqdkit compare --loss "$LOSSES" --degrade "$DEGRADATIONS" --seeds 3 --no-amp --quiet \
-  --out "$OUT/compare" &
-OMP_NUM_THREADS=1 cqdkit compare --loss "$LOSSES" --degrade privileged:channels=mask --no-crop --seeds 3 --no-amp \
+cqdkit compare --loss "$LOSSES" --degrade "$DEGRADATIONS" --seeds 3 --no-amp --jobs 2 --quiet --out "$OUT/compare"
+cqdkit compare --loss "$LOSSES" --degrade privileged:channels=mask --no-crop --seeds 3 --no-amp --jobs 2 \
   --quiet --out "$OUT/compare-privileged"
-wait
 cp "$OUT/compare/compare.json" "$RESULTS/compare.json"
 cp "$OUT/compare-privileged/compare.json" "$RESULTS/compare-privileged.json"
 cp "$OUT/compare/compare.png" docs/images/compare.png

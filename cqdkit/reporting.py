@@ -111,6 +111,11 @@ class Reporter:
     def _terminal(self) -> bool:
         return self.console is not None and self.console.is_terminal and not self._json
 
+    @property
+    def shows_bars(self) -> bool:
+        """Whether progress bars show (a terminal, and not ``--quiet`` or JSON)."""
+        return self._terminal and self.bars
+
     @contextmanager
     def progress(self, description: str, total: int) -> Iterator[Callable[[int], None]]:
         """A transient progress bar of ``total`` steps on a terminal (nothing in logs); yields ``advance(n)``."""

@@ -16,6 +16,8 @@ from .options import (
     model_options,
     report_result,
     reporter_from_options,
+    sweep_from_options,
+    sweep_options,
     training_options,
 )
 from .table import PAPER_DEGRADATIONS
@@ -30,6 +32,7 @@ from .table import PAPER_DEGRADATIONS
 @dataset_options
 @model_options
 @training_options
+@sweep_options
 @click.option("--out", type=click.Path(file_okay=False), default="runs/compare", show_default=True,
               help="Output folder; finished models in it are reused.")
 def compare(**options: Any) -> None:
@@ -41,7 +44,8 @@ def compare(**options: Any) -> None:
     base = config_from_options(options, degrade="", loss=losses[0])
     reporter = reporter_from_options(options)
     result = run_compare(base, losses, split_specs(options["degrade"]), list(range(options["seeds"])),
-                         Path(options["out"]), method=options["method"], reporter=reporter)
+                         Path(options["out"]), method=options["method"],
+                         sweep=sweep_from_options(options), reporter=reporter)
     report_result(options, reporter, "compare", result, lambda: show(result, options))
 
 

@@ -16,6 +16,8 @@ from .options import (
     model_options,
     report_result,
     reporter_from_options,
+    sweep_from_options,
+    sweep_options,
     training_options,
 )
 
@@ -27,6 +29,7 @@ from .options import (
 @dataset_options
 @model_options
 @training_options
+@sweep_options
 @click.option("--out", type=click.Path(file_okay=False), default="runs/multires", show_default=True,
               help="Output folder; finished models in it are reused.")
 def multires(**options: Any) -> None:
@@ -41,7 +44,8 @@ def multires(**options: Any) -> None:
     qualities = [spec for value in options["degrade"] for spec in split_specs(value)]
     base = config_from_options(options, degrade="")
     reporter = reporter_from_options(options)
-    result = run_multires(base, qualities, Path(options["out"]), reporter=reporter)
+    result = run_multires(base, qualities, Path(options["out"]), sweep=sweep_from_options(options),
+                          reporter=reporter)
     report_result(options, reporter, "multires", result, lambda: show(result, options))
 
 

@@ -12,6 +12,7 @@ from .config_file import config_options
 
 if TYPE_CHECKING:
     from ..reporting import Reporter
+    from ..sweep import SweepSettings
     from ..train.config import RunConfig
 
 F = Callable[..., Any]
@@ -208,3 +209,26 @@ def write_run_report(options: dict[str, Any], reporter: Reporter, folder: str) -
 
 report_option = click.option("--report/--no-report", default=True, show_default=True,
                              help="Write the HTML report (OUT/report/index.html) at the end.")
+
+
+sweep_options = _stack(
+    click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+                 help="Trainings at once on this machine, each in its own process (pinned to one GPU where there "
+                      "are GPUs); 1: one after another in this process."),
+    click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                 help="local: --jobs processes here; ray: one Ray task per training on the cluster of "
+                      "--ray-address (pip install 'cqdkit[ray]')."),
+    click.option("--threads", type=click.IntRange(min=1),
+                 help="CPU threads per training, the same under every executor so that scores do not depend on "
+                      "it [1 on the CPU; with GPUs, the cores shared by the jobs]."),
+    click.option("--ray-address", help="A Ray cluster's address (ray start --head prints it) or 'auto'; default: "
+                                      "$RAY_ADDRESS, else a new local Ray."),
+)
+
+
+def sweep_from_options(options: dict[str, Any]) -> SweepSettings:
+    """How a sweep command's trainings run (``--jobs``, ``--engine``, ``--threads``, ``--ray-address``)."""
+    from ..sweep import SweepSettings
+
+    return SweepSettings(jobs=options["jobs"], engine=options["engine"], threads=options["threads"],
+                         address=options["ray_address"])

@@ -17,6 +17,8 @@ from .options import (
     report_option,
     report_result,
     reporter_from_options,
+    sweep_from_options,
+    sweep_options,
     training_options,
     write_run_report,
 )
@@ -31,6 +33,7 @@ PAPER_DEGRADATIONS = "localization,lowres,edges,tps"
 @dataset_options
 @model_options
 @training_options
+@sweep_options
 @report_option
 @click.option("--out", type=click.Path(file_okay=False), default="runs/table", show_default=True,
               help="Output folder; finished models in it are reused.")
@@ -44,7 +47,8 @@ def table(**options: Any) -> None:
         tuned_values(base.tuned)  # a bad file is one line before anything trains
     seeds = list(range(options["seeds"]))
     reporter = reporter_from_options(options)
-    result = run_table(base, split_specs(options["degrade"]), seeds, Path(options["out"]), reporter=reporter)
+    result = run_table(base, split_specs(options["degrade"]), seeds, Path(options["out"]),
+                       sweep=sweep_from_options(options), reporter=reporter)
     report_result(options, reporter, "table", result, lambda: show(result, options))
     write_run_report(options, reporter, options["out"])
 

@@ -18,6 +18,8 @@ from .options import (
     model_options,
     report_result,
     reporter_from_options,
+    sweep_from_options,
+    sweep_options,
     training_options,
 )
 
@@ -41,6 +43,7 @@ def _numbers(text: str, what: str) -> tuple[float, ...]:
 @dataset_options
 @model_options
 @training_options
+@sweep_options
 @click.option("--out", type=click.Path(file_okay=False), default="runs/tune", show_default=True)
 def tune(**options: Any) -> None:
     """Grid search of T and lambda per method, scored by calibrated validation NLL on z (never the test split)."""
@@ -63,6 +66,7 @@ def tune(**options: Any) -> None:
         seeds=tuple(range(options["seeds"])),
         temperatures=_numbers(options["temperatures"], "--temperatures"),
         lambdas=_numbers(options["lambdas"], "--lambdas"),
+        sweep=sweep_from_options(options),
         reporter=reporter,
     )
     report_result(options, reporter, "tune", result, lambda: show(result, options))

@@ -21,26 +21,47 @@ from typing import Any
 
 from ..errors import SpecError
 from ..files import atomic_write_bytes, atomic_write_json
-from ..reporting import Reporter
 from ..lock import folder_lock
 from ..reporting import Reporter, reporting_into
+from ..sweep import SweepSettings, Training, run_sweep
 from .config import RunConfig
 from .distributed import is_main_process
 from .methods import AUTO, METHODS, get_method
-from .table import check_degradations, grid_rows, strength_folder
+from .table import check_degradations, grid_rows, slug, strength_folder
 
 
 def run_compare(base: RunConfig, losses: list[str], degradations: list[str], seeds: list[int], out: Path, *,
-                method: str = "cqd", reporter: Reporter | None = None) -> dict[str, Any]:
+                method: str = "cqd", sweep: SweepSettings = SweepSettings(),
+                reporter: Reporter | None = None) -> dict[str, Any]:
     """Train every loss's distilled student (and, once per seed and degradation, A and the baseline), reusing
-    finished models in ``out``; write ``compare.json``, ``compare.md``, ``compare.csv`` and ``compare.png``."""
+    finished models in ``out``; write ``compare.json``, ``compare.md``, ``compare.csv`` and ``compare.png``. The
+    trainings run as a sweep (:mod:`cqdkit.sweep`): in parallel with ``sweep.jobs`` or on Ray."""
     out = Path(out)
+    sweep.check()
     with folder_lock(out), reporting_into(reporter, out, tensorboard=base.tensorboard) as reporter:
-        return _run_compare(base, losses, degradations, seeds, out, method=method, reporter=reporter)
+        return _run_compare(base, losses, degradations, seeds, out, method=method, sweep=sweep, reporter=reporter)
+
+
+def distil_with(config: dict[str, Any], directory: str, teacher_root: str, method: str, loss: str,
+                reporter: Reporter) -> dict[str, Any]:
+    """A sweep's training: the row's student distilled with ``loss`` (its strength chosen as the row's settings
+    say), in a folder of the row named by the loss and its strength; its test scores and distillation, or why the
+    loss cannot run with these networks (``skipped``)."""
+    from .experiment import Experiment
+
+    row = Experiment(RunConfig(**config), Path(directory), teacher_root=Path(teacher_root), reporter=reporter)
+    distilled = get_method(method)
+    student = row.sibling(row.directory, share=("a", "b", "a-b"), reporter=reporter, loss=loss)
+    student.directory = row.directory / strength_folder(student, distilled)
+    try:
+        scores = student.evaluate(method)
+    except SpecError as error:  # e.g. st between layers of different widths: the cell stays empty
+        return {"skipped": str(error)}
+    return {**scores, "distillation": student.distillation(distilled)}
 
 
 def _run_compare(base: RunConfig, losses: list[str], degradations: list[str], seeds: list[int], out: Path, *,
-                 method: str, reporter: Reporter) -> dict[str, Any]:
+                 method: str, sweep: SweepSettings, reporter: Reporter) -> dict[str, Any]:
     from .experiment import Experiment
 
     check_degradations(base, degradations, reporter)
@@ -49,31 +70,46 @@ def _run_compare(base: RunConfig, losses: list[str], degradations: list[str], se
                    reporter=Reporter.silent())
     distilled = get_method(method)
     baseline = distilled.baseline()
+    rows = []
+    trainings: list[Training] = []
+    teachers: dict[Path, str] = {}
+    for seed, degradation, row in grid_rows(base, degradations, seeds, out, reporter):
+        if not row.can_train(method):
+            row.reporter.message(f"{distilled.title} cannot run on {degradation} with these networks: left out")
+            continue
+        where = f"seed-{seed}/{slug(degradation)}"
+        rows.append((seed, degradation, row, where))
+        common = {"config": dataclasses.asdict(row.config), "directory": str(row.directory),
+                  "teacher_root": str(row.teacher_directory.parent)}
+        if row.teacher_directory not in teachers:
+            teachers[row.teacher_directory] = f"{where}/A"
+            trainings.append(Training(f"{where}/A", "cqdkit.train.table:train_model", {**common, "method": "a"}))
+        teacher = teachers[row.teacher_directory]
+        trainings.append(Training(f"{where}/{baseline.title}", "cqdkit.train.table:train_model",
+                                  {**common, "method": baseline.name}, after=(teacher,)))
+        for loss in losses:
+            trainings.append(Training(f"{where}/{distilled.title} {loss}", "cqdkit.train.compare:distil_with",
+                                      {**common, "method": method, "loss": loss},
+                                      after=(teacher, f"{where}/{baseline.title}")))
     began = time.perf_counter()
+    done = run_sweep(trainings, out, sweep, reporter=reporter)
     raw: dict[str, dict[str, list[dict[str, Any]]]] = {loss: {d: [] for d in degradations} for loss in losses}
     baselines: dict[str, list[float]] = {d: [] for d in degradations}
-    for seed, degradation, row in grid_rows(base, degradations, seeds, out, reporter):
-        folder, scope = row.directory, row.reporter
-        if not row.can_train(method):
-            scope.message(f"{distilled.title} cannot run on {degradation} with these networks: left out")
-            continue
-        base_score = row.evaluate(baseline.name)["test_z"]
+    for seed, degradation, row, where in rows:
+        base_score = done[f"{where}/{baseline.title}"]["test_z"]
         baselines[degradation].append(base_score)
-        for loss in losses:  # in a folder named by the loss and its strength: other values never reuse it
-            student = row.sibling(folder, share=("a", "b", "a-b"), reporter=scope.scoped(loss), loss=loss)
-            student.directory = folder / strength_folder(student, distilled)
-            try:
-                score = student.evaluate(method)["test_z"]
-            except SpecError as error:  # e.g. st between layers of different widths: the cell stays empty
-                scope.message(f"{distilled.title} with {loss} on {degradation}: {error}; left out")
+        for loss in losses:
+            student = done[f"{where}/{distilled.title} {loss}"]
+            if "skipped" in student:
+                row.reporter.message(f"{distilled.title} with {loss} on {degradation}: {student['skipped']}; left out")
                 continue
-            distillation = student.distillation(distilled)
+            score, distillation = student["test_z"], student["distillation"]
             raw[loss][degradation].append({
                 "seed": seed, "test_z": score, "gain": score - base_score,
                 "distillation_helps": distillation.get("distillation_helps", True),
                 "loss": "+".join(term["spec"] for term in distillation["terms"]) or None,
             })
-            scope.result(f"{distilled.title} {loss}", {"test_z": score, "gain": score - base_score})
+            row.reporter.result(f"{distilled.title} {loss}", {"test_z": score, "gain": score - base_score})
     result = {"method": method, "baseline": baseline.name, "losses": losses, "degradations": degradations,
               "seeds": seeds, "teacher": base.resolved().teacher, "student": base.resolved().student,
               "dataset": base.dataset,

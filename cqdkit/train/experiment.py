@@ -429,7 +429,8 @@ class Experiment:
                                directory, self.in_chans(method), hardware)
         if epochs is not None and epochs < cfg.epochs:
             return trained
-        if is_main_process():
+        loaded = result.resumed_from >= cfg.epochs  # finished before: its model file is written already
+        if is_main_process() and not (loaded and (directory / "model.safetensors").exists()):
             self._save_model(trained)
         self._models[method.name] = trained
         return trained

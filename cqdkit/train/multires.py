@@ -35,6 +35,7 @@ from ..models.preprocessing import Normalizer
 from ..lock import folder_lock
 from ..models.weights import save_model
 from ..reporting import Reporter, reporting_into
+from ..sweep import SweepSettings, Training, run_sweep
 from ..files import atomic_write_bytes, atomic_write_json
 from .config import RunConfig
 from .distributed import is_main_process
@@ -81,33 +82,62 @@ class MixedQualities(Dataset):
 
 
 def run_multires(
-    base: RunConfig, qualities: list[str], out: Path, *, reporter: Reporter | None = None
+    base: RunConfig, qualities: list[str], out: Path, *, sweep: SweepSettings = SweepSettings(),
+    reporter: Reporter | None = None
 ) -> dict[str, Any]:
     """Train (or reuse from ``out``) every model of Table 3, fit the router, evaluate, write the files.
 
     Writes ``out/table3.md``, ``out/table3.json`` and the router as ``out/router.safetensors`` plus
-    ``out/router.json``. Returns the content of ``table3.json``.
+    ``out/router.json``. Returns the content of ``table3.json``. The models train as a sweep
+    (:mod:`cqdkit.sweep`: A, then the experts; A+B beside them), in parallel with ``sweep.jobs`` or on Ray.
 
     Raises:
         CqdkitError: no quality, a repeated one, one named ``clean``, one that adds privileged channels
             to x, or qualities whose clean views differ (then they share no model A).
     """
     _check_qualities(qualities)
+    sweep.check()
     out = Path(out)
     with folder_lock(out), reporting_into(reporter, out, tensorboard=base.tensorboard) as reporter:
-        return _run_multires(base, qualities, out, reporter)
+        return _run_multires(base, qualities, out, sweep, reporter)
 
 
-def _run_multires(base: RunConfig, qualities: list[str], out: Path, reporter: Reporter) -> dict[str, Any]:
-    from ..routing import Expert, QualityRouter, fit_quality_classifier, spectrum_features
+def _experiments(base: RunConfig, qualities: list[str], out: Path, reporter: Reporter) -> list[Any]:
+    """One experiment per degraded quality, all sharing model A in ``out``."""
     from .experiment import Experiment
 
+    return [Experiment(dataclasses.replace(base, degrade=spec, method=AUTO), out / slug(spec), teacher_root=out,
+                       reporter=reporter.scoped(slug(spec)))
+            for spec in qualities]
+
+
+def multires_model(config: dict[str, Any], qualities: list[str], out: str, model: str, reporter: Reporter,
+                   quality: int = 0) -> dict[str, Any]:
+    """A sweep's training: Table 3's ``model`` (``"a"``, ``"expert"`` of quality number ``quality``, or ``"mixed"``,
+    A+B) trained or loaded in ``out``; returns nothing to score (the table tests them together)."""
+    experiments = _experiments(RunConfig(**config), qualities, Path(out), reporter)
+    if model == "mixed":
+        _train_mixed(experiments, Path(out))
+    else:
+        experiments[quality].train_or_load("a" if model == "a" else experiments[quality].method.name)
+    return {}
+
+
+def _trainings(base: RunConfig, qualities: list[str], out: Path) -> list[Training]:
+    common = {"config": dataclasses.asdict(base), "qualities": qualities, "out": str(out)}
+    task = "cqdkit.train.multires:multires_model"
+    return [Training("A", task, {**common, "model": "a"}),
+            Training("A+B", task, {**common, "model": "mixed"}),
+            *(Training(f"{slug(spec)}/expert", task, {**common, "model": "expert", "quality": k}, after=("A",))
+              for k, spec in enumerate(qualities))]
+
+
+def _run_multires(base: RunConfig, qualities: list[str], out: Path, sweep: SweepSettings,
+                  reporter: Reporter) -> dict[str, Any]:
+    from ..routing import Expert, QualityRouter, fit_quality_classifier, spectrum_features
+
     began = time.perf_counter()
-    experiments = [
-        Experiment(dataclasses.replace(base, degrade=spec, method=AUTO), out / slug(spec), teacher_root=out,
-                   reporter=reporter.scoped(slug(spec)))
-        for spec in qualities
-    ]
+    experiments = _experiments(base, qualities, out, reporter)
     first = experiments[0]
     cfg = first.config
     for spec, experiment in zip(qualities, experiments):
@@ -124,6 +154,7 @@ def _run_multires(base: RunConfig, qualities: list[str], out: Path, reporter: Re
     expert_method = first.method.name  # auto: A+CQD, or CQD when the student cannot start from A
     expert_title = first.method.title
 
+    run_sweep(_trainings(base, qualities, out), out, sweep, reporter=reporter)  # then each model is loaded
     a = first.train_or_load("a")
     experts = [experiment.train_or_load(expert_method) for experiment in experiments]
     mixed_model, mixed_norm, mixed_dir = _train_mixed(experiments, out)

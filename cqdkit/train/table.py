@@ -21,6 +21,7 @@ from typing import Any
 from ..files import atomic_write_bytes, atomic_write_json
 from ..lock import folder_lock
 from ..reporting import Reporter, reporting_into
+from ..sweep import SweepSettings, Training, run_sweep
 from .config import RunConfig
 from .distributed import is_main_process
 from ..losses.spec import loss_text
@@ -46,6 +47,7 @@ def run_table(
     seeds: list[int],
     out: Path,
     *,
+    sweep: SweepSettings = SweepSettings(),
     reporter: Reporter | None = None,
 ) -> dict[str, Any]:
     """Train every model Table 1 needs (reusing finished ones in ``out``) and write the table files.
@@ -53,11 +55,13 @@ def run_table(
     Each distilled method takes its distillation strength per degradation and seed from the run's settings:
     fixed (``--lambda``, ``--temperature``), a ``cqdkit tune`` choice (``base.tuned``), or chosen on the validation
     split (``auto``, :mod:`cqdkit.train.strength`). Distilled models live in a folder named by their loss and
-    strength (``auto`` for a search), so changing them never reuses a model trained with other values.
+    strength (``auto`` for a search), so changing them never reuses a model trained with other values. The
+    trainings run as a sweep (:mod:`cqdkit.sweep`): in parallel with ``sweep.jobs`` or on Ray.
     """
     out = Path(out)
+    sweep.check()
     with folder_lock(out), reporting_into(reporter, out, tensorboard=base.tensorboard) as reporter:
-        return _run_table(base, degradations, seeds, out, reporter=reporter)
+        return _run_table(base, degradations, seeds, out, sweep=sweep, reporter=reporter)
 
 
 def grid_rows(base: RunConfig, degradations: list[str], seeds: list[int], out: Path,
@@ -84,31 +88,76 @@ def check_degradations(base: RunConfig, degradations: list[str], reporter: Repor
         Experiment(dataclasses.replace(base, degrade=degradation, method=AUTO), Path("."), reporter=reporter)
 
 
-def _run_table(base: RunConfig, degradations: list[str], seeds: list[int], out: Path, *,
+def row_trainings(experiment: Any, where: str, teachers: dict[Path, str]) -> list[Training]:
+    """The trainings of one row experiment (a seed and a degradation) of a table-like grid: its A (unless another
+    row with the same x trains it: ``teachers`` maps A's folders to their trainings' names), B and A→B once it
+    has A, then each distilled method, in a folder named by its strength, once it has all three."""
+    config = dataclasses.asdict(experiment.config)
+    common = {"config": config, "directory": str(experiment.directory),
+              "teacher_root": str(experiment.teacher_directory.parent)}
+    trainings = []
+    if experiment.teacher_directory not in teachers:
+        teachers[experiment.teacher_directory] = f"{where}/A"
+        trainings.append(Training(f"{where}/A", "cqdkit.train.table:train_model", {**common, "method": "a"}))
+    teacher = (teachers[experiment.teacher_directory],)
+    plain = [method for method in ("b", "a-b") if experiment.can_train(method)]
+    for method in plain:
+        trainings.append(Training(f"{where}/{METHODS[method].title}", "cqdkit.train.table:train_model",
+                                  {**common, "method": method}, after=teacher))
+    for method in ("cqd", "a-cqd"):
+        if experiment.can_train(method):
+            folder = strength_folder(experiment, METHODS[method])
+            trainings.append(Training(
+                f"{where}/{folder}/{METHODS[method].title}", "cqdkit.train.table:train_model",
+                {**common, "method": method, "folder": folder},
+                after=teacher + tuple(f"{where}/{METHODS[m].title}" for m in plain)))
+    return trainings
+
+
+def train_model(config: dict[str, Any], directory: str, teacher_root: str, method: str, reporter: Reporter,
+                folder: str | None = None) -> dict[str, Any]:
+    """A sweep's training: ``method`` of a row experiment trained (or loaded) and scored on the test split; a
+    distilled one in its sibling ``folder`` that shares the row's A, B and A→B, with its distillation setting."""
+    from .experiment import Experiment
+
+    row = Experiment(RunConfig(**config), Path(directory), teacher_root=Path(teacher_root), reporter=reporter)
+    if folder is None:
+        return row.evaluate(method)
+    trainer = row.sibling(Path(directory) / folder, share=("a", "b", "a-b"), reporter=reporter)
+    return {**trainer.evaluate(method), "distillation": trainer.distillation(METHODS[method])}
+
+
+def _run_table(base: RunConfig, degradations: list[str], seeds: list[int], out: Path, *, sweep: SweepSettings,
                reporter: Reporter) -> dict[str, Any]:
     check_degradations(base, degradations, reporter)
-    raw: dict[str, dict[str, list[float]]] = {d: {row: [] for row, _, _ in ROWS} for d in degradations}
+    rows = list(grid_rows(base, degradations, seeds, out, reporter))
+    teachers: dict[Path, str] = {}
+    trainings = [training for seed, degradation, experiment in rows
+                 for training in row_trainings(experiment, f"seed-{seed}/{slug(degradation)}", teachers)]
     began = time.perf_counter()
+    done = run_sweep(trainings, out, sweep, reporter=reporter)
+    raw: dict[str, dict[str, list[float]]] = {d: {row: [] for row, _, _ in ROWS} for d in degradations}
     settings: dict[str, Any] = {}
     chosen: dict[str, dict[str, dict[str, Any]]] = {}  # degradation -> method -> seed -> its distillation
-    for seed, degradation, experiment in grid_rows(base, degradations, seeds, out, reporter):
-        folder, scope = experiment.directory, experiment.reporter
+    for seed, degradation, experiment in rows:
+        where = f"seed-{seed}/{slug(degradation)}"
+        teacher = teachers[experiment.teacher_directory]
         settings[degradation] = {"epochs": experiment.config.epochs, "pipeline": experiment.maker.describe()}
         scores: dict[str, dict[str, float]] = {}
         for row, method, view in ROWS:
             if not experiment.can_train(method):
                 continue  # e.g. a student that cannot start from A's weights: another architecture or input
             if method not in scores:
-                trainer = experiment
-                if METHODS[method].distill:  # its own folder; A, B and A→B are the row's, trained once
-                    trainer = experiment.sibling(folder / strength_folder(experiment, METHODS[method]),
-                                                 share=("a", "b", "a-b"), reporter=scope)
-                scores[method] = trainer.evaluate(method)
+                name = teacher if method == "a" else f"{where}/{METHODS[method].title}"
                 if METHODS[method].distill:
-                    distillation = trainer.distillation(METHODS[method])
+                    name = f"{where}/{strength_folder(experiment, METHODS[method])}/{METHODS[method].title}"
+                result = dict(done[name])
+                distillation = result.pop("distillation", None)
+                scores[method] = result
+                if distillation is not None:
                     settings[degradation][method] = strength_setting(distillation)
                     chosen.setdefault(degradation, {}).setdefault(method, {})[str(seed)] = distillation
-                scope.result(METHODS[method].title, scores[method])
+                experiment.reporter.result(METHODS[method].title, scores[method])
             value = scores[method][f"test_{view}"]
             if not math.isnan(value):  # NaN: a privileged teacher cannot be tested on RGB z
                 raw[degradation][row].append(value)

@@ -28,6 +28,7 @@ import dataclasses
 import math
 import statistics
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from ..errors import CqdkitError, DataError
 from ..files import atomic_write_json
 from ..lock import folder_lock
 from ..reporting import Reporter, reporting_into
+from ..sweep import SweepSettings, Training, run_sweep
 from .config import PAPER_STRENGTH, RunConfig
 from .methods import METHODS, get_method
 
@@ -53,12 +55,15 @@ def run_tune(
     seeds: tuple[int, ...] = (0, 1),
     temperatures: tuple[float, ...] = TEMPERATURES,
     lambdas: tuple[float, ...] = LAMBDAS,
+    sweep: SweepSettings = SweepSettings(),
     reporter: Reporter | None = None,
 ) -> dict[str, Any]:
     """Grid-search T and lambda per degradation and method on validation; writes ``out/tune.json`` and a
     heatmap per degradation and method (``out/<degradation>-<method>.png``); returns the JSON's content.
 
-    With ``base.folds = K`` every seed runs the K folds of the training split, each a replicate.
+    With ``base.folds = K`` every seed runs the K folds of the training split, each a replicate. The trainings
+    run as a sweep (:mod:`cqdkit.sweep`): in parallel with ``sweep.jobs`` or on Ray, each recorded when it
+    finishes, so a rerun trains only what is missing.
     """
     out = Path(out)
     for value in temperatures:
@@ -72,53 +77,115 @@ def run_tune(
     if not any(value > 0 for value in lambdas):
         raise CqdkitError(f"--lambdas: no lambda > 0 in {', '.join(f'{v:g}' for v in lambdas) or 'the grid'}; "
                           "nothing to tune (0, the method without distillation, is always included)")
+    sweep.check()
     with folder_lock(out), reporting_into(reporter, out, tensorboard=base.tensorboard) as reporter:
         return _run_tune(base, degradations, out, methods=methods, seeds=seeds, temperatures=temperatures,
-                         lambdas=tuple(sorted(set(lambdas) | {0.0})), reporter=reporter)
+                         lambdas=tuple(sorted(set(lambdas) | {0.0})), sweep=sweep, reporter=reporter)
+
+
+@dataclass(frozen=True)
+class _Cell:
+    """Where one score of the grid comes from: a degradation, a replicate, a method and its (T, lambda)."""
+
+    degradation: str
+    replicate: int
+    method: str
+    temperature: float
+    lam: float
+
+
+def tune_trainings(base: RunConfig, degradations: list[str], out: Path, *, methods: tuple[str, ...],
+                   seeds: tuple[int, ...], temperatures: tuple[float, ...], lambdas: tuple[float, ...],
+                   reporter: Reporter) -> tuple[list[Training], dict[str, _Cell]]:
+    """The sweep of a tune: per degradation and replicate, A (and its cached logits) first, then the baseline of
+    each method and every cell of its grid; with the grid cell each scoring training stands for."""
+    from .experiment import Experiment
+    from .table import slug
+
+    replicates = [(seed, fold) for seed in seeds for fold in (range(base.folds) if base.folds else [0])]
+    trainings: list[Training] = []
+    cells: dict[str, _Cell] = {}
+    teachers = str(out / "teachers")
+    for degradation in degradations:
+        for index, (seed, fold) in enumerate(replicates):
+            replicate = out / slug(degradation) / (f"seed-{seed}" + (f"-fold-{fold}" if base.folds else ""))
+            config = dataclasses.replace(base, degrade=degradation, seed=seed, fold=fold)
+            where = f"{slug(degradation)}/{replicate.name}"
+            plain = Experiment(config, replicate, teacher_root=Path(teachers), reporter=Reporter.silent())
+            trained = [m for m in methods if plain.can_train(m)]
+            if not trained:
+                continue
+            first_lam = min(value for value in lambdas if value > 0)
+            teacher = Training(f"{where}/A", "cqdkit.train.tune:train_teacher", {
+                "config": dataclasses.asdict(dataclasses.replace(config, temperature=temperatures[0], lam=first_lam,
+                                                                 tuned=None)),
+                "directory": str(replicate), "teacher_root": teachers, "method": trained[0]})
+            trainings.append(teacher)
+            for method_name in trained:
+                baseline = get_method(method_name).baseline().name
+                name = f"{where}/{METHODS[baseline].title}"
+                if name not in cells:
+                    trainings.append(Training(name, "cqdkit.train.tune:score", {
+                        "config": dataclasses.asdict(config), "directory": str(replicate), "teacher_root": teachers,
+                        "method": baseline}, after=(teacher.name,)))
+                cells.setdefault(name, _Cell(degradation, index, method_name, 0.0, 0.0))
+                for temperature in temperatures:
+                    for lam in (value for value in lambdas if value > 0):
+                        folder = f"T{temperature:g}-lambda{lam:g}"
+                        name = f"{where}/{folder}/{METHODS[method_name].title}"
+                        trainings.append(Training(name, "cqdkit.train.tune:score", {
+                            "config": dataclasses.asdict(dataclasses.replace(
+                                config, temperature=temperature, lam=lam, tuned=None)),
+                            "directory": str(replicate / folder), "teacher_root": teachers, "method": method_name},
+                            after=(teacher.name,)))
+                        cells[name] = _Cell(degradation, index, method_name, temperature, lam)
+    return trainings, cells
+
+
+def train_teacher(config: dict[str, Any], directory: str, teacher_root: str, method: str,
+                  reporter: Reporter) -> dict[str, Any]:
+    """A sweep's training: teacher A, and its logits cached for the distilled ``method`` (computed once, read by
+    every student of the grid); returns A's validation scores."""
+    from .experiment import Experiment
+
+    experiment = Experiment(RunConfig(**config), Path(directory), teacher_root=Path(teacher_root), reporter=reporter)
+    experiment.objective(method)  # trains A, computes and caches its logits
+    return experiment.evaluate("a", split="val")
+
+
+def score(config: dict[str, Any], directory: str, teacher_root: str, method: str, reporter: Reporter,
+          split: str = "val") -> dict[str, Any]:
+    """A sweep's training: ``method`` trained (or loaded) in ``directory``, and its scores on ``split``."""
+    from .experiment import Experiment
+
+    experiment = Experiment(RunConfig(**config), Path(directory), teacher_root=Path(teacher_root), reporter=reporter)
+    return experiment.evaluate(method, split=split)
 
 
 def _run_tune(base: RunConfig, degradations: list[str], out: Path, *, methods: tuple[str, ...],
               seeds: tuple[int, ...], temperatures: tuple[float, ...], lambdas: tuple[float, ...],
-              reporter: Reporter) -> dict[str, Any]:
+              sweep: SweepSettings, reporter: Reporter) -> dict[str, Any]:
     from .distributed import is_main_process
-    from .experiment import Experiment
     from .table import check_degradations, slug
 
     check_degradations(base, degradations, reporter)
-    replicates = [(seed, fold) for seed in seeds for fold in (range(base.folds) if base.folds else [0])]
+    trainings, cells = tune_trainings(base, degradations, out, methods=methods, seeds=seeds,
+                                      temperatures=temperatures, lambdas=lambdas, reporter=reporter)
+    done = run_sweep(trainings, out, sweep, reporter=reporter)
     paper = PAPER_STRENGTH.get(base.dataset, PAPER_STRENGTH["cub"])
     result: dict[str, Any] = {"split": "val", "score": SCORE, "seeds": list(seeds), "folds": base.folds,
                               "temperatures": list(temperatures), "lambdas": list(lambdas), "paper": paper,
-                              "methods": {}}
-    baselines = {}
-    for method_name in methods:
-        baselines[method_name] = get_method(method_name).baseline().name
-        result["methods"][method_name] = {}
+                              "methods": {method_name: {} for method_name in methods}}
     for degradation in degradations:
-        folder = out / slug(degradation)
-        scores: dict[str, dict[tuple[float, float], list[dict[str, float]]]] = {m: {} for m in methods}
-        for seed, fold in replicates:
-            replicate = folder / (f"seed-{seed}" + (f"-fold-{fold}" if base.folds else ""))
-            config = dataclasses.replace(base, degrade=degradation, seed=seed, fold=fold)
-            scope = reporter.scoped(f"{slug(degradation)}/{replicate.name}")
-            plain = Experiment(config, replicate, teacher_root=out / "teachers", reporter=scope)
-            for method_name in methods:
-                if not plain.can_train(method_name):
-                    continue
-                baseline = plain.evaluate(baselines[method_name], split="val")
-                scores[method_name].setdefault((0.0, 0.0), []).append(baseline)
-                for temperature in temperatures:
-                    for lam in (value for value in lambdas if value > 0):
-                        name = f"T{temperature:g}-lambda{lam:g}"
-                        cell = Experiment(dataclasses.replace(config, temperature=temperature, lam=lam, tuned=None),
-                                          replicate / name, teacher_root=out / "teachers",
-                                          reporter=scope.scoped(name))
-                        scores[method_name].setdefault((temperature, lam), []).append(
-                            cell.evaluate(method_name, split="val"))
         for method_name in methods:
-            if not scores[method_name]:
+            scores: dict[tuple[float, float], list[tuple[int, dict[str, float]]]] = {}
+            for name, cell in cells.items():
+                if cell.degradation == degradation and cell.method == method_name:
+                    scores.setdefault((cell.temperature, cell.lam), []).append((cell.replicate, done[name]))
+            if not scores:
                 continue
-            found = choose(scores[method_name], paper)
+            found = choose({key: [s for _, s in sorted(rows, key=lambda row: row[0])] for key, rows in scores.items()},
+                           paper)
             result["methods"][method_name][degradation] = found
             if is_main_process():
                 heatmap(out / f"{slug(degradation)}-{method_name}.png", found, f"{degradation}, {method_name}")
