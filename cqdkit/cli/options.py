@@ -109,6 +109,10 @@ training_options = _stack(
                  help="Clip the gradient norm of networks without batch/group/layer norm (vgg16, vggm) at this; "
                       "0: off; auto: 1 for the deep ones (vgg16), none for the shallow ones (vggm) "
                       "[paper: 0, CPU profile: auto]."),
+    click.option("--init", type=click.Choice(["auto", "lsuv", "random"]),
+                 help="How a network without pretrained weights starts: random (its own init), lsuv (layer-sequential "
+                      "unit variance on a batch of training images), auto (lsuv for deep networks without "
+                      "normalisation layers, such as vgg16) [paper: random; CPU profile: auto]."),
     click.option("--weight-decay", type=float, default=5e-4, show_default=True),
     click.option("--momentum", type=float, default=0.9, show_default=True),
     click.option("--crop/--no-crop", default=None, help="x is the box crop ('localized'); default: when boxes exist."),

@@ -31,6 +31,10 @@ from .methods import AUTO, METHODS
 
 #: ``--clip-grad-norm auto``: a bound chosen per network (:func:`cqdkit.train.engine.gradient_clip`).
 CLIP_AUTO = "auto"
+#: ``--init``: how a network that starts from a random init is initialised. ``random``: its own init (timm's);
+#: ``lsuv``: LSUV on a batch of training images (:mod:`cqdkit.models.lsuv`); ``auto``: LSUV for the deep networks
+#: without normalisation layers (:func:`cqdkit.train.engine.uses_lsuv`), their own init for the others.
+INITS = ("auto", "lsuv", "random")
 
 #: The paper's protocol (ImageNet-pretrained vgg-m / vgg16 on CUB or Cars). T and lambda are the paper's own on
 #: its own data (:data:`PAPER_STRENGTH`) and chosen on the validation split everywhere else (``auto``).
@@ -46,6 +50,7 @@ PAPER_PROFILE: dict[str, Any] = {
     "lam": STRENGTH_AUTO,
     "pretrained": True,
     "clip_grad_norm": 0.0,
+    "init": "random",
     "loss": "softce",
 }
 
@@ -74,6 +79,7 @@ CPU_PROFILE: dict[str, Any] = {
     "pretrained": False,
     "budget": 12.0,
     "clip_grad_norm": CLIP_AUTO,
+    "init": "auto",
     # the paper's soft CE and a relational term, each kept or dropped on validation: in the comparison of ten
     # terms (docs/results.md) validation kept rkd in 9 of 12 (degradation, seed) cells, softce in 4. A strength
     # given with --lambda or --tuned means softce alone (see resolved)
@@ -107,7 +113,7 @@ class RunConfig:
     """A whole CQD run: data, degradation, models, method, optimisation and where to write.
 
     ``None`` for a profile field (teacher, student, image_size, epochs, batch_size, lr, lr_end, temperature,
-    lam, pretrained, budget, clip_grad_norm, loss) means "use the profile's value" -- see :meth:`resolved`.
+    lam, pretrained, budget, clip_grad_norm, init, loss) means "use the profile's value" -- see :meth:`resolved`.
     Each field is the command-line option of the same name (``lam`` is ``--lambda``; see :meth:`option_name`).
     """
 
@@ -136,6 +142,7 @@ class RunConfig:
     lr_end: float | None = None
     # networks without normalisation layers: a bound, 0 (off) or "auto" (deep ones at 1); None: the profile's
     clip_grad_norm: float | str | None = None
+    init: str | None = None  # a random start: "auto" (LSUV for deep plain networks), "lsuv" or "random"; None: profile's
     momentum: float = 0.9
     weight_decay: float = 5e-4
     temperature: float | str | None = None  # "auto": chosen per term on the validation split
@@ -227,6 +234,8 @@ class RunConfig:
             "val_fraction": (self.val_fraction, "a number in [0, 1)", lambda v: 0 <= v < 1),
             "label_fraction": (self.label_fraction, "a number in (0, 1]", lambda v: 0 < v <= 1),
         }
+        if self.init is not None and self.init not in INITS:
+            raise CqdkitError(f"--init must be one of {', '.join(INITS)}, got {self.init!r}")
         clip = self.clip_grad_norm
         if isinstance(clip, bool) or not (clip is None or clip == CLIP_AUTO or isinstance(clip, (int, float))):
             raise CqdkitError(f"--clip-grad-norm must be a finite number >= 0 (0: off) or 'auto', got {clip!r}")

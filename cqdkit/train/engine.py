@@ -76,8 +76,15 @@ def gradient_clip(model: nn.Module, optimization: Optimization) -> float:
         return 0.0
     if optimization.clip_grad_norm is not None:
         return optimization.clip_grad_norm
-    weight_layers = sum(isinstance(m, (nn.Conv2d, nn.Linear)) for m in model.modules())
-    return DEEP_PLAIN_CLIP if weight_layers >= DEEP_PLAIN_LAYERS else 0.0
+    return DEEP_PLAIN_CLIP if is_deep_plain(model) else 0.0
+
+
+def is_deep_plain(model: nn.Module) -> bool:
+    """Whether ``model`` has no :data:`NORMALIZATION_LAYERS` and at least :data:`DEEP_PLAIN_LAYERS` weight layers
+    (vgg16; not vggm): the networks that ``--clip-grad-norm auto`` clips and ``--init auto`` starts by LSUV."""
+    if any(isinstance(m, NORMALIZATION_LAYERS) for m in model.modules()):
+        return False
+    return sum(isinstance(m, (nn.Conv2d, nn.Linear)) for m in model.modules()) >= DEEP_PLAIN_LAYERS
 
 
 @dataclass(frozen=True)

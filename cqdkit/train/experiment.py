@@ -51,6 +51,10 @@ from .tune import tuned_values
 from .teacher import FrozenTeacher, compute_features, feature_bytes, teacher_features, teacher_logits
 
 
+#: LSUV (``--init``) scales each layer on this many training images (the paper's mini-batch size).
+LSUV_IMAGES = 64
+
+
 def _version(distribution: str) -> str | None:
     """An installed distribution's version, or None."""
     from importlib.metadata import PackageNotFoundError, version
@@ -153,6 +157,7 @@ class Experiment:
         self._models: dict[str, TrainedModel] = {}
         self._probed: dict[str, Layers] = {}
         self._checked_losses: set[str] = set()  # loss specs whose terms were built and probed once
+        self._announced_init: set[str] = set()  # roles whose LSUV initialisation was announced
         self._strengths: dict[str, Any] = {}  # distilled method -> its chosen strength (cqdkit.train.strength)
         self._shared: dict[str, Experiment] = {}  # method -> the experiment that trains it (a sibling's parent)
         self.teacher_directory = Path(teacher_root) / f"a-{self.teacher_key()}" if teacher_root else self.directory / "a"
@@ -205,7 +210,7 @@ class Experiment:
             return {"source": "file", "path": str(path.resolve()), "sha256": sha256(path)}
         if cfg.pretrained:
             return locate_pretrained(architecture)
-        return {"source": "seeded random init", "seed": self._init_seed(architecture, role)}
+        return {"source": "seeded random init", "seed": self._init_seed(architecture, role), "init": cfg.init}
 
     def _init_seed(self, architecture: str, role: str) -> int:
         """The seed of ``architecture``'s random initialisation: the same for every method of a role (the students'
@@ -600,7 +605,32 @@ class Experiment:
         )
         if source["source"] == "file" and not method.from_teacher:
             load_weights(model, source["path"])
-        return model, Normalizer.for_model(model)
+        normalizer = Normalizer.for_model(model)
+        if source["source"] == "seeded random init" and not method.from_teacher and self._lsuv(model):
+            self._lsuv_init(method, model, normalizer)
+        return model, normalizer
+
+    def _lsuv(self, model: nn.Module) -> bool:
+        """Whether a network that starts from a random init is initialised by LSUV (``--init``)."""
+        from .engine import is_deep_plain
+
+        return self.config.init == "lsuv" or (self.config.init == "auto" and is_deep_plain(model))
+
+    def _lsuv_init(self, method: Method, model: nn.Module, normalizer: Normalizer) -> None:
+        """LSUV (:mod:`cqdkit.models.lsuv`) on up to :data:`LSUV_IMAGES` training images of the method's view, spread
+        evenly over the training split (deterministic: the same init for every method of the role)."""
+        from ..models.lsuv import lsuv_init, weight_layers
+
+        count = min(LSUV_IMAGES, len(self.train_set))
+        indices = [round(k * len(self.train_set) / count) for k in range(count)]
+        images = torch.stack([getattr(self.train_set[i], method.view)[:self.in_chans(method)] for i in indices])
+        lsuv_init(model, normalizer(images))
+        role = method.role
+        if role not in self._announced_init:
+            self._announced_init.add(role)
+            self.reporter.message(f"{role} {method.architecture(self.config.teacher, self.config.student)}: LSUV "
+                                  f"initialisation on {count} training {method.view} images "
+                                  f"({len(weight_layers(model))} weight layers; --init random keeps its own)")
 
     def _teacher_signal(self, teacher: TrainedModel, terms: list[WeightedTerm]) -> TeacherSignal:
         """The teacher's outputs for the terms: its logits and the features of the layers they read, computed once
