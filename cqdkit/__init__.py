@@ -48,6 +48,11 @@ _LAZY: dict[str, str] = {
     "run_table": "cqdkit.train.table",
     "run_tune": "cqdkit.train.tune",
     "run_multires": "cqdkit.train.multires",
+    "run_compare": "cqdkit.train.compare",
+    # sweeps: many trainings in parallel, recorded and resumed
+    "SweepSettings": "cqdkit.sweep.run",
+    "Training": "cqdkit.sweep.training",
+    "run_sweep": "cqdkit.sweep.run",
     "explain_run": "cqdkit.explain.analysis",
     # a trained model for new images
     "Predictor": "cqdkit.predictor",
