@@ -160,3 +160,26 @@ def test_sweep_settings_are_checked(tmp_path):
                               (SweepSettings(threads=0), "--threads must be at least 1")):
         with pytest.raises(CqdkitError, match=message):
             run_sweep([], tmp_path, settings)
+
+
+def test_prune_stops_the_worst_cells_by_rung_and_the_cells_that_finish_are_the_full_grids(tmp_path):
+    grid = dict(methods=("cqd",), seeds=(0, 1), temperatures=(2.0, 10.0), lambdas=(0.0, 5.0, 20.0, 50.0))
+    config = RunConfig(**{**TINY, "epochs": 3})  # rungs after 1 and 3 epochs
+    full = run_tune(config, ["lowres"], tmp_path / "full", **grid)
+    pruned = run_tune(config, ["lowres"], tmp_path / "pruned", **grid, prune=True)
+    rung = pruned["rungs"]
+    assert {row["epochs"] for row in rung} == {1} and len(rung) == 6
+    kept = [row for row in rung if row["continued"]]
+    stopped = [row for row in rung if not row["continued"]]
+    assert len(kept) == 2  # the best third of 6, rounded up
+    assert max(row["score"] for row in kept) <= min(row["score"] for row in stopped)
+    finished = {(c["temperature"], c["lam"]): c["scores"] for c in pruned["methods"]["cqd"]["lowres"]["grid"]}
+    every = {(c["temperature"], c["lam"]): c["scores"] for c in full["methods"]["cqd"]["lowres"]["grid"]}
+    assert set(finished) == {(0.0, 0.0)} | {(row["temperature"], row["lam"]) for row in kept}
+    assert all(finished[key] == every[key] for key in finished)  # continued from a checkpoint, bit for bit
+
+
+def test_sweeps_need_no_ray_unless_asked(tmp_path):
+    code = ("import sys; from cqdkit.sweep import run_sweep, SweepSettings; from cqdkit.train.tune import run_tune; "
+            "import cqdkit.cli; assert 'ray' not in sys.modules, 'ray imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)

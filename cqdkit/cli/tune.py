@@ -40,6 +40,9 @@ def _numbers(text: str, what: str) -> tuple[float, ...]:
 @click.option("--temperatures", default=",".join(f"{t:g}" for t in TEMPERATURES), show_default=True, help="Grid of T.")
 @click.option("--lambdas", default=",".join(f"{lam:g}" for lam in LAMBDAS), show_default=True,
               help="Grid of lambda (0, the method without distillation, is always included).")
+@click.option("--prune", is_flag=True,
+              help="Stop clearly worse cells early: successive halving, each rung (1/9, 1/3 of the epochs) keeping "
+                   "the best third of the cells; the cells that finish are the full grid's (docs/cli.md).")
 @dataset_options
 @model_options
 @training_options
@@ -66,6 +69,7 @@ def tune(**options: Any) -> None:
         seeds=tuple(range(options["seeds"])),
         temperatures=_numbers(options["temperatures"], "--temperatures"),
         lambdas=_numbers(options["lambdas"], "--lambdas"),
+        prune=options["prune"],
         sweep=sweep_from_options(options),
         reporter=reporter,
     )
