@@ -343,3 +343,29 @@ def test_a_checkpoint_of_other_terms_is_a_clear_error_not_a_traceback(tmp_path):
     other.parts["owning"].register_parameter("extra", nn.Parameter(torch.zeros(2)))
     with pytest.raises(TrainingError, match="trained with other distillation terms"):
         fit(tiny_model(), NORMALIZER, PairedTensors(), other, Optimization(epochs=2, batch_size=8), CPU, tmp_path)
+
+
+def test_checkpoints_cost_at_most_a_tenth_of_the_training_and_a_finished_one_keeps_its_last(tmp_path, monkeypatch):
+    import time
+
+    import cqdkit.train.engine as engine
+
+    saved, real_save = [], engine._save
+
+    def slow_save(directory, epochs_done, *args):  # as slow as a large model's checkpoint, next to tiny epochs
+        saved.append(epochs_done)
+        real_save(directory, epochs_done, *args)
+        time.sleep(0.6)
+
+    monkeypatch.setattr(engine, "_save", slow_save)
+    optimization = dataclasses.replace(OPT, epochs=5)
+    result = fit(tiny_model(), NORMALIZER, PairedTensors(), Objective(view="z"), optimization, CPU, tmp_path / "slow")
+    assert saved == [1, 5]  # after the first, the next waits for 10 x 0.6 s of training; the last always
+    assert sorted(p.name for p in (tmp_path / "slow").glob("epoch-*.safetensors")) == ["epoch-0005.safetensors"]
+    logged = [json.loads(line)["epoch"] for line in (tmp_path / "slow" / "log.jsonl").read_text().splitlines()]
+    assert logged == [1, 2, 3, 4, 5] and len(result.history) == 5  # the log has every epoch
+    saved.clear()
+    monkeypatch.setattr(engine, "_save", real_save)
+    fit(tiny_model(), NORMALIZER, PairedTensors(), Objective(view="z"), optimization, CPU, tmp_path / "fast",
+        stop_after=3)
+    assert sorted(p.name for p in (tmp_path / "fast").glob("epoch-*.json")) == ["epoch-0002.json", "epoch-0003.json"]

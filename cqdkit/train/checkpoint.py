@@ -131,6 +131,12 @@ def save_checkpoint(
     return directory / f"{stem}.json"
 
 
+def keep_final_only(directory: Path) -> None:
+    """Remove every checkpoint of a finished training but its last: the one before it is kept while training
+    only in case the last is damaged by a crash, and for large networks each is gigabytes (vgg16's 1.1 GB)."""
+    _prune(Path(directory), keep=1)
+
+
 def _prune(directory: Path, keep: int) -> None:
     states = sorted(directory.glob("epoch-*.json"))
     for old in states[:-keep]:

@@ -38,7 +38,7 @@ from ..models.features import FeatureTap
 from ..models.preprocessing import Normalizer
 from ..plugin.guard import reraise
 from ..reporting import Reporter
-from .checkpoint import load_checkpoint, restore_rng, save_checkpoint
+from .checkpoint import keep_final_only, load_checkpoint, restore_rng, save_checkpoint
 from .distributed import world
 from .hardware import Hardware
 from .teacher import TeacherSignal
@@ -64,6 +64,13 @@ NORMALIZATION_LAYERS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNo
 #: (VGG-11 and deeper; not VGG-M's 8) is clipped at :data:`DEEP_PLAIN_CLIP`.
 DEEP_PLAIN_LAYERS = 11
 DEEP_PLAIN_CLIP = 1.0
+#: A checkpoint is written after every epoch while writing one takes under QUICK_CHECKPOINT seconds; a slower
+#: one only once the training since the last took CHECKPOINT_COST_FACTOR times as long as writing it did (and
+#: always after the last epoch), so that checkpoints cost at most about a tenth of the time: vggm at 48 px (0.8 GB
+#: with its momentum, ~2 s to write, ~5 s per epoch on two cores) is saved about every fourth epoch. A killed run
+#: loses at most the epochs since its last checkpoint.
+QUICK_CHECKPOINT = 0.5
+CHECKPOINT_COST_FACTOR = 10.0
 
 
 def gradient_clip(model: nn.Module, optimization: Optimization) -> float:
@@ -277,7 +284,9 @@ def fit(
     reporter: Reporter | None = None,
     stop_after: int | None = None,
 ) -> FitResult:
-    """Train ``model`` in place for ``optimization.epochs`` epochs, checkpointing into ``directory``.
+    """Train ``model`` in place for ``optimization.epochs`` epochs, checkpointing into ``directory`` (after every
+    epoch, or less often when a checkpoint is slow to write, :data:`CHECKPOINT_COST_FACTOR`; always after the last;
+    a finished training keeps only its last checkpoint).
 
     With ``resume``, a checkpoint in ``directory`` is continued (a finished one is just loaded), giving the
     same weights as an uninterrupted run on the CPU. ``stop_after`` stops after that many epochs of the
@@ -315,6 +324,7 @@ def fit(
     clip = gradient_clip(model, optimization)
     loader, sampler = make_loader(dataset, optimization.batch_size, hardware, shuffle=True, seed=optimization.seed)
     reporter = reporter if reporter is not None and rank == 0 else Reporter.silent()
+    checkpoint_cost = since_checkpoint = 0.0  # seconds the last checkpoint took; of training since it
     for epoch in range(result.resumed_from, until):
         sampler.set_epoch(epoch)
         if on_epoch is not None:
@@ -334,10 +344,18 @@ def fit(
             row["val_acc"] = validate(model)
         result.history.append(row)
         reporter.epoch(name, row, optimization.epochs)
-        if rank == 0:
+        since_checkpoint += time.perf_counter() - began
+        due = checkpoint_cost < QUICK_CHECKPOINT or since_checkpoint >= CHECKPOINT_COST_FACTOR * checkpoint_cost
+        if rank == 0 and (epoch + 1 == until or due):
+            saving = time.perf_counter()
             _save(directory, epoch + 1, model, objective.parts, optimizer, scheduler, result)
+            checkpoint_cost, since_checkpoint = time.perf_counter() - saving, 0.0
+        elif rank == 0:
+            atomic_write_text(directory / "log.jsonl", "".join(json.dumps(r) + "\n" for r in result.history))
         if size > 1:
             dist.barrier()
+    if rank == 0 and until == optimization.epochs:
+        keep_final_only(directory)
     return result
 
 
