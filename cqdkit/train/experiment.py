@@ -584,15 +584,17 @@ class Experiment:
         if method_name not in self._probed:
             method = get_method(method_name)
             with torch.random.fork_rng(devices=[]):
-                model, _normalizer = self.initial_model(method)
+                model, _normalizer = self.initial_model(method, from_data=False)
             self._probed[method_name] = Layers.probe(
                 model, image_size=self.config.image_size, in_chans=self.in_chans(method),
                 architecture=method.architecture(self.config.teacher, self.config.student))
         return self._probed[method_name]
 
-    def initial_model(self, method: Method) -> tuple[nn.Module, Normalizer]:
+    def initial_model(self, method: Method, *, from_data: bool = True) -> tuple[nn.Module, Normalizer]:
         """``method``'s backbone, freshly built with its seeded initialisation (the same for every method of
-        a role, so rows compare fairly), or its ``--pretrained`` / weights-file start, and its normalisation."""
+        a role, so rows compare fairly), or its ``--pretrained`` / weights-file start, and its normalisation.
+        ``from_data=False`` skips the part of the init that reads training images (LSUV, ``--init``): for probes
+        of speed and layer shapes, which never train."""
         from ..models import create_backbone, load_weights
 
         cfg = self.config
@@ -606,7 +608,7 @@ class Experiment:
         if source["source"] == "file" and not method.from_teacher:
             load_weights(model, source["path"])
         normalizer = Normalizer.for_model(model)
-        if source["source"] == "seeded random init" and not method.from_teacher and self._lsuv(model):
+        if from_data and source["source"] == "seeded random init" and not method.from_teacher and self._lsuv(model):
             self._lsuv_init(method, model, normalizer)
         return model, normalizer
 

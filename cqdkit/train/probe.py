@@ -160,7 +160,7 @@ def estimate_training(experiment: Experiment, method_names: list[str]) -> dict[s
             continue
         key = (method.architecture(cfg.teacher, cfg.student), experiment.in_chans(method))
         if key not in speeds:
-            model, normalizer = experiment.initial_model(method)
+            model, normalizer = experiment.initial_model(method, from_data=False)
             speeds[key] = probe_training(model, normalizer, experiment.hardware, batch_size=cfg.batch_size,
                                          image_size=cfg.image_size, in_chans=key[1]).images_per_second
         models[name] = speeds[key]
