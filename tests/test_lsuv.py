@@ -103,3 +103,18 @@ def test_init_lsuv_starts_the_experiments_teacher_at_unit_variance_on_its_traini
 def test_an_unknown_init_is_refused():
     with pytest.raises(Exception, match=r"--init must be one of auto, lsuv, random, got 'xavier'"):
         RunConfig(**TINY, init="xavier").resolved()
+
+
+def test_probes_of_speed_and_layer_shapes_never_run_lsuv(tmp_path, monkeypatch):
+    import cqdkit.models.lsuv as lsuv
+    from cqdkit.train.probe import estimate_training
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a probe ran LSUV")
+
+    experiment = Experiment(RunConfig(**TINY, init="lsuv"), tmp_path)
+    monkeypatch.setattr(lsuv, "lsuv_init", refuse)
+    assert experiment._layers("a").names  # the layer-shape probe
+    assert estimate_training(experiment, ["a", "b"])["seconds"] > 0
+    with pytest.raises(AssertionError, match="a probe ran LSUV"):  # while a training's init does
+        experiment.initial_model(get_method("a"))

@@ -1,10 +1,9 @@
-"""``python -m cqdkit.sweep.worker SPEC``: run one training of a sweep in this process (see
-:func:`cqdkit.sweep.workers.work`)."""
+"""``python -m cqdkit.sweep.worker``: a worker process of a sweep; it runs the trainings whose spec files it is
+given on stdin, one after another (see :func:`cqdkit.sweep.workers.serve`)."""
 
 import sys
-from pathlib import Path
 
-from .workers import work
+from .workers import serve
 
 if __name__ == "__main__":
-    sys.exit(work(Path(sys.argv[1])))
+    sys.exit(serve())

@@ -14,6 +14,8 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -54,20 +56,40 @@ class Executor(Protocol):
 
 
 def execute(training: Training, threads: int, reporter: Reporter | None = None) -> dict[str, Any]:
-    """Run ``training`` here with ``threads`` CPU threads, reporting to ``reporter`` (None: its log file)."""
+    """Run ``training`` here with ``threads`` CPU threads (torch's and OpenCV's, restored afterwards), reporting to
+    ``reporter`` (None: its log file)."""
+    with _threads(threads):
+        if reporter is not None:
+            return training.function()(**training.arguments, reporter=reporter)
+        log = Path(training.log) if training.log else Path(os.devnull)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "a", encoding="utf-8") as handle:
+            from rich.console import Console
+
+            handle.write(f"--- {training.name} ({time.strftime('%Y-%m-%d %H:%M:%S')})\n")
+            handle.flush()
+            return training.function()(**training.arguments, reporter=Reporter(Console(file=handle, width=120)))
+
+
+@contextmanager
+def _threads(threads: int) -> Iterator[None]:
+    """torch and OpenCV compute with ``threads`` threads inside the block. (Worker processes also start with
+    ``OMP_NUM_THREADS`` and the BLAS variables set to it: two jobs on two cores must not run four threads.)"""
+    import cv2
     import torch
 
+    before = torch.get_num_threads(), cv2.getNumThreads()
     torch.set_num_threads(threads)
-    if reporter is not None:
-        return training.function()(**training.arguments, reporter=reporter)
-    log = Path(training.log) if training.log else Path(os.devnull)
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "a", encoding="utf-8") as handle:
-        from rich.console import Console
+    cv2.setNumThreads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before[0])
+        cv2.setNumThreads(before[1])
 
-        handle.write(f"--- {training.name} ({time.strftime('%Y-%m-%d %H:%M:%S')})\n")
-        handle.flush()
-        return training.function()(**training.arguments, reporter=Reporter(Console(file=handle, width=120)))
+
+#: The environment variables that size the thread pools of OpenMP and the BLAS libraries, set for each worker.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
 class InProcess:
@@ -86,40 +108,41 @@ class InProcess:
         return list(self.queue)
 
     def wait(self) -> list[Finished]:
-        import torch
-
         training = self.queue.pop(0)
-        before = torch.get_num_threads()
         began = time.perf_counter()
         where = training.name.rpartition("/")[0]  # its models' lines read seed-0/tps/B, as before sweeps
-        try:
-            scores = execute(training, self.threads, self.reporter.scoped(where) if where else self.reporter)
-        finally:
-            torch.set_num_threads(before)
+        scores = execute(training, self.threads, self.reporter.scoped(where) if where else self.reporter)
         return [Finished(training, scores=scores, seconds=time.perf_counter() - began)]
 
     def close(self) -> None:
         self.queue.clear()
 
 
-def work(spec: Path) -> int:
-    """A worker process's whole life (``python -m cqdkit.sweep.worker SPEC``): the training described in ``spec``,
-    its scores written beside it (``<spec>.scores.json``), or its error (``<spec>.error.txt``) and exit code 1.
-    It ends with the sweep: a worker whose sweep was killed (``kill -9``) stops too, so that a rerun never trains
-    beside it."""
+def serve() -> int:
+    """A worker process's life (``python -m cqdkit.sweep.worker``): for each training spec path read from stdin,
+    run it (:func:`work`), until stdin closes. It ends with the sweep: a worker whose sweep was killed
+    (``kill -9``) stops too, so that a rerun never trains beside it."""
     _end_with_parent()
+    for line in sys.stdin:
+        if line.strip():
+            work(Path(line.strip()))
+    return 0
+
+
+def work(spec: Path) -> None:
+    """Run the training described in ``spec``; write its scores beside it (``<spec>.scores.json``) or its error
+    (``<spec>.error.txt``, the traceback in the training's log)."""
     described = json.loads(spec.read_text())
     training = Training(described["name"], described["task"], described["arguments"], log=described["log"])
     try:
         scores = execute(training, described["threads"])
-    except BaseException as error:  # noqa: BLE001 (every failure is reported to the sweep, then the worker ends)
+    except Exception as error:  # noqa: BLE001 (every failure is reported to the sweep, which stops)
         message = str(error) if isinstance(error, CqdkitError) else f"{type(error).__name__}: {error}"
         with open(training.log or os.devnull, "a", encoding="utf-8") as handle:
             handle.write(traceback.format_exc())
         atomic_write_text(spec.with_suffix(".error.txt"), message)
-        return 1
+        return
     atomic_write_json(spec.with_suffix(".scores.json"), scores)
-    return 0
 
 
 def _end_with_parent(interval: float = 0.5) -> None:
@@ -136,70 +159,95 @@ def _end_with_parent(interval: float = 0.5) -> None:
 
 @dataclass
 class _Worker:
-    training: Training
     process: subprocess.Popen
-    spec: Path
     slot: int
-    began: float
+    training: Training | None = None
+    spec: Path | None = None
+    began: float = 0.0
 
 
 class LocalProcesses:
-    """Up to ``jobs`` worker processes on this machine, one per training (a fresh Python: ``python -m
-    cqdkit.sweep.worker``); each sees one GPU, slot by slot, when there are GPUs. Their output goes to the
-    trainings' logs."""
+    """Up to ``jobs`` worker processes on this machine (``python -m cqdkit.sweep.worker``), each running one
+    training after another, so Python and torch are imported once per worker, not per training; a worker that
+    dies is replaced. Each sees one GPU, slot by slot, when there are GPUs. Trainings' output goes to their logs,
+    the workers' own to ``worker-<slot>.log`` beside them."""
 
-    def __init__(self, jobs: int, threads: int, folder: Path, gpus: int = 0, poll: float = 0.1) -> None:
+    def __init__(self, jobs: int, threads: int, folder: Path, gpus: int = 0, poll: float = 0.05) -> None:
         self.slots, self.threads, self.gpus, self.poll = jobs, threads, gpus, poll
         self.folder = Path(folder)
         self.workers: list[_Worker] = []
 
+    def _start(self, slot: int) -> _Worker:
+        environment = dict(os.environ, PYTHONPATH=os.pathsep.join(path for path in sys.path if path),
+                           **{variable: str(self.threads) for variable in THREAD_VARIABLES})
+        if self.gpus:
+            environment["CUDA_VISIBLE_DEVICES"] = str(slot % self.gpus)
+        log = self.folder.parent / "logs" / f"worker-{slot}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "a", encoding="utf-8") as output:
+            process = subprocess.Popen([sys.executable, "-m", "cqdkit.sweep.worker"], stdin=subprocess.PIPE,
+                                       stdout=output, stderr=subprocess.STDOUT, env=environment, text=True)
+        worker = _Worker(process, slot)
+        self.workers.append(worker)
+        return worker
+
     def submit(self, training: Training) -> None:
-        taken = {worker.slot for worker in self.workers}
-        slot = next(s for s in range(self.slots) if s not in taken)
+        idle = [w for w in self.workers if w.training is None]
+        if idle:
+            worker = idle[0]
+        else:
+            taken = {w.slot for w in self.workers}
+            worker = self._start(next(s for s in range(self.slots) if s not in taken))
         spec = self.folder / f"{training.key}.json"
         for stale in (spec.with_suffix(".scores.json"), spec.with_suffix(".error.txt")):
             stale.unlink(missing_ok=True)
         atomic_write_json(spec, {"name": training.name, "task": training.task, "arguments": training.arguments,
                                  "log": training.log, "threads": self.threads})
-        environment = dict(os.environ, PYTHONPATH=os.pathsep.join(path for path in sys.path if path))
-        if self.gpus:
-            environment["CUDA_VISIBLE_DEVICES"] = str(slot % self.gpus)
-        log = Path(training.log or os.devnull)
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with open(log, "a", encoding="utf-8") as output:
-            process = subprocess.Popen([sys.executable, "-m", "cqdkit.sweep.worker", str(spec)], stdin=subprocess.DEVNULL,
-                                       stdout=output, stderr=subprocess.STDOUT, env=environment)
-        self.workers.append(_Worker(training, process, spec, slot, time.perf_counter()))
+        worker.training, worker.spec, worker.began = training, spec, time.perf_counter()
+        try:
+            worker.process.stdin.write(f"{spec}\n")
+            worker.process.stdin.flush()
+        except (BrokenPipeError, OSError):
+            pass  # it died while idle: wait() reports the training as died, and it is retried
 
     def running(self) -> list[Training]:
-        return [worker.training for worker in self.workers]
+        return [w.training for w in self.workers if w.training is not None]
 
     def wait(self) -> list[Finished]:
         while True:
-            ended = [worker for worker in self.workers if worker.process.poll() is not None]
-            if ended:
-                break
+            done = [finished for worker in self.workers if worker.training is not None
+                    for finished in [self._finished(worker)] if finished is not None]
+            if done:
+                return done
             time.sleep(self.poll)
-        done = []
-        for worker in ended:
-            seconds = time.perf_counter() - worker.began
-            scores, error = worker.spec.with_suffix(".scores.json"), worker.spec.with_suffix(".error.txt")
-            if worker.process.returncode == 0 and scores.exists():
-                done.append(Finished(worker.training, scores=json.loads(scores.read_text()), seconds=seconds))
-            elif error.exists():
-                done.append(Finished(worker.training, error=error.read_text().strip(), seconds=seconds))
-            else:
-                done.append(Finished(worker.training, died=True, seconds=seconds,
-                                     error=f"its process ended with exit code {worker.process.returncode}"))
-            for path in (worker.spec, scores, error):
-                path.unlink(missing_ok=True)
+
+    def _finished(self, worker: _Worker) -> Finished | None:
+        """The worker's training, if it stopped (scores, an error, or the worker's death); the worker is free
+        again, or gone when it died."""
+        assert worker.training is not None and worker.spec is not None
+        scores, error = worker.spec.with_suffix(".scores.json"), worker.spec.with_suffix(".error.txt")
+        seconds = time.perf_counter() - worker.began
+        if scores.exists():
+            finished = Finished(worker.training, scores=json.loads(scores.read_text()), seconds=seconds)
+        elif error.exists():
+            finished = Finished(worker.training, error=error.read_text().strip(), seconds=seconds)
+        elif worker.process.poll() is not None:
+            finished = Finished(worker.training, died=True, seconds=seconds,
+                                error=f"its process ended with exit code {worker.process.returncode}")
             self.workers.remove(worker)
-        return done
+        else:
+            return None
+        for path in (worker.spec, scores, error):
+            path.unlink(missing_ok=True)
+        worker.training = worker.spec = None
+        return finished
 
     def close(self) -> None:
         for worker in self.workers:
             worker.process.kill()
             worker.process.wait()
+            if worker.process.stdin:
+                worker.process.stdin.close()
         self.workers.clear()
 
 
