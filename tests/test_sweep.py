@@ -1,12 +1,10 @@
 """Sweeps (cqdkit.sweep): the same scores under every executor, nothing trained twice, nothing lost."""
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 

@@ -267,8 +267,7 @@ class RayTasks:
         self.ray = ray
         self.started_here = not ray.is_initialized()
         if self.started_here:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                     runtime_env={"env_vars": {"PYTHONHASHSEED": os.environ.get("PYTHONHASHSEED", "0")}})
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
         self.threads, self.gpus = threads, gpus
         cpus = int(ray.cluster_resources().get("CPU", 1))
         self.slots = max(1, cpus // threads) if not gpus else max(1, int(ray.cluster_resources().get("GPU", 1)))

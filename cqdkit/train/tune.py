@@ -108,8 +108,8 @@ class _Cell:
 
 
 def tune_trainings(base: RunConfig, degradations: list[str], out: Path, *, methods: tuple[str, ...],
-                   seeds: tuple[int, ...], temperatures: tuple[float, ...], lambdas: tuple[float, ...],
-                   reporter: Reporter) -> tuple[list[Training], dict[str, _Cell]]:
+                   seeds: tuple[int, ...], temperatures: tuple[float, ...],
+                   lambdas: tuple[float, ...]) -> tuple[list[Training], dict[str, _Cell]]:
     """The sweep of a tune: per degradation and replicate, A (and its cached logits) first, then the baseline of
     each method and every cell of its grid; with the grid cell each scoring training stands for."""
     from .experiment import Experiment
@@ -192,7 +192,7 @@ def _run_tune(base: RunConfig, degradations: list[str], out: Path, *, methods: t
 
     check_degradations(base, degradations, reporter)
     trainings, cells = tune_trainings(base, degradations, out, methods=methods, seeds=seeds,
-                                      temperatures=temperatures, lambdas=lambdas, reporter=reporter)
+                                      temperatures=temperatures, lambdas=lambdas)
     pruned: list[dict[str, Any]] = []
     if prune:
         done = _successive_halving(trainings, cells, base.resolved().epochs, out, sweep, reporter, pruned)
