@@ -350,12 +350,12 @@ def fit(
             saving = time.perf_counter()
             _save(directory, epoch + 1, model, objective.parts, optimizer, scheduler, result)
             checkpoint_cost, since_checkpoint = time.perf_counter() - saving, 0.0
+            if epoch + 1 == optimization.epochs:
+                keep_final_only(directory)
         elif rank == 0:
             atomic_write_text(directory / "log.jsonl", "".join(json.dumps(r) + "\n" for r in result.history))
         if size > 1:
-            dist.barrier()
-    if rank == 0 and until == optimization.epochs:
-        keep_final_only(directory)
+            dist.barrier()  # every process's file work of the epoch is done
     return result
 
 
