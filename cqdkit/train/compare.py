@@ -27,7 +27,7 @@ from ..sweep import SweepSettings, Training, run_sweep
 from .config import RunConfig
 from .distributed import is_main_process
 from .methods import AUTO, METHODS, get_method
-from .table import check_degradations, grid_rows, slug, strength_folder
+from .table import check_degradations, grid_rows, row_arguments, slug, strength_folder, teacher_training
 
 
 def run_compare(base: RunConfig, losses: list[str], degradations: list[str], seeds: list[int], out: Path, *,
@@ -79,12 +79,9 @@ def _run_compare(base: RunConfig, losses: list[str], degradations: list[str], se
             continue
         where = f"seed-{seed}/{slug(degradation)}"
         rows.append((seed, degradation, row, where))
-        common = {"config": dataclasses.asdict(row.config), "directory": str(row.directory),
-                  "teacher_root": str(row.teacher_directory.parent)}
-        if row.teacher_directory not in teachers:
-            teachers[row.teacher_directory] = f"{where}/A"
-            trainings.append(Training(f"{where}/A", "cqdkit.train.table:train_model", {**common, "method": "a"}))
-        teacher = teachers[row.teacher_directory]
+        common = row_arguments(row)
+        first, teacher = teacher_training(row, where, teachers)
+        trainings += first
         trainings.append(Training(f"{where}/{baseline.title}", "cqdkit.train.table:train_model",
                                   {**common, "method": baseline.name}, after=(teacher,)))
         for loss in losses:

@@ -353,7 +353,7 @@ def fit(
             if epoch + 1 == optimization.epochs:
                 keep_final_only(directory)
         elif rank == 0:
-            atomic_write_text(directory / "log.jsonl", "".join(json.dumps(r) + "\n" for r in result.history))
+            _write_log(directory, result)
         if size > 1:
             dist.barrier()  # every process's file work of the epoch is done
     return result
@@ -479,9 +479,14 @@ def _epoch_row(epoch: int, lr: float, totals: dict[str, float], seconds: float, 
 def _save(directory: Path, epochs_done: int, model: nn.Module, parts: nn.Module, optimizer: torch.optim.Optimizer,
           scheduler: Any, result: FitResult) -> None:
     """The log so far and the checkpoint of ``epochs_done`` completed epochs."""
-    atomic_write_text(directory / "log.jsonl", "".join(json.dumps(row) + "\n" for row in result.history))
+    _write_log(directory, result)
     save_checkpoint(directory, epoch=epochs_done, model=model, optimizer=optimizer, scheduler=scheduler,
                     parts=parts if len(parts) else None, extra={"history": result.history})
+
+
+def _write_log(directory: Path, result: FitResult) -> None:
+    """``log.jsonl``: one JSON row per epoch so far."""
+    atomic_write_text(directory / "log.jsonl", "".join(json.dumps(row) + "\n" for row in result.history))
 
 
 def _stream_seed(seed: int, name: str) -> int:

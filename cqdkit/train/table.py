@@ -88,18 +88,29 @@ def check_degradations(base: RunConfig, degradations: list[str], reporter: Repor
         Experiment(dataclasses.replace(base, degrade=degradation, method=AUTO), Path("."), reporter=reporter)
 
 
+def row_arguments(experiment: Any) -> dict[str, Any]:
+    """The arguments that rebuild a row experiment in a sweep's worker (:func:`train_model`)."""
+    return {"config": dataclasses.asdict(experiment.config), "directory": str(experiment.directory),
+            "teacher_root": str(experiment.teacher_directory.parent)}
+
+
+def teacher_training(experiment: Any, where: str, teachers: dict[Path, str]) -> tuple[list[Training], str]:
+    """A row's A: a training of it unless another row with the same x trains it (``teachers`` maps A's folders to
+    their trainings' names, and gains this one), and the name of the training the row's students wait for."""
+    if experiment.teacher_directory in teachers:
+        return [], teachers[experiment.teacher_directory]
+    teachers[experiment.teacher_directory] = f"{where}/A"
+    return [Training(f"{where}/A", "cqdkit.train.table:train_model", {**row_arguments(experiment), "method": "a"})], \
+        f"{where}/A"
+
+
 def row_trainings(experiment: Any, where: str, teachers: dict[Path, str]) -> list[Training]:
-    """The trainings of one row experiment (a seed and a degradation) of a table-like grid: its A (unless another
-    row with the same x trains it: ``teachers`` maps A's folders to their trainings' names), B and A→B once it
-    has A, then each distilled method, in a folder named by its strength, once it has all three."""
-    config = dataclasses.asdict(experiment.config)
-    common = {"config": config, "directory": str(experiment.directory),
-              "teacher_root": str(experiment.teacher_directory.parent)}
-    trainings = []
-    if experiment.teacher_directory not in teachers:
-        teachers[experiment.teacher_directory] = f"{where}/A"
-        trainings.append(Training(f"{where}/A", "cqdkit.train.table:train_model", {**common, "method": "a"}))
-    teacher = (teachers[experiment.teacher_directory],)
+    """The trainings of one row experiment (a seed and a degradation) of a table-like grid: its A
+    (:func:`teacher_training`), B and A→B once it has A, then each distilled method, in a folder named by its
+    strength, once it has all three."""
+    common = row_arguments(experiment)
+    trainings, name = teacher_training(experiment, where, teachers)
+    teacher = (name,)
     plain = [method for method in ("b", "a-b") if experiment.can_train(method)]
     for method in plain:
         trainings.append(Training(f"{where}/{METHODS[method].title}", "cqdkit.train.table:train_model",
