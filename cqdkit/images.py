@@ -8,6 +8,12 @@ Reading (:func:`load_image`, :func:`decode_image`) goes through Pillow, so grays
 RGBA and 16-bit files all come back as 8-bit RGB; arrays from elsewhere are normalised the same way by
 :func:`to_rgb_uint8`. Transparent pixels are composited over white in both (:func:`over_white`).
 
+An image is always the image *as a viewer shows it*: a file's EXIF ``Orientation`` tag (2 to 8: a
+mirror and/or a quarter or half turn) is applied when it is decoded, and :func:`image_size` gives the
+size of the turned image, so a box is always in the pixels of the upright, displayed image. Only
+regular files are read: a named pipe, socket, device or folder is refused at once
+(:func:`open_regular`), never waited on.
+
 Example:
     >>> image = to_rgb_uint8(np.zeros((30, 40), np.uint8))
     >>> fit_box((35, 5, 10, 10), image.shape)
@@ -20,9 +26,11 @@ from __future__ import annotations
 
 import math
 import os
+import stat
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -47,57 +55,161 @@ REFERENCE_SIZE = 224
 # -- reading and writing files ------------------------------------------------------------------
 
 
+#: The EXIF tag that says how the stored pixels are turned for display (1 = as stored).
+ORIENTATION_TAG = 0x0112
+#: EXIF orientations whose displayed image is the stored one turned a quarter: width and height swap.
+QUARTER_TURNS = frozenset({5, 6, 7, 8})
+
+
+def open_regular(path: str | os.PathLike[str], what: str = "a file", mode: str = "rb", **options: Any) -> IO[Any]:
+    """Open ``path`` for reading, refusing at once anything that is not a regular file.
+
+    Opening a named pipe (FIFO) waits for a writer, and a device like ``/dev/zero`` never ends: both
+    would hang a reader. ``path`` (links followed) is checked before it is opened, and the opened file
+    again (it is opened without waiting, so the check cannot be raced into a hang). ``options`` go to
+    :func:`open` (``encoding``, ``errors``, ``newline`` for text ``mode``).
+
+    Example:
+        >>> open_regular("/dev/zero", "an image file")  # doctest: +SKIP
+        DataError: /dev/zero: not a regular file: expected an image file, found a character device
+
+    Raises:
+        DataError: ``path`` does not exist, is not a regular file, or cannot be opened.
+    """
+    path = Path(path)
+    try:
+        _check_regular(path, os.stat(path).st_mode, what)
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except FileNotFoundError:
+        raise DataError(f"{path}: {_bare(what)} not found (it does not exist)") from None
+    except OSError as error:
+        raise DataError(f"{path}: cannot open {what} ({error.strerror or error})") from None
+    try:
+        _check_regular(path, os.fstat(descriptor).st_mode, what)
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(descriptor, True)
+        return os.fdopen(descriptor, mode, **options)
+    except BaseException:
+        os.close(descriptor)
+        raise
+
+
+def regular_file_problem(path: str | os.PathLike[str], what: str = "a file") -> str | None:
+    """Why ``path`` (links followed) cannot be read as ``what`` -- missing, or not a regular file -- or None."""
+    try:
+        _check_regular(Path(path), os.stat(path).st_mode, what)
+    except FileNotFoundError:
+        return f"{path}: {_bare(what)} not found (it does not exist)"
+    except OSError as error:
+        return f"{path}: cannot open {what} ({error.strerror or error})"
+    except DataError as error:
+        return str(error)
+    return None
+
+
+def _bare(what: str) -> str:
+    """``"an image file"`` -> ``"image file"``."""
+    return what.split(" ", 1)[1] if what.split(" ", 1)[0] in ("a", "an") else what
+
+
+def _check_regular(path: Path, mode: int, what: str) -> None:
+    if stat.S_ISREG(mode):
+        return
+    kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"),
+             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+    kind = next((name for test, name in kinds if test(mode)), "a special file")
+    raise DataError(f"{path}: not a regular file: expected {what}, found {kind}")
+
+
 def load_image(path: str | os.PathLike[str]) -> np.ndarray:
-    """The image at ``path`` as an ``H x W x 3`` uint8 RGB array.
+    """The image at ``path`` as an ``H x W x 3`` uint8 RGB array, upright (EXIF orientation applied).
 
     Example:
         >>> load_image("images/001.Black_footed_Albatross/x.jpg").shape  # doctest: +SKIP
         (375, 500, 3)
 
     Raises:
-        DataError: the file is missing, truncated, corrupt or not an image.
+        DataError: the file is missing, not a regular file, truncated, corrupt or not an image.
     """
     return decode_image(path)[0]
 
 
 def decode_image(path: str | os.PathLike[str], draft: Callable[[Size], Size] | None = None) -> tuple[np.ndarray, Size]:
-    """Decode ``path``; returns the RGB array and the stored image's ``(width, height)``.
+    """Decode ``path``; returns the upright RGB array and the displayed image's ``(width, height)``.
 
-    ``draft`` maps the stored ``(width, height)`` to the smallest ``(width, height)`` the caller needs:
+    The file's EXIF orientation is applied (the array is what a viewer shows), and the size is that of
+    the displayed image: :func:`image_size` of the file.
+
+    ``draft`` maps the displayed ``(width, height)`` to the smallest ``(width, height)`` the caller needs:
     JPEGs may then be decoded directly at 1/2, 1/4 or 1/8 scale (much faster), so the array can be
-    smaller than the stored size.
+    smaller than the displayed size (it is turned the same way).
+
+    Raises:
+        DataError: the file is missing, not a regular file, truncated, corrupt or not an image.
     """
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
-    try:
-        with Image.open(path) as image:
-            size = image.size
-            if draft is not None and image.format == "JPEG":
-                image.draft("RGB", draft(size))
-            image.load()
-            return pil_to_rgb(image), size
-    except FileNotFoundError:
-        raise DataError(f"{path}: image file not found (it does not exist)") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: expected an image file, found a folder") from None
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        raise DataError(f"{path}: cannot decode the image ({error}); expected a complete image file") from None
+    with open_regular(path, "an image file") as file:
+        try:
+            with Image.open(file) as image:
+                orientation = _orientation(image)
+                size = _displayed(image.size, orientation)
+                if draft is not None and image.format == "JPEG":
+                    image.draft("RGB", _displayed(draft(size), orientation))  # a quarter turn swaps back
+                image.load()
+                return pil_to_rgb(_upright(image, orientation)), size
+        except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+            raise DataError(f"{path}: cannot decode the image ({error}); expected a complete image file") from None
 
 
 def image_size(path: str | os.PathLike[str]) -> Size:
-    """The stored ``(width, height)`` of an image file, read from its header only.
+    """The displayed ``(width, height)`` of an image file (EXIF orientation applied), from its header only.
 
     Raises:
-        DataError: the file is missing or not an image.
+        DataError: the file is missing, not a regular file, or not an image.
     """
     from PIL import Image, UnidentifiedImageError
 
+    with open_regular(path, "an image file") as file:
+        try:
+            with Image.open(file) as image:
+                return _displayed(image.size, _orientation(image))
+        except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as error:
+            raise DataError(f"{path}: cannot read the image's size ({error})") from None
+
+
+def _orientation(image: PILImage.Image) -> int:
+    """The EXIF orientation (1 to 8) stated before the pixel data; 1 when none, or when unreadable.
+
+    The base ``Image.getexif`` reads what the header holds: it does not decode a PNG to look for an
+    ``eXIf`` chunk after the pixels, so the header-only :func:`image_size` sees the same orientation
+    as :func:`decode_image`. XMP ``tiff:Orientation`` counts when there is no EXIF one (as in Pillow).
+    """
+    from PIL import Image
+
     try:
-        with Image.open(path) as image:
-            return image.size
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as error:
-        raise DataError(f"{path}: cannot read the image's size ({error})") from None
+        with warnings.catch_warnings():  # "Corrupt EXIF data": ignored here, as viewers ignore it
+            warnings.simplefilter("ignore")
+            value = Image.Image.getexif(image).get(ORIENTATION_TAG, 1)
+    except Exception:  # noqa: BLE001 -- a damaged EXIF block (many error types): viewers ignore it too
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def _displayed(size: Size, orientation: int) -> Size:
+    """The displayed ``(width, height)`` of a stored ``size`` (and back: a quarter turn swaps both ways)."""
+    return (size[1], size[0]) if orientation in QUARTER_TURNS else (size[0], size[1])
+
+
+def _upright(image: PILImage.Image, orientation: int) -> PILImage.Image:
+    """``image`` turned as its EXIF ``orientation`` says a viewer shows it."""
+    from PIL import Image
+
+    turn = Image.Transpose
+    method = {2: turn.FLIP_LEFT_RIGHT, 3: turn.ROTATE_180, 4: turn.FLIP_TOP_BOTTOM, 5: turn.TRANSPOSE,
+              6: turn.ROTATE_270, 7: turn.TRANSVERSE, 8: turn.ROTATE_90}.get(orientation)
+    return image if method is None else image.transpose(method)
 
 
 def write_png(path: str | os.PathLike[str], rgb: np.ndarray) -> None:
@@ -203,24 +315,41 @@ def box_problem(box: Sequence[float]) -> str | None:
     if not all(math.isfinite(v) for v in box):
         return f"box {tuple(box)} has a non-finite value"
     if box[2] <= 0 or box[3] <= 0:
-        return f"box {describe_box(box)} has zero size; expected a positive width and height"
+        return (f"box {describe_box(box)} has zero size (a width or height of 0 or less); "
+                "expected a positive width and height")
     return None
 
 
 def box_outside(box: Box, width: int, height: int, tolerance: float = 1.0) -> str | None:
-    """Why ``box`` does not fit a ``width x height`` image (``tolerance`` pixels allowed), or None."""
+    """Why ``box`` does not fit a ``width x height`` image, or None.
+
+    A box fits when it is usable (:func:`box_problem`), keeps some of the image (:func:`clip_box` is not
+    None: it does not start at or past the right or bottom edge), and overshoots the image by at most
+    ``tolerance`` pixels on any side (rounding in hand-made annotations).
+    """
+    problem = box_problem(box)
+    if problem:
+        return problem
     x, y, w, h = box
     if x < -tolerance or y < -tolerance or x + w > width + tolerance or y + h > height + tolerance:
         return f"box {describe_box(box)} is outside the {width}x{height} image"
+    if clip_box(box, width, height) is None:
+        return (f"box {describe_box(box)} holds no pixel of the {width}x{height} image; expected it to start "
+                f"inside it (x < {width}, y < {height}) and end past its top-left corner")
     return None
 
 
 def clip_box(box: Box, width: float, height: float) -> Box | None:
-    """The part of ``box`` inside a ``width x height`` image, or None when nothing of it is inside."""
+    """The part of ``box`` inside a ``width x height`` image, or None when nothing of it is inside.
+
+    Non-finite boxes have nothing inside.
+    """
     x, y, w, h = box
+    if not all(math.isfinite(v) for v in box):
+        return None
     x0, y0 = max(x, 0.0), max(y, 0.0)
     x1, y1 = min(x + w, float(width)), min(y + h, float(height))
-    if x1 <= x0 or y1 <= y0:
+    if not (x1 > x0 and y1 > y0):
         return None
     return (x0, y0, x1 - x0, y1 - y0)
 

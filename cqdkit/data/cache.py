@@ -17,10 +17,14 @@ import numpy as np
 
 from ..errors import DataError
 from ..files import atomic_write
-from ..images import Box, Size, box_outside, clip_box, decode_image
+from ..images import Box, Size, box_outside, box_problem, clip_box, decode_image, describe_box
 from .records import Record
 
 Arrays = dict[str, np.ndarray]
+
+#: Part of every working image's key: raised whenever what a file decodes to changes, so that a cache
+#: folder filled by an older cqdkit is not reused. 2: images are turned upright by their EXIF orientation.
+SOURCE_VERSION = 2
 
 
 def digest(*parts: object) -> str:
@@ -122,17 +126,24 @@ class ImageCache:
             stat = record.path.stat()
         except OSError:
             return None  # prepare_source reports the missing file
-        return digest(str(record.path), stat.st_mtime_ns, stat.st_size, record.bbox, size, use_box)
+        return digest(str(record.path), stat.st_mtime_ns, stat.st_size, record.bbox, size, use_box,
+                      f"source-v{SOURCE_VERSION}")
 
 
 def prepare_source(record: Record, size: int, *, use_box: bool) -> tuple[np.ndarray, Box | None]:
-    """Decode ``record``'s image, check its box, and shrink both to the working resolution.
+    """Decode ``record``'s image (upright), check its box, and shrink both to the working resolution.
+
+    The box is in the pixels of the displayed image (EXIF orientation applied), the frame of
+    :func:`~cqdkit.images.decode_image`.
 
     Raises:
-        DataError: the image cannot be decoded, or the box does not fit it.
+        DataError: the image cannot be decoded, or the box does not fit it (naming the record's file, its
+            annotation line and the box).
     """
     import cv2
 
+    if record.bbox is not None and box_problem(record.bbox):  # nothing to size the working image by
+        raise DataError(f"{record.describe()}: {box_problem(record.bbox)}")
     region = record.bbox if use_box else None
     image, stored = decode_image(record.path, draft=lambda wh: _target(wh, working_scale(wh, region, size)))
     target = _target(stored, working_scale(stored, region, size))
@@ -142,11 +153,11 @@ def prepare_source(record: Record, size: int, *, use_box: bool) -> tuple[np.ndar
     if record.bbox is None:
         return image, None
     reason = box_outside(record.bbox, *stored)
-    if reason:
+    clipped = clip_box(record.bbox, *stored)
+    if reason or clipped is None:
+        reason = reason or f"box {describe_box(record.bbox)} holds no pixel of the {stored[0]}x{stored[1]} image"
         raise DataError(f"{record.describe()}: {reason}")
     sx, sy = target[0] / stored[0], target[1] / stored[1]
-    clipped = clip_box(record.bbox, *stored)
-    assert clipped is not None  # box_outside allows one pixel of overshoot, not a box outside the image
     x, y, width, height = clipped
     return image, (x * sx, y * sy, width * sx, height * sy)
 

@@ -32,7 +32,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import DataError
-from .cache import ArrayStore, ImageCache, digest, prepare_source
+from .cache import SOURCE_VERSION, ArrayStore, ImageCache, digest, prepare_source
 from ..images import Box, decode_image, image_size
 from .records import Record
 from .sample import Sample
@@ -194,7 +194,7 @@ class PairedDataset(Dataset):
         """``record``'s annotation image ``name`` as ``H x W`` uint8, at the working ``shape`` of its image."""
         if self.images is None:
             return load_annotation(record, name, shape)
-        key = digest("annotation", _file_key(record.annotations[name]), shape)
+        key = digest("annotation", _file_key(record.annotations[name]), shape, f"source-v{SOURCE_VERSION}")
         cached = self.images.store.get(key)
         if cached is None:
             cached = {"annotation": load_annotation(record, name, shape)}
@@ -219,6 +219,9 @@ class PairedDataset(Dataset):
 
 def load_annotation(record: Record, name: str, shape: tuple[int, int]) -> np.ndarray:
     """Read ``record.annotations[name]`` as gray ``uint8`` and stretch it to ``shape`` ``(height, width)``.
+
+    Both files are taken upright (EXIF orientation applied, as every image is), so their displayed sizes
+    must agree.
 
     Raises:
         DataError: the file cannot be read, or its size differs from the record's image.

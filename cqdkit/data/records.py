@@ -3,9 +3,10 @@
 Every reader (CUB, Stanford Cars, an image folder, the synthetic set) returns an :class:`ImageDataset`,
 so everything downstream -- splits, paired views, ``cqdkit inspect`` -- works the same for all of them.
 
-Boxes are always ``(x, y, width, height)`` in pixels of the stored image, 0-based, floats: ``x`` and ``y``
-are the left and top edges, so the box covers columns ``x .. x + width`` (CUB's convention; Stanford
-Cars' inclusive 1-based corners are converted on reading).
+Boxes are always ``(x, y, width, height)`` in pixels of the image as displayed, 0-based, floats: ``x`` and
+``y`` are the left and top edges, so the box covers columns ``x .. x + width`` (CUB's convention; Stanford
+Cars' inclusive 1-based corners are converted on reading). The displayed image is the stored one turned by
+its EXIF orientation, if it has one (:mod:`cqdkit.images`).
 
 Annotation images (:attr:`Record.annotations`) are per-pixel annotations stored as gray images of the same
 size as the record's image, by name: ``"mask"`` is the object's segmentation (255 inside, 0 outside, soft

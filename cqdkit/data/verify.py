@@ -1,5 +1,8 @@
 """A full check of a dataset: decode every image and check every box against the image size.
 
+The size is the displayed one (EXIF orientation applied), as everywhere; a box must keep some of the
+image (:func:`cqdkit.images.box_outside`), so one starting at or past the right or bottom edge is found here.
+
 Loading only checks annotations and that files exist (fast, even for large datasets); this deep check
 is what ``cqdkit inspect --deep``, ``load_dataset(..., deep=True)`` and every load with ``skip_bad=True``
 (``--skip-bad``) run. JPEGs are decoded at 1/8 scale: the whole file is still read and entropy-decoded,
