@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
+from ..images import open_regular, regular_file_problem
 from .problems import Problems
 from .records import ImageDataset, Record
 
@@ -44,9 +45,9 @@ def read_cars(root: str | os.PathLike[str], *, skip_bad: bool = False) -> ImageD
         raise DataError(f"{root}: dataset root not found (expected a Stanford Cars folder)" if not root.exists() else
                         f"{root}: expected a Stanford Cars folder, found a file")
     problems = Problems(skip_bad)
-    if (root / "cars_annos.mat").is_file():
+    if (root / "cars_annos.mat").exists():  # a FIFO or folder by that name: refused when read
         train, test, classes = _read_combined(root, problems)
-    elif (root / "devkit" / "cars_meta.mat").is_file():
+    elif (root / "devkit" / "cars_meta.mat").exists():
         train, test, classes = _read_devkit(root, problems)
     else:
         raise DataError(
@@ -63,7 +64,10 @@ def _read_combined(root: Path, problems: Problems) -> tuple[list[Record], list[R
     train: list[Record] = []
     test: list[Record] = []
     fields = ("relative_im_path", *BOX_FIELDS, "class", "test")
+    listing = _Listing(problems)
     for where, values in _annotations(content, path, fields):
+        if listing.again(str(values["relative_im_path"]), where):
+            continue
         record = _record(root / str(values["relative_im_path"]), str(values["relative_im_path"]), values, where,
                          len(classes), problems)
         if record is None:
@@ -74,7 +78,7 @@ def _read_combined(root: Path, problems: Problems) -> tuple[list[Record], list[R
             problems.report(str(error))
             continue
         (test if in_test else train).append(record)
-    return train, test, classes
+    return listing.keep(train), listing.keep(test), classes
 
 
 def _read_devkit(root: Path, problems: Problems) -> tuple[list[Record], list[Record], list[str]]:
@@ -85,16 +89,19 @@ def _read_devkit(root: Path, problems: Problems) -> tuple[list[Record], list[Rec
         ("cars_train", ("devkit/cars_train_annos.mat",)),
         ("cars_test", ("cars_test_annos_withlabels.mat", "devkit/cars_test_annos_withlabels.mat")),
     ):
-        found = [root / c for c in candidates if (root / c).is_file()]
+        found = [root / c for c in candidates if (root / c).exists()]
         if not found:
             raise DataError(f"{root} is not a complete Stanford Cars folder: {' or '.join(candidates)} is missing")
         records = []
+        listing = _Listing(problems)
         for where, values in _annotations(_load_mat(found[0]), found[0], (*BOX_FIELDS, "class", "fname")):
             name = str(values["fname"])
+            if listing.again(f"{folder}/{name}", where):
+                continue
             record = _record(root / folder / name, f"{folder}/{name}", values, where, len(classes), problems)
             if record is not None:
                 records.append(record)
-        splits.append(records)
+        splits.append(listing.keep(records))
     return splits[0], splits[1], classes
 
 
@@ -110,22 +117,60 @@ def _record(path: Path, image_id: str, values: dict[str, Any], where: str, num_c
     if not 1 <= class_id <= num_classes:
         problems.report(f"{where}: class {class_id} is out of range; expected 1 to {num_classes}")
         return None
+    corners = f"box corners (x1={x1}, y1={y1}, x2={x2}, y2={y2})"
+    if x2 < x1 or y2 < y1:
+        problems.report(f"{where}: {corners} are inverted, so the box has zero size; expected x1 <= x2 and y1 <= y2 "
+                        "(inclusive 1-based pixels)")
+        return None
+    if x1 < 1 or y1 < 1:
+        problems.report(f"{where}: {corners} start outside the image; expected x1 >= 1 and y1 >= 1 "
+                        "(inclusive 1-based pixels)")
+        return None
     box = problems.check_box((x1 - 1.0, y1 - 1.0, x2 - x1 + 1.0, y2 - y1 + 1.0), where)
     if box is None:
         return None
-    if not path.is_file():
+    if not path.exists():
         problems.report(f"{where}: image file {path} is missing")
         return None
+    problem = regular_file_problem(path, "an image file")
+    if problem:
+        problems.report(f"{where}: {problem}")
+        return None
     return Record(image_id, path, class_id - 1, box, where)
+
+
+class _Listing:
+    """The images one annotation file lists: a second annotation of one is reported (even with the same
+    values), and the image is left out -- which annotation would be right?"""
+
+    def __init__(self, problems: Problems) -> None:
+        self.problems = problems
+        self.first: dict[str, str] = {}
+        self.twice: set[str] = set()
+
+    def again(self, image_id: str, where: str) -> bool:
+        """Whether ``image_id`` was listed before (reported); else remember it."""
+        if image_id not in self.first:
+            self.first[image_id] = where
+            return False
+        self.twice.add(image_id)
+        index = self.first[image_id].rsplit(" ", 1)[-1]
+        self.problems.report(f"{where}: image {image_id} is listed twice (first as annotation {index}); "
+                             "expected one annotation per image")
+        return True
+
+    def keep(self, records: list[Record]) -> list[Record]:
+        return [record for record in records if record.id not in self.twice]
 
 
 def _load_mat(path: Path) -> dict[str, Any]:
     import scipy.io
 
-    try:
-        return scipy.io.loadmat(str(path), squeeze_me=True, struct_as_record=True)
-    except Exception as error:  # scipy raises many types (ValueError, TypeError, MatReadError, OSError)
-        raise DataError(f"{path}: cannot read the MATLAB file ({type(error).__name__}: {error})") from None
+    with open_regular(path, "a MATLAB file") as file:
+        try:
+            return scipy.io.loadmat(file, squeeze_me=True, struct_as_record=True)
+        except Exception as error:  # scipy raises many types (ValueError, TypeError, MatReadError, OSError)
+            raise DataError(f"{path}: cannot read the MATLAB file ({type(error).__name__}: {error})") from None
 
 
 def _class_names(content: dict[str, Any], path: Path) -> list[str]:

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import DataError
+from ..images import open_regular, regular_file_problem
 from .problems import Problems
 from .records import Box, ImageDataset, Record, printable
 
@@ -30,7 +31,7 @@ def find_cub_root(root: str | os.PathLike[str]) -> Path:
     """The folder holding ``images.txt``: ``root`` itself or ``root/CUB_200_2011``."""
     root = Path(root).expanduser()
     for candidate in (root, root / "CUB_200_2011"):
-        if (candidate / "images.txt").is_file():
+        if (candidate / "images.txt").exists():  # a FIFO or folder by that name: refused when read
             return candidate
     if not root.is_dir():
         raise DataError(f"{root}: dataset root not found (expected a CUB_200_2011 folder)" if not root.exists() else
@@ -52,7 +53,7 @@ def read_cub(root: str | os.PathLike[str], *, skip_bad: bool = False, name: str 
     """
     root = find_cub_root(root)
     for file_name in REQUIRED:
-        if not (root / file_name).is_file():
+        if not (root / file_name).exists():
             raise DataError(f"{root} is not a CUB-200-2011 folder: {file_name} is missing")
     problems = Problems(skip_bad)
     rejected: set[str] = set()  # image ids whose bad lines were reported already
@@ -68,18 +69,18 @@ def read_cub(root: str | os.PathLike[str], *, skip_bad: bool = False, name: str 
         raise DataError(f"{root / 'classes.txt'}: expected one '<class id> <class name>' line per class")
 
     paths = dict(_id_table(root, "images.txt", "<image id> <path>", problems, rejected, text_last=True))
+    _reject_shared_files(paths, problems, rejected)
     labels = dict(_id_table(root, "image_class_labels.txt", "<image id> <class id>", problems, rejected))
     is_train = dict(_id_table(root, "train_test_split.txt", "<image id> <is_train 0 or 1>", problems, rejected))
-    has_boxes = (root / BOXES).is_file()
+    has_boxes = (root / BOXES).exists()
     boxes: dict[str, tuple[str, Box]] = {}
     if has_boxes:
-        seen: set[str] = set()
+        seen: dict[str, str] = {}
         for where, fields in _lines(root, BOXES, 5, "<image id> <x> <y> <width> <height>", problems, rejected):
             if fields[0] in seen:
-                problems.report(f"{where}: image id {fields[0]} appears twice")
-                rejected.add(fields[0])
+                _report_twice(where, fields[0], seen[fields[0]], problems, rejected)
                 continue
-            seen.add(fields[0])
+            seen[fields[0]] = where
             box = _parse_box(fields[1:], where, problems)
             if box is None:
                 rejected.add(fields[0])
@@ -130,12 +131,17 @@ def _record(
             return None
         bbox = boxes[image_id][1]
     path = root / "images" / relative
-    if not path.is_file():
+    if not path.exists():
         problems.report(f"{where}: image file {path} is missing")
         return None
+    problem = regular_file_problem(path, "an image file")
+    if problem:
+        problems.report(f"{where}: {problem}")
+        return None
     mask = (root / SEGMENTATIONS / relative).with_suffix(".png")
-    annotations = {"mask": mask} if mask.is_file() else {}
-    return Record(printable(image_id), path, class_ids[class_id], bbox, where, annotations)
+    annotations = {"mask": mask} if mask.exists() else {}  # not a regular file: refused when read
+    origin = f"{where}, box at {boxes[image_id][0]}" if bbox is not None else where
+    return Record(printable(image_id), path, class_ids[class_id], bbox, origin, annotations)
 
 
 def _lines(
@@ -158,7 +164,7 @@ def _lines(
     finds the file that has exactly those bytes as its name.
     """
     path = root / file_name
-    with path.open(encoding="utf-8-sig", errors="surrogateescape") as lines:
+    with open_regular(path, "a text file of annotations", "r", encoding="utf-8-sig", errors="surrogateescape") as lines:
         for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
@@ -174,15 +180,42 @@ def _lines(
 def _id_table(
     root: Path, file_name: str, expected: str, problems: Problems, rejected: set[str], *, text_last: bool = False
 ) -> Iterator[tuple[str, tuple[str, str]]]:
-    """``(image id, (where, value))`` for a two-column file keyed by image id."""
-    seen: set[str] = set()
+    """``(image id, (where, value))`` for a two-column file keyed by image id.
+
+    An image id on a second line is a bad line, even with the same value: the image is left out.
+    """
+    seen: dict[str, str] = {}
     for where, (image_id, value) in _lines(root, file_name, 2, expected, problems, rejected, text_last=text_last):
         if image_id in seen:
-            problems.report(f"{where}: image id {image_id} appears twice")
-            rejected.add(image_id)
+            _report_twice(where, image_id, seen[image_id], problems, rejected)
             continue
-        seen.add(image_id)
+        seen[image_id] = where
         yield image_id, (where, value)
+
+
+def _report_twice(where: str, image_id: str, first: str, problems: Problems, rejected: set[str]) -> None:
+    """Report a second line for ``image_id`` (its first was ``first``), and reject the image."""
+    rejected.add(image_id)
+    problems.report(f"{where}: image id {image_id} appears twice (first on line {_line_number(first)}); "
+                    "expected one line per image")
+
+
+def _line_number(where: str) -> str:
+    return where.rsplit(" line ", 1)[-1]
+
+
+def _reject_shared_files(paths: dict[str, tuple[str, str]], problems: Problems, rejected: set[str]) -> None:
+    """Report image ids of ``images.txt`` that name the same file (which label and split would it have?)."""
+    first: dict[str, str] = {}
+    for image_id, (where, relative) in paths.items():
+        name = Path(relative).as_posix()
+        if name not in first:
+            first[name] = image_id
+            continue
+        other = first[name]
+        rejected.update((image_id, other))
+        problems.report(f"{where}: image id {image_id} names the file {relative!r} of image id {other} "
+                        f"(line {_line_number(paths[other][0])}); expected each image file once")
 
 
 def _parse_box(fields: list[str], where: str, problems: Problems) -> Box | None:

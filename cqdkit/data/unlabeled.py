@@ -44,7 +44,9 @@ def read_unlabeled(root: str | os.PathLike[str], *, skip_bad: bool = False) -> t
     root = Path(root).expanduser()
     if not root.is_dir():
         raise DataError(f"--unlabeled {root}: not a folder; expected a folder of images (any layout, no classes)")
-    paths = sorted(path for path in root.rglob("*") if path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file())
+    # Folders are layout; anything else named like an image is read, so a named pipe or a link to nothing
+    # called x.jpg is reported (image_size refuses what is not a regular file at once), not skipped.
+    paths = sorted(path for path in root.rglob("*") if path.suffix.lower() in IMAGE_EXTENSIONS and not path.is_dir())
     if not paths:
         raise DataError(f"--unlabeled {root}: no image files in it (expected {', '.join(sorted(IMAGE_EXTENSIONS))})")
     records, problems = [], []
