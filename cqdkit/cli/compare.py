@@ -9,6 +9,7 @@ import click
 from rich.markdown import Markdown
 
 from ..plugin.params import split_specs
+from ..train.config import MAX_SEEDS
 from .console import console
 from .options import (
     config_from_options,
@@ -26,7 +27,7 @@ from .table import PAPER_DEGRADATIONS
 @click.command()
 @click.option("--degrade", default=PAPER_DEGRADATIONS, show_default=True,
               help="Comma-separated degradation specs (one column each).")
-@click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True, help="Number of seeds (0..N-1).")
+@click.option("--seeds", type=click.IntRange(min=1, max=MAX_SEEDS), default=3, show_default=True, help="Number of seeds (0..N-1).")
 @click.option("--method", type=click.Choice(["cqd", "a-cqd"]), default="cqd", show_default=True,
               help="The distilled method: from the student's own init (cqd) or from A's weights (a-cqd).")
 @dataset_options

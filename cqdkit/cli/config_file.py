@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import types
+import math
 import typing
 from pathlib import Path
 from typing import Any
@@ -41,7 +41,10 @@ def read_config_file(path: Path) -> dict[str, Any]:
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        if path.exists() and not path.is_file():
+            raise CqdkitError(f"the config file {path} is not a regular file (a FIFO, device or folder); expected a "
+                              "TOML, YAML or JSON file")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (some Windows editors write one) is dropped
     except (OSError, UnicodeDecodeError) as error:
         raise CqdkitError(f"cannot read the config file {path}: {error}") from None
     suffix = path.suffix.lower()
@@ -91,10 +94,10 @@ def apply_config_file(ctx: click.Context, param: click.Parameter, value: str | N
     """
     if not value:
         return
-    from ..train.config import RunConfig
+    from ..train.config import RunConfig, check_type
 
     fields = {f.name for f in dataclasses.fields(RunConfig)}
-    types = typing.get_type_hints(RunConfig)
+    hints = typing.get_type_hints(RunConfig)
     options = {p.name: p for p in ctx.command.params if isinstance(p, click.Option) and p.name}
     aliases = {name: name for name in options} | {name: name for name in fields}
     for option in options.values():
@@ -111,40 +114,51 @@ def apply_config_file(ctx: click.Context, param: click.Parameter, value: str | N
             hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
             raise CqdkitError(f"config file {value}: unknown key {key!r}{hint}")
         if name in options:
-            defaults[name] = _as_option_value(options[name], setting)
+            defaults[name] = _as_option_value(options[name], setting, key, value)
         else:
-            extra[name] = _checked_setting(name, setting, types[name], value)
+            extra[name] = check_type(name, setting, hints[name], f"config file {value}")
     ctx.default_map = {**(ctx.default_map or {}), **defaults}
     ctx.meta[_EXTRA] = extra
 
 
-def _as_option_value(option: click.Option, setting: Any) -> Any:
+def _as_option_value(option: click.Option, setting: Any, key: str, path: str) -> Any:
     """A file's value in the form the option's parser expects (``KEY=VALUE`` strings for dataset options,
-    comma-separated text for list options)."""
+    comma-separated text for list options), after checking its type: an option that takes an integer gets
+    an integer (not ``1.9`` nor ``true``), a flag gets ``true`` or ``false``, a number is finite.
+
+    Raises:
+        CqdkitError: naming the file, the key, the value and what the option takes.
+    """
+    from ..train.config import check_type
+
+    where = f"config file {path}"
+    if setting is None:
+        raise CqdkitError(f"{where}: {key} is null; leave the key out for its default, or give a value")
+    if option.is_flag or isinstance(option.type, click.types.BoolParamType):
+        return check_type(key, setting, bool, where)
+    if isinstance(option.type, click.types.IntParamType):
+        return check_type(key, setting, int, where)
+    if isinstance(option.type, click.types.FloatParamType):
+        return check_type(key, setting, float, where)
     if isinstance(setting, dict):
-        return [f"{k}={v}" for k, v in setting.items()]
-    if isinstance(setting, list) and not option.multiple:
-        return ",".join(str(v) for v in setting)
-    return setting
+        if not option.multiple:
+            raise CqdkitError(f"{where}: {key} must be a single value, got a table {setting!r}")
+        return [f"{k}={_scalar(key, v, where)}" for k, v in setting.items()]
+    if isinstance(setting, list):
+        items = [_scalar(key, item, where) for item in setting]
+        return items if option.multiple else ",".join(items)
+    return _scalar(key, setting, where)
 
 
-#: How an error names what a setting's type expects.
-_EXPECTED = {bool: "true or false", int: "an integer", float: "a number", str: "a string", dict: "a table",
-             type(None): "null"}
-
-
-def _checked_setting(name: str, setting: Any, annotation: Any, path: str) -> Any:
-    """``setting`` if it has the type of RunConfig field ``name`` (``bool``, ``int``, ``float``, ``str``,
-    ``dict``, optionally ``| None``): a file's setting that no option parses is checked here."""
-    kinds = [typing.get_origin(kind) or kind
-             for kind in (typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,))]
-    for kind in kinds:
-        if kind is float and isinstance(setting, int) and not isinstance(setting, bool):
-            return float(setting)
-        if isinstance(setting, kind) and not (kind is int and isinstance(setting, bool)):
-            return setting
-    expected = " or ".join(_EXPECTED.get(kind, str(kind)) for kind in kinds)
-    raise CqdkitError(f"config file {path}: {name} must be {expected}, got {setting!r}")
+def _scalar(key: str, value: Any, where: str) -> str:
+    """A plain value (string, finite number or boolean) as the text an option parses."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)) and math.isfinite(value):
+        return str(value)
+    raise CqdkitError(f"{where}: {key} must be a string, a finite number or a list of them, got {value!r}")
 
 
 def config_settings(ctx: click.Context) -> dict[str, Any]:

@@ -169,6 +169,7 @@ def config_from_options(options: dict[str, Any], **overrides: Any) -> RunConfig:
     if options.get("print_config") and ctx is not None:
         import json
 
+        check_as_a_run_would(config, options)
         settings = config.resolved().to_json()
         settings.update((name, options[name]) for name in overrides if name in options)  # e.g. table's --degrade
         own = {name: value for name, value in options.items()
@@ -176,6 +177,27 @@ def config_from_options(options: dict[str, Any], **overrides: Any) -> RunConfig:
         click.echo(json.dumps({**settings, **own}, indent=2, sort_keys=True))
         ctx.exit(0)
     return config
+
+
+def check_as_a_run_would(config: RunConfig, options: dict[str, Any]) -> None:
+    """Check ``config`` as the command would before training (for ``--print-config``, which must not print
+    settings the command refuses): the experiment of each degradation is built (the dataset read, every
+    plugin, spec and network looked up); nothing is trained or written.
+
+    Raises:
+        CqdkitError: the first setting the command would refuse.
+    """
+    import dataclasses
+    from pathlib import Path
+
+    from ..plugin.params import split_specs
+    from ..reporting import Reporter
+    from ..train.experiment import Experiment
+
+    given = options.get("degrade")
+    texts = [config.degrade] if config.degrade else list(given) if isinstance(given, (list, tuple)) else [given or ""]
+    for spec in (spec for text in texts for spec in split_specs(text)):
+        Experiment(dataclasses.replace(config.resolved(), degrade=spec), Path("."), reporter=Reporter.silent())
 
 
 def reporter_from_options(options: dict[str, Any]) -> Reporter:

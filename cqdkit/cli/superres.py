@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from ..train.config import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_IMAGE_SIZE, MAX_SEED
 
 from .console import console, err_console
 from .options import dataset_options
@@ -13,15 +14,15 @@ from .options import dataset_options
 
 @click.command("sr-train")
 @dataset_options
-@click.option("--size", default=50, show_default=True, type=click.IntRange(min=1),
+@click.option("--size", default=50, show_default=True, type=click.IntRange(min=1, max=MAX_IMAGE_SIZE),
               help="The lowres size to undo: side of the small image at 224 px (scales with --image-size).")
-@click.option("--image-size", type=click.IntRange(min=8), help="Side of x and z [synthetic: 64; else 224].")
+@click.option("--image-size", type=click.IntRange(min=8, max=MAX_IMAGE_SIZE), help="Side of x and z [synthetic: 64; else 224].")
 @click.option("--crop/--no-crop", default=None, help="Train on the object box crops; default: when boxes exist.")
-@click.option("--patch", default=32, show_default=True, type=click.IntRange(min=9), help="Training patch side.")
-@click.option("--epochs", default=60, show_default=True, type=click.IntRange(min=1))
-@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1))
+@click.option("--patch", default=32, show_default=True, type=click.IntRange(min=9, max=MAX_IMAGE_SIZE), help="Training patch side.")
+@click.option("--epochs", default=60, show_default=True, type=click.IntRange(min=1, max=MAX_EPOCHS))
+@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1, max=MAX_BATCH_SIZE))
 @click.option("--lr", default=1e-4, show_default=True, type=float, help="Adam learning rate (constant).")
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0, max=MAX_SEED - 1))
 @click.option("--device", default="cpu", show_default=True, help="Where to train: cpu, cuda, cuda:N or auto.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Weights file to write (.safetensors; a .json with PSNR and settings goes next to it).")

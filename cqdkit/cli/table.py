@@ -9,6 +9,7 @@ import click
 from rich.markdown import Markdown
 
 from ..plugin.params import split_specs
+from ..train.config import MAX_SEEDS
 from .console import console
 from .options import (
     config_from_options,
@@ -29,7 +30,7 @@ PAPER_DEGRADATIONS = "localization,lowres,edges,tps"
 @click.command()
 @click.option("--degrade", default=PAPER_DEGRADATIONS, show_default=True,
               help="Comma-separated degradation specs (one table column each).")
-@click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True, help="Number of seeds (0..N-1).")
+@click.option("--seeds", type=click.IntRange(min=1, max=MAX_SEEDS), default=1, show_default=True, help="Number of seeds (0..N-1).")
 @dataset_options
 @model_options
 @training_options

@@ -11,6 +11,7 @@ from ..plugin.params import split_specs
 from ..errors import CqdkitError
 from ..train.methods import get_method
 from ..train.tune import LAMBDAS, TEMPERATURES
+from ..train.config import MAX_SEEDS
 from .console import console
 from .options import (
     config_from_options,
@@ -35,7 +36,7 @@ def _numbers(text: str, what: str) -> tuple[float, ...]:
 @click.option("--degrade", default="tps", show_default=True, help="Comma-separated degradation specs.")
 @click.option("--method", "methods", default="cqd,a-cqd", show_default=True,
               help="Comma-separated distilled methods to tune, each on its own (those the architectures allow).")
-@click.option("--seeds", type=click.IntRange(min=1), default=2, show_default=True,
+@click.option("--seeds", type=click.IntRange(min=1, max=MAX_SEEDS), default=2, show_default=True,
               help="Seeds (0..N-1) per cell; a cell must beat lambda = 0 by more than their spread.")
 @click.option("--temperatures", default=",".join(f"{t:g}" for t in TEMPERATURES), show_default=True, help="Grid of T.")
 @click.option("--lambdas", default=",".join(f"{lam:g}" for lam in LAMBDAS), show_default=True,

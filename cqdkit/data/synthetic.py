@@ -89,6 +89,10 @@ BEND = 0.05
 _GENERATOR_HASH = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:8]
 
 
+#: The most images per class and split the generator makes (each is written to the cache folder).
+MAX_PER_CLASS = 10_000
+
+
 @dataclass(frozen=True)
 class SyntheticSpec:
     """The generator's parameters (the defaults keep a CPU training run to minutes)."""
@@ -102,8 +106,11 @@ class SyntheticSpec:
     def __post_init__(self) -> None:
         if not 2 <= self.classes <= MAX_CLASSES:
             raise DataError(f"synthetic dataset: classes={self.classes}; expected 2 to {MAX_CLASSES}")
-        if self.train_per_class < 1 or self.test_per_class < 1:
-            raise DataError("synthetic dataset: train_per_class and test_per_class must be at least 1")
+        for name in ("train_per_class", "test_per_class"):
+            if not 1 <= getattr(self, name) <= MAX_PER_CLASS:
+                raise DataError(f"synthetic dataset: {name}={getattr(self, name)}; expected 1 to {MAX_PER_CLASS}")
+        if not 0 <= self.seed < 2**32:
+            raise DataError(f"synthetic dataset: seed={self.seed}; expected 0 to 2**32 - 1 (a random generator's seed)")
         if not 32 <= self.image_size <= 1024:
             raise DataError(f"synthetic dataset: image_size={self.image_size}; expected 32 to 1024 pixels")
 

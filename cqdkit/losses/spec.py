@@ -31,9 +31,31 @@ LAMBDA, TEMPERATURE = "lambda", "temperature"
 #: ``auto`` for ``--lambda`` / ``--temperature``: chosen on the validation split.
 AUTO = "auto"
 
-_LAMBDA = Param(name=LAMBDA, default=None, parse=non_negative_float, help="the term's weight (a number >= 0)")
-_TEMPERATURE = Param(name=TEMPERATURE, default=None, parse=positive_float,
-                     help="T of both softmaxes (a number > 0)")
+#: The largest distillation weight accepted: the paper's largest is 200; far beyond, the loss overflows.
+MAX_LAMBDA = 1e6
+#: The largest temperature accepted: the paper's is 10; at 1000 every softened distribution is already flat.
+MAX_TEMPERATURE = 1000.0
+
+
+def _weight(text: str) -> float:
+    """A term's weight: a finite number from 0 to :data:`MAX_LAMBDA`."""
+    value = non_negative_float(text)
+    if value > MAX_LAMBDA:
+        raise ValueError(f"must be at most {MAX_LAMBDA:g}")
+    return value
+
+
+def _temperature(text: str) -> float:
+    """A temperature: a number above 0, at most :data:`MAX_TEMPERATURE`."""
+    value = positive_float(text)
+    if value > MAX_TEMPERATURE:
+        raise ValueError(f"must be at most {MAX_TEMPERATURE:g}")
+    return value
+
+
+_LAMBDA = Param(name=LAMBDA, default=None, parse=_weight, help=f"the term's weight (a number from 0 to {MAX_LAMBDA:g})")
+_TEMPERATURE = Param(name=TEMPERATURE, default=None, parse=_temperature,
+                     help=f"T of both softmaxes (a number > 0, at most {MAX_TEMPERATURE:g})")
 
 
 @dataclass(frozen=True)
@@ -158,8 +180,8 @@ def check_lambdas(text: Any) -> float | list[float] | str:
     except ValueError:
         raise SpecError(f"--lambda {text!r}: expected 'auto', a number >= 0, or one number per loss term "
                         "(e.g. 200,50)") from None
-    if not all(math.isfinite(value) and value >= 0 for value in values):
-        raise SpecError(f"--lambda {text!r}: every weight must be a finite number >= 0")
+    if not all(math.isfinite(value) and 0 <= value <= MAX_LAMBDA for value in values):
+        raise SpecError(f"--lambda {text!r}: every weight must be a number from 0 to {MAX_LAMBDA:g}")
     return values[0] if len(values) == 1 else values
 
 
@@ -175,8 +197,8 @@ def check_temperature(text: Any) -> float | str:
         value = float(text)
     except (TypeError, ValueError):
         raise SpecError(f"--temperature {text!r}: expected 'auto' or a number > 0") from None
-    if not (math.isfinite(value) and value > 0):
-        raise SpecError(f"--temperature {text!r}: expected 'auto' or a finite number > 0")
+    if not (math.isfinite(value) and 0 < value <= MAX_TEMPERATURE):
+        raise SpecError(f"--temperature {text!r}: expected 'auto' or a number > 0, at most {MAX_TEMPERATURE:g}")
     return value
 
 

@@ -50,6 +50,10 @@ def split_specs(text: str, option: str = "--degrade", what: str = "degradation",
     if not specs:
         raise SpecError(f"{option} {text!r}: no {what} given; expected one spec or more, comma-separated "
                         f"(e.g. {example})")
+    repeated = sorted({spec for spec in specs if specs.count(spec) > 1})
+    if repeated:
+        raise SpecError(f"{option} {text!r}: {', '.join(map(repr, repeated))} given more than once; each {what} "
+                        "is one column of results, so give it once")
     return specs
 
 
@@ -104,6 +108,9 @@ def parse_value(owner: str, param: Param, text: str) -> Any:
         value = param.parse(text)
     except (TypeError, ValueError) as error:
         raise SpecError(f"{owner}: bad value {text!r} for {param.name!r} ({error}); expected {describe(param)}") from None
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and "_" in text:
+        raise SpecError(f"{owner}: bad value {text!r} for {param.name!r}: a number with '_' in it is ambiguous "
+                        f"({text!r} would be read as {value!r}); expected {describe(param)}")
     if param.choices is not None and value not in param.choices:
         raise SpecError(f"{owner}: bad value {text!r} for {param.name!r}; expected {describe(param)}")
     return value

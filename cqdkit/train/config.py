@@ -16,6 +16,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -106,6 +108,60 @@ def option(name: str, default: Any = None, **kwargs: Any) -> Any:
 
 #: Seeds go to numpy's, torch's and Python's generators; 32 bits is what all of them take whole.
 MAX_SEED = 2**32
+#: The largest input side accepted (the paper's is 224): one 3 x 4096² float view is already 200 MB.
+MAX_IMAGE_SIZE = 4096
+#: The largest batch, epochs and DataLoader workers accepted: far beyond any real run, refused before allocating.
+MAX_BATCH_SIZE = 65536
+MAX_EPOCHS = 100_000
+MAX_WORKERS = 1024
+#: The most seeds a table, tune or comparison runs (each seed is a whole set of trainings).
+MAX_SEEDS = 1000
+#: A batch's x and z views (float32) may take at most this share of the machine's memory.
+BATCH_MEMORY_SHARE = 0.5
+
+
+def machine_memory() -> int | None:
+    """The machine's physical memory in bytes (None where the system does not say)."""
+    import os
+
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_type(name: str, value: Any, annotation: Any, where: str) -> Any:
+    """``value`` if it has the type of a setting annotated ``annotation`` (``bool``, ``int``, ``float``, ``str``,
+    ``dict``, ``list[float]``, unions of them, ``| None``); an ``int`` is a ``float`` too, never a ``bool``, and
+    a float must be finite. ``where`` says where the value came from, for the error.
+
+    Raises:
+        CqdkitError: ``<where>: <name> must be <expected>, got <value>``.
+    """
+    kinds = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)
+    for kind in kinds:
+        origin = typing.get_origin(kind) or kind
+        if origin is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            if math.isfinite(value):
+                return float(value) if isinstance(value, int) else value
+            continue
+        if origin is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if origin is list and isinstance(value, list) and all(
+                isinstance(item, (int, float)) and not isinstance(item, bool) and math.isfinite(item) for item in value):
+            return [float(item) for item in value]
+        if origin is dict and isinstance(value, dict) and all(
+                isinstance(item, (str, int, float, bool)) for item in value.values()):
+            return value
+        if origin in (bool, str, type(None)) and isinstance(value, origin):
+            return value
+    expected = " or ".join(_EXPECTED.get(typing.get_origin(kind) or kind, str(kind)) for kind in kinds)
+    raise CqdkitError(f"{where}: {name} must be {expected}, got {value!r}")
+
+
+#: How an error names what a setting's type expects.
+_EXPECTED = {bool: "true or false", int: "an integer", float: "a finite number", str: "a string",
+             dict: "a table of names to plain values", list: "a list of finite numbers", type(None): "null (unset)"}
 
 
 @dataclass
@@ -201,6 +257,9 @@ class RunConfig:
         Raises:
             CqdkitError: a value out of range, named by its command-line option.
         """
+        hints = typing.get_type_hints(RunConfig)
+        for setting in dataclasses.fields(self):
+            check_type(self.option_name(setting.name), getattr(self, setting.name), hints[setting.name], "settings")
         if self.method != AUTO and self.method not in METHODS:
             raise CqdkitError(f"unknown method {self.method!r}; expected one of {AUTO}, {', '.join(METHODS)}")
         if self.method != AUTO and self.teacher is not None and self.student is not None:
@@ -210,6 +269,13 @@ class RunConfig:
             value = getattr(self, name)
             if value is not None and value < least:
                 raise CqdkitError(f"{self.option_name(name)} must be at least {least}, got {value}")
+        maximum = {"epochs": MAX_EPOCHS, "batch_size": MAX_BATCH_SIZE, "image_size": MAX_IMAGE_SIZE,
+                   "workers": MAX_WORKERS}
+        for name, most in maximum.items():
+            value = getattr(self, name)
+            if value is not None and value > most:
+                raise CqdkitError(f"{self.option_name(name)} must be at most {most}, got {value}")
+        self._check_batch_memory()
         for name in ("seed", "student_seed"):
             value = getattr(self, name)
             if value is not None and not 0 <= value < MAX_SEED:
@@ -246,6 +312,19 @@ class RunConfig:
             raise CqdkitError(f"fold {self.fold} of {self.folds} folds; expected --folds 0 (a held-out fraction) "
                               "or at least 2, and 0 <= fold < folds")
         self.hardware()  # the device exists
+
+    def _check_batch_memory(self) -> None:
+        """Refuse a batch whose x and z views alone (float32) would take more than :data:`BATCH_MEMORY_SHARE` of
+        the machine's memory, before anything is allocated."""
+        memory = machine_memory()
+        if not (memory and self.batch_size and self.image_size):
+            return
+        needed = 2 * self.batch_size * 3 * self.image_size**2 * 4
+        if needed > BATCH_MEMORY_SHARE * memory:
+            raise CqdkitError(
+                f"--batch-size {self.batch_size} at --image-size {self.image_size}: one batch of x and z views takes "
+                f"{needed / 2**30:.1f} GiB, more than {BATCH_MEMORY_SHARE:.0%} of this machine's "
+                f"{memory / 2**30:.0f} GiB; lower --batch-size or --image-size")
 
     def optimization(self) -> Optimization:
         """The SGD settings of this (resolved) config."""
