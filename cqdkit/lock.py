@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import stat
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -52,9 +53,9 @@ def folder_lock(folder: Path, *, what: str = "output folder") -> Iterator[Path]:
 
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        handle = open(folder / LOCK_NAME, "a+", encoding="utf-8")
     except OSError as error:
         raise CqdkitError(f"cannot write to the {what} {folder}: {error.strerror or error}") from None
+    handle = _open_lock_file(folder / LOCK_NAME)
     try:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -97,6 +98,27 @@ def check_files_are_ours(folder: Path) -> None:
         if not isinstance(content, dict) or entry not in content:
             raise CqdkitError(f"{path} was not written by cqdkit, or is damaged (expected a JSON object with {entry!r}); cqdkit "
                               f"does not overwrite it: choose another --out")
+
+
+def _open_lock_file(path: Path):  # noqa: ANN202 (an open text file)
+    """Open (creating it if needed) the lock file, refusing anything but a regular file of its own: a link is
+    never followed (its target may be a user's file), and a FIFO or a folder in its place is named."""
+    try:
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o666)
+    except OSError as error:
+        if path.is_symlink():
+            problem = "is a symbolic link; cqdkit does not write through links"
+        elif path.is_dir():
+            problem = "is a folder, where cqdkit keeps the lock file of the folder"
+        else:
+            problem = f"cannot be opened for writing ({error.strerror or error})"
+        raise CqdkitError(f"{path} {problem}: remove it, or choose another --out") from None
+    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        os.close(descriptor)
+        raise CqdkitError(f"{path} is not a regular file (cqdkit keeps the lock file of the folder there): remove it, "
+                          "or choose another --out")
+    os.set_blocking(descriptor, True)
+    return os.fdopen(descriptor, "a+", encoding="utf-8")
 
 
 def _owner(handle) -> str:  # noqa: ANN001 (an open text file)

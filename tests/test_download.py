@@ -17,6 +17,7 @@ from cqdkit.models import load_weights
 from cqdkit.models import download as download_module
 from cqdkit.models.download import URL_ENV
 from cqdkit.models.pretrained import locate_pretrained, store_path
+from cqdkit.files import OWNED_LIST
 
 from .test_matconvnet import (AVERAGE, TINY_VGGM, TinyVggm, assert_matches_reference, random_weights, save_network,
                               tiny, vggm_layers)
@@ -84,7 +85,7 @@ def tiny_vggm(server, tmp_path, monkeypatch, register_plugin) -> list[dict]:
 
 def store_files() -> list[str]:
     folder = store_path("vggm").parent
-    return sorted(p.name for p in folder.iterdir() if p.name != ".cqdkit.lock") if folder.exists() else []
+    return sorted(p.name for p in folder.iterdir() if p.name not in (".cqdkit.lock", OWNED_LIST)) if folder.exists() else []
 
 
 def test_first_use_downloads_converts_and_records_the_sha256_and_the_second_use_does_not(server, tiny_vggm, caplog):

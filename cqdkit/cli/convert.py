@@ -24,10 +24,13 @@ def convert_weights(source: Path, arch: str, out: Path | None) -> None:
     normalisation it records (MatConvNet networks take 0..255 RGB minus an average image) is applied, and an
     average image that varies over the image is subtracted pixel by pixel by the network's input layer.
     """
+    from ..files import check_ours
     from ..models.matconvnet import convert_file
     from ..models.pretrained import store_path
 
     out = out or store_path(arch)
+    for path in (out, out.with_suffix(".json")):
+        check_ours(path)  # before the conversion: a user's file of either name stops it
     description = convert_file(source, arch, out)
     average = description["average_image"]
     size = "x".join(map(str, average["size"]))

@@ -11,7 +11,6 @@ Each returns the :class:`matplotlib.figure.Figure`; :func:`save_png` writes it.
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..files import atomic_write_bytes
+from ..files import atomic_save_figure
 
 DPI = 100
 
@@ -54,9 +53,7 @@ def new_figure(width: float, height: float, *, layout: str | None = "constrained
 
 def save_png(figure: Any, path: Path) -> None:
     """Write ``figure`` as a PNG, atomically."""
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=DPI)
-    atomic_write_bytes(Path(path), buffer.getvalue())
+    atomic_save_figure(figure, Path(path), dpi=DPI)
 
 
 def curves_figure(logs: dict[str, list[dict[str, Any]]], titles: dict[str, str]) -> Any:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..errors import CqdkitError
-from ..files import atomic_write_json, atomic_write_text
+from ..files import atomic_write_json, atomic_write_text, remove_ours
 from ..reporting import Reporter
 from .training import Training
 
@@ -200,7 +200,7 @@ class LocalProcesses:
             worker = self._start(next(s for s in range(self.slots) if s not in taken))
         spec = self.folder / f"{training.key}.json"
         for stale in (spec.with_suffix(".scores.json"), spec.with_suffix(".error.txt")):
-            stale.unlink(missing_ok=True)
+            remove_ours(stale)
         atomic_write_json(spec, {"name": training.name, "task": training.task, "arguments": training.arguments,
                                  "log": training.log, "threads": self.threads})
         worker.training, worker.spec, worker.began = training, spec, time.perf_counter()
@@ -238,7 +238,7 @@ class LocalProcesses:
         else:
             return None
         for path in (worker.spec, scores, error):
-            path.unlink(missing_ok=True)
+            remove_ours(path)
         worker.training = worker.spec = None
         return finished
 

@@ -23,7 +23,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from ..errors import TrainingError
-from ..files import atomic_save_tensors, atomic_write_json, sha256
+from ..files import atomic_save_tensors, atomic_write_json, remove_ours, sha256
 
 log = logging.getLogger(__name__)
 
@@ -140,8 +140,8 @@ def keep_final_only(directory: Path) -> None:
 def _prune(directory: Path, keep: int) -> None:
     states = sorted(directory.glob("epoch-*.json"))
     for old in states[:-keep]:
-        old.unlink(missing_ok=True)
-        old.with_suffix(".safetensors").unlink(missing_ok=True)
+        remove_ours(old)
+        remove_ours(old.with_suffix(".safetensors"))
 
 
 def load_checkpoint(directory: Path) -> TrainingState | None:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SpecError
-from ..files import atomic_write_bytes, atomic_write_json
+from ..files import atomic_save_figure, atomic_write_bytes, atomic_write_json
 from ..lock import folder_lock
 from ..reporting import Reporter, reporting_into
 from ..sweep import SweepSettings, Training, run_sweep
@@ -216,7 +216,7 @@ def heatmap(path: Path, result: dict[str, Any]) -> None:
     figure.colorbar(image, ax=axis, label="points")
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
+    atomic_save_figure(figure, path, dpi=110)
     plt.close(figure)
 
 

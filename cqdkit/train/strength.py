@@ -38,24 +38,21 @@ import hashlib
 import itertools
 import json
 import math
-import os
-import shutil
 import statistics
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import CqdkitError, SpecError, TrainingError
-from ..files import TEMPORARY_SUFFIX, atomic_write_json
+from ..files import atomic_link, atomic_write_json
 from ..losses.spec import LAMBDA, TEMPERATURE, TermSpec, loss_text, search_space
 from .config import MAX_SEED
 from .distributed import barrier, is_main_process
 from .methods import Method
 
 if TYPE_CHECKING:
-    from .experiment import Experiment, TrainedModel
+    from .experiment import Experiment
 
 #: What the choice compares (lower is better), as ``cqdkit tune``: calibrated NLL of the validation z views.
 SCORE = "val_z_calibrated_nll"
@@ -158,8 +155,6 @@ def _search(experiment: Experiment, method: Method, plan: SearchPlan) -> dict[st
     cfg = experiment.config
     reporter = experiment.reporter
     given = experiment.given_terms(method)
-    fixed = [term for term in given if term.complete()]
-    searched = [term for term in given if not term.complete()]
     reporter.message(f"choosing the distillation strength of {method.title} on {cfg.degrade} on the validation "
                      f"split ({len(experiment.val_set)} images): every candidate trained once, the best "
                      f"{plan.finalists} and lambda = 0 again with {plan.replicates - 1} more student seed(s)")
@@ -305,7 +300,7 @@ class _Search:
             for path in sorted(source.iterdir()):
                 if path.is_file() and (path.name.startswith("epoch-") or path.name in ("latest.json", "log.jsonl",
                                                                                       "precision.json")):
-                    _link(path, target / path.name)
+                    atomic_link(path, target / path.name)
         barrier()
 
 
@@ -473,19 +468,3 @@ def _digest(value: Any) -> str:
 
 def _std(values: list[float]) -> float:
     return statistics.stdev(values) if len(values) > 1 else 0.0
-
-
-def _link(source: Path, target: Path) -> None:
-    """``target`` as a hard link to ``source`` (a copy where links are not possible), replacing it atomically."""
-    handle, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=TEMPORARY_SUFFIX)
-    os.close(handle)
-    temporary = Path(name)
-    try:
-        temporary.unlink()
-        try:
-            os.link(source, temporary)
-        except OSError:
-            shutil.copy2(source, temporary)
-        os.replace(temporary, target)
-    finally:
-        temporary.unlink(missing_ok=True)
