@@ -51,6 +51,9 @@ from .tune import tuned_values
 from .teacher import FrozenTeacher, compute_features, feature_bytes, teacher_features, teacher_logits
 
 
+#: The file in each model's folder recording what determines the model (:meth:`Experiment.model_settings`).
+SETTINGS_FILE = "settings.json"
+
 #: LSUV (``--init``) scales each layer on this many training images (the paper's mini-batch size).
 LSUV_IMAGES = 64
 
@@ -111,6 +114,11 @@ class Experiment:
         cfg = config.resolved()
         self.directory = Path(directory)
         self.resume = resume
+        #: Whether a model's settings may differ from those it was started with (``--resume`` with an option
+        #: that may change on resume, recorded in ``config.json``).
+        self.settings_may_differ = False
+        #: The settings changed on resume so far (:func:`cqdkit.train.run.changes_on_resume`).
+        self.changed_on_resume: list[dict[str, Any]] = []
         self.trained_here: set[Path] = set()  # folders this experiment (and its siblings) trained into: resumable
         self.reporter = reporter if reporter is not None else Reporter.default()
         self.manager = manager or get_plugin_manager()
@@ -271,6 +279,7 @@ class Experiment:
                 "skipped": self.data.problems,
             },
             "plugins": self.plugins(),
+            **({"changed_on_resume": self.changed_on_resume} if self.changed_on_resume else {}),
             "environment": {
                 "cqdkit": __version__,
                 "torch": torch.__version__,
@@ -420,6 +429,9 @@ class Experiment:
         if method.from_teacher and teacher is not None:
             model.load_state_dict(teacher.model.state_dict())
             normalizer = teacher.normalizer  # the input its weights expect (e.g. converted MatConvNet ones)
+        self.check_settings(method.name)
+        if is_main_process():
+            atomic_write_json(directory / SETTINGS_FILE, self.model_settings(method))
         hardware = self._hardware_for(method, model, normalizer, directory)
         dataset = self.distill_set if method.distill else self.train_set
         result = fit(
@@ -470,6 +482,55 @@ class Experiment:
             "pipeline": self.maker.describe(),
             "average_image": _average_image(trained.model),
         })
+
+    def model_settings(self, method: Method) -> dict[str, Any]:
+        """Everything that determines ``method``'s trained model: its data and views, architecture, starting
+        weights, optimization, distillation terms and teacher. Written as ``settings.json`` in its folder; a
+        model trained (or started) with other settings is never reused as if trained with these."""
+        cfg = self.config
+        dataset = self.distill_set if method.distill else self.train_set
+        settings: dict[str, Any] = {
+            "method": method.name,
+            "data": self.x_pipeline(dataset),
+            "views": self.maker.describe(),
+            "architecture": method.architecture(cfg.teacher, cfg.student),
+            "in_chans": self.in_chans(method),
+            "initial_weights": self.initial_weights[method.role],
+            "optimization": dataclasses.asdict(self.optimization(method)),
+            "precision": self.precision(),
+        }
+        if method.needs_teacher:
+            settings["teacher"] = self.teacher_key()
+        if method.distill:
+            settings["distillation"] = [spec.text() for spec in self.term_specs(method)]
+        return json.loads(json.dumps(settings, default=str))  # as it reads back from the file
+
+    def check_settings(self, method_name: str) -> None:
+        """Refuse to continue or reuse a model of ``method_name`` already in its folder that was trained with
+        other settings (see :meth:`model_settings`), unless this is a ``--resume`` that changed settings on
+        purpose (:attr:`settings_may_differ`). Writes nothing.
+
+        Raises:
+            CqdkitError: naming the folder and the settings that differ.
+        """
+        method = get_method(method_name)
+        directory = self.teacher_directory if method.name == "a" else self.directory / method.name
+        record = directory / SETTINGS_FILE
+        started = (directory / "latest.json").exists() or (directory / "model.safetensors").exists()
+        if not started or not record.exists() or self.settings_may_differ:
+            return
+        try:
+            previous = json.loads(record.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise CqdkitError(f"{record} cannot be read ({error}); cqdkit cannot tell what the model in "
+                              f"{directory} was trained with: choose another --out") from None
+        settings = self.model_settings(method)
+        differing = sorted(key for key in {**settings, **previous} if settings.get(key) != previous.get(key))
+        if differing:
+            raise CqdkitError(
+                f"{directory} holds a {method.title} model trained with other settings (its {', '.join(differing)} "
+                f"differ{'s' if len(differing) == 1 else ''} from this command's: see {record}); cqdkit does not "
+                "present it as trained with these. Choose another --out, or give the settings it was trained with")
 
     def optimization(self, method: Method) -> Optimization:
         """The SGD settings of ``method``: the run's, with the students' data order from ``--student-seed``."""

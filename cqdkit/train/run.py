@@ -11,6 +11,7 @@ A run is a directory::
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from datetime import datetime
 from pathlib import Path
@@ -33,6 +34,8 @@ def default_run_directory(config: RunConfig) -> Path:
 #: What ``--resume`` may change: where and how to compute, what the NaN message advises to lower, and the
 #: budget (a started run keeps its input size).
 RESUME_CHANGEABLE = frozenset({"device", "workers", "amp", "compile", "lr", "lr_end", "lam", "budget"})
+#: Those of them that change the models still to be trained (recorded as ``changed_on_resume`` in config.json).
+CHANGES_WHAT_TRAINS = frozenset({"amp", "lr", "lr_end", "lam"})
 
 
 def prepare_directory(directory: Path, config: RunConfig, *, resume: bool,
@@ -48,6 +51,9 @@ def prepare_directory(directory: Path, config: RunConfig, *, resume: bool,
             run; or ``changes`` that differ from the saved run (named by their command-line options).
     """
     saved = directory / "config.json"
+    if not saved.exists() and (has_started(directory) or (directory / "results.json").exists()):
+        raise CqdkitError(f"{directory} holds a run's models or results but no config.json, so cqdkit cannot tell "
+                          "what they were trained with and does not replace them: choose another --out")
     if not resume:
         if saved.exists() and has_started(directory):
             raise CqdkitError(f"{directory} already holds a run; pass --resume to continue it or choose another --out")
@@ -63,11 +69,31 @@ def prepare_directory(directory: Path, config: RunConfig, *, resume: bool,
         raise CqdkitError(f"--resume continues the run in {directory} with its settings; these options differ: "
                           f"{shown}. Drop them, or start a new run in another --out")
     allowed = {name: value for name, value in (changes or {}).items() if name in RESUME_CHANGEABLE}
+    retraining = sorted(name for name, value in allowed.items()
+                        if name in CHANGES_WHAT_TRAINS and getattr(previous, name) != value)
+    if retraining and (directory / "results.json").exists():
+        shown = ", ".join(f"{RunConfig.option_name(name)} {allowed[name]!r}" for name in retraining)
+        raise CqdkitError(f"--resume: the run in {directory} has finished, so {shown} would train nothing and only "
+                          "describe its models wrongly. Start a new run in another --out")
     if previous.lam == "auto" and allowed.get("lam", "auto") != "auto":
         raise CqdkitError(f"--resume: the run in {directory} chose its distillation strength on validation (--lambda "
                           f"auto), and its student was chosen with it; --lambda {allowed['lam']} would describe another "
                           "student. Drop --lambda, or start a new run in another --out")
     return dataclasses.replace(previous, **allowed)
+
+
+def changes_on_resume(directory: Path, config: RunConfig) -> list[dict[str, Any]]:
+    """The run's record of the settings changed on resume, with this resume's changes (:data:`CHANGES_WHAT_TRAINS`)
+    added: each names the option, both values and the models that had finished with the old value."""
+    saved = json.loads((directory / "config.json").read_text(encoding="utf-8"))
+    previous = RunConfig.load(directory / "config.json")
+    history = list(saved.get("changed_on_resume", []))
+    finished = sorted(path.parent.name for path in directory.glob("*/model.safetensors"))
+    for name in sorted(CHANGES_WHAT_TRAINS):
+        if getattr(previous, name) != getattr(config, name):
+            history.append({"option": RunConfig.option_name(name), "was": getattr(previous, name),
+                            "now": getattr(config, name), "finished_before": finished})
+    return history
 
 
 def has_started(directory: Path) -> bool:
@@ -89,11 +115,13 @@ def run(config: RunConfig, *, resume: bool = False, changes: dict[str, Any] | No
     with folder_lock(directory, what="run folder"):
         reporter.message(f"run folder: {directory}")
         config = prepare_directory(directory, config, resume=resume, changes=changes)
+        changed = changes_on_resume(directory, config) if resume else []
         with reporting_into(reporter, directory, tensorboard=config.tensorboard) as reporter:
-            return _run(config, directory, resume=resume, reporter=reporter)
+            return _run(config, directory, resume=resume, changed=changed, reporter=reporter)
 
 
-def _run(config: RunConfig, directory: Path, *, resume: bool, reporter: Reporter) -> dict[str, Any]:
+def _run(config: RunConfig, directory: Path, *, resume: bool, changed: list[dict[str, Any]],
+         reporter: Reporter) -> dict[str, Any]:
     from .experiment import Experiment
     from .probe import estimate_training
 
@@ -102,6 +130,8 @@ def _run(config: RunConfig, directory: Path, *, resume: bool, reporter: Reporter
     with setup(config.device) as device:
         config.device = device
         experiment = Experiment(config, directory, resume=resume, reporter=reporter)
+        experiment.changed_on_resume = changed
+        experiment.settings_may_differ = bool(changed)
         rank, processes = world()
         method = experiment.method
         names = ["a", method.name]
@@ -136,6 +166,7 @@ def _run(config: RunConfig, directory: Path, *, resume: bool, reporter: Reporter
             "out": str(directory),
             "distillation": experiment.distillation(),
             "wall_seconds": time.perf_counter() - began,
+            **({"changed_on_resume": changed} if changed else {}),
         }
         if "b" in models and method.name != "b":
             results["baseline"] = "b"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import io
 import math
 import statistics
@@ -37,8 +38,17 @@ GAP_ROW = "gap closed by A+CQD"
 
 
 def slug(spec: str) -> str:
-    """A folder name for a degradation spec."""
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in spec)
+    """A folder name for a degradation spec, one per spec: its letters, digits and dashes, with the others
+    made ``_`` and, when that changed anything, a short hash of the spec, so that specs that differ only there
+    (``tps:sigma=1.5``, ``tps:sigma=1_5``) never share a folder.
+
+        >>> slug("gray"), slug("tps:sigma=1.5")
+        ('gray', 'tps_sigma_1_5-d26e18')
+    """
+    readable = "".join(c if c.isalnum() or c == "-" else "_" for c in spec)
+    if readable == spec:
+        return spec
+    return f"{readable}-{hashlib.sha256(spec.encode('utf-8', 'surrogateescape')).hexdigest()[:6]}"
 
 
 def run_table(
