@@ -19,7 +19,6 @@ routes every image to the expert for its predicted quality in the same forward c
 from __future__ import annotations
 
 import json
-import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,17 +71,13 @@ def load_trained(path: Path) -> Exportable:
     """Rebuild a model saved by a run (``model.safetensors`` + ``model.json``) behind its normalisation."""
     from .models import create_backbone
     from .models.weights import read_state_dict
+    from .report.schema import check_class_names, check_model_description
 
     json_path = path.with_suffix(".json")
-    description = _read_json(json_path)
-    try:
-        architecture = description["architecture"]
-        num_classes, in_chans = int(description["num_classes"]), int(description.get("in_chans", 3))
-        size = int(description["image_size"])
-    except (KeyError, TypeError, ValueError) as error:
-        raise DataError(f"{json_path}: not a cqdkit model description ({error!r} missing or bad)")
-    mean = _per_channel(description, "mean", in_chans, json_path, positive=False)
-    std = _per_channel(description, "std", in_chans, json_path, positive=True)
+    description = check_model_description(json_path, _read_json(json_path), names=False)
+    architecture, num_classes = description["architecture"], description["num_classes"]
+    in_chans, size = description.get("in_chans") or 3, description["image_size"]
+    mean, std = [float(v) for v in description["mean"]], [float(v) for v in description["std"]]
     backbone = create_backbone(architecture, num_classes=num_classes, in_chans=in_chans)
     state = read_state_dict(path)
     try:
@@ -91,6 +86,7 @@ def load_trained(path: Path) -> Exportable:
         details = " ".join(str(error).split())  # torch's message has a line per tensor
         raise DataError(f"{path}: the weights do not fit a {architecture} with {num_classes} classes and "
                         f"{in_chans} channels, as {json_path.name} says (num_classes, in_chans): {details}")
+    check_class_names(json_path, description)  # after the weights: a wrong num_classes is named as such
     module = Classifier(backbone, mean, std).eval()
     return Exportable(module, (in_chans, size, size), {
         "kind": "classifier",
@@ -106,10 +102,13 @@ def find_model(run_dir: Path, model: str | None = None) -> Path:
     if model is None and (run_dir / "router.safetensors").exists():
         return run_dir / "router.safetensors"
     if model is None:
+        from .report.schema import check_results
+
         results = _read_json(run_dir / "results.json")
-        model = results.get("method")
-        if not isinstance(model, str):
+        if "method" not in results:
             raise DataError(f"{run_dir / 'results.json'}: no 'method' entry; pass the model to export")
+        check_results(run_dir / "results.json", results)
+        model = results["method"]
     path = run_dir / model / "model.safetensors"
     if not path.exists():
         available = sorted(p.parent.name for p in run_dir.glob("*/model.safetensors"))
@@ -122,8 +121,10 @@ def find_model(run_dir: Path, model: str | None = None) -> Path:
 def load_exportable(path: Path) -> Exportable:
     """A run's model or a multires router, from its weights file."""
     if path.name == "router.safetensors":
+        from .report.schema import check_router_description
         from .routing.router import QualityRouter
 
+        check_router_description(path.with_suffix(".json"), _read_json(path.with_suffix(".json")))
         router = QualityRouter.load(path).eval()
         size = router.image_size
         return Exportable(router, (3, size, size), {
@@ -250,19 +251,6 @@ def _check(path: Path, format: str, module: nn.Module, input_shape: tuple[int, i
         session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         actual = torch.from_numpy(session.run(None, {"images": images.numpy()})[0])
     return float((actual - expected).abs().max())
-
-
-def _per_channel(description: dict[str, Any], key: str, channels: int, json_path: Path, *,
-                 positive: bool) -> list[float]:
-    """``description[key]``: one finite number per input channel (above 0 where ``positive``)."""
-    values = description.get(key)
-    if (isinstance(values, list) and len(values) == channels
-            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
-            and not (positive and min(values) <= 0)):
-        return [float(v) for v in values]
-    expected = "finite numbers above 0" if positive else "finite numbers"
-    raise DataError(f"{json_path}: field {key} must be a list of {channels} {expected} (one per channel), "
-                    f"got {values!r:.80}")
 
 
 def _read_json(path: Path) -> dict[str, Any]:

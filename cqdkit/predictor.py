@@ -153,14 +153,14 @@ class Predictor:
             raise CqdkitError(f"{run_dir} is a multires run; load one of its experts (model='<quality>/<method>')")
         exportable = load_trained(path)
         description = exportable.description
-        saved = _read_model_json(path.with_suffix(".json"))
-        pipeline = saved.get("pipeline") or {}
-        try:
-            maker = PairMaker(str(pipeline["spec"]), size=int(pipeline["size"]), crop=bool(pipeline["crop"]))
-        except (KeyError, TypeError, ValueError) as error:
-            raise DataError(f"{path.with_suffix('.json')}: no usable 'pipeline' record ({error!r})") from None
+        saved = _read_model_json(path.with_suffix(".json"))  # checked by load_trained
+        pipeline = saved.get("pipeline")
+        if not isinstance(pipeline, dict):
+            raise DataError(f"{path.with_suffix('.json')}: field pipeline must be the degradation pipeline the "
+                            f"model was trained with (spec, size, crop), got {json.dumps(pipeline)[:80]}")
+        maker = PairMaker(pipeline["spec"], size=pipeline["size"], crop=pipeline["crop"])
         classifier = exportable.module
-        return cls(classifier.backbone, classifier.normalizer, maker, description.get("classes") or [],
+        return cls(classifier.backbone, classifier.normalizer, maker, description["classes"],
                    in_chans=exportable.input_shape[0], reporter=reporter)
 
 

@@ -3,7 +3,8 @@
 A run folder holds ``config.json`` (the settings), ``results.json`` (every model's test accuracy, the gain
 over B, the distillation strength) and one sub-folder per model (``a/``, ``b/``, ``<method>/``) with its
 ``log.jsonl`` (one line per epoch) and ``model.safetensors`` + ``model.json``. A table folder holds
-``table.json`` (every cell, per seed, and the settings of each degradation). Nothing here imports torch.
+``table.json`` (every cell, per seed, and the settings of each degradation). Every file is checked when read
+(:mod:`.schema`): a report is never built on a file that is not what cqdkit writes. Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
+from .schema import check_config, check_log, check_model_description, check_results, check_table
 
 #: The order of models in a report: the teacher, then the students from the baseline to the distilled ones.
 MODEL_ORDER = ("a", "b", "a-b", "cqd", "a-cqd")
@@ -57,11 +59,9 @@ class RunFolder:
         """Class names by index, from a saved model's description (``model.json``)."""
         for name in self.models:
             description = self.path / name / "model.json"
-            if description.exists():
-                classes = read_json(description).get("classes")
-                if isinstance(classes, list):
-                    return [str(c) for c in classes]
-        count = int(self.config.get("dataset", {}).get("classes", 0))
+            if description.is_file():
+                return list(read_model_description(description)["classes"])
+        count = (self.config.get("dataset") or {}).get("classes") or 0
         return [f"class {index}" for index in range(count)]
 
     def weights(self, method: str) -> Path:
@@ -90,7 +90,7 @@ def read_folder(path: str | Path) -> RunFolder | TableFolder:
         raise DataError(f"{path}: no such folder; expected a cqdkit run or table folder")
     if (path / "table.json").is_file():
         table = read_json(path / "table.json")
-        _require(table, ("rows", "degradations", "seeds", "table"), path / "table.json")
+        check_table(path / "table.json", table)
         return TableFolder(path, table)
     if (path / "config.json").is_file() and not (path / "results.json").is_file():
         raise DataError(f"{path}: no results.json: the run has not finished "
@@ -98,14 +98,37 @@ def read_folder(path: str | Path) -> RunFolder | TableFolder:
     if not (path / "results.json").is_file():
         raise DataError(f"{path}: not a cqdkit run folder (config.json, results.json) or table folder (table.json)")
     config, results = read_json(path / "config.json"), read_json(path / "results.json")
-    _require(results, ("models", "method"), path / "results.json")
-    models = results["models"]
-    if not isinstance(models, dict) or not all(isinstance(scores, dict) for scores in models.values()):
-        raise DataError(f"{path / 'results.json'}: field models must be an object of each model's scores, "
-                        f"got {json.dumps(models)[:80]}")
+    check_results(path / "results.json", results)
+    check_config(path / "config.json", config)
     logs = {name: read_log(path / name / "log.jsonl") for name in results["models"]
             if (path / name / "log.jsonl").is_file()}
+    check_classes(path, config, list(results["models"]))
     return RunFolder(path, config, results, logs)
+
+
+def read_model_description(path: Path) -> dict[str, Any]:
+    """A saved model's ``model.json``, checked (:func:`~.schema.check_model_description`)."""
+    return check_model_description(path, read_json(path))
+
+
+def check_classes(path: Path, config: dict[str, Any], models: list[str]) -> None:
+    """Every saved model's ``model.json`` of the run is sound, all name the same classes in the same order, and
+    as many as the dataset has (``config.json``'s ``dataset.classes``)."""
+    first: tuple[Path, list[str]] | None = None
+    for name in models:
+        description = path / name / "model.json"
+        if not description.is_file():
+            continue
+        classes = read_model_description(description)["classes"]
+        if first is None:
+            first = (description, classes)
+        elif classes != first[1]:
+            raise DataError(f"{description}: field classes must be the classes of {first[0]} (the same run), got "
+                            f"{json.dumps(classes)[:80]}")
+    count = (config.get("dataset") or {}).get("classes")
+    if first is not None and count is not None and count != len(first[1]):
+        raise DataError(f"{path / 'config.json'}: field dataset.classes must be {len(first[1])}, the number of class "
+                        f"names in {first[0]}, got {count}")
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -136,10 +159,5 @@ def read_log(path: Path) -> list[dict[str, Any]]:
         if not isinstance(epoch, dict) or "epoch" not in epoch:
             raise DataError(f"{path} line {number}: expected an object with 'epoch', got {line[:80]!r}")
         epochs.append(epoch)
+    check_log(path, epochs)
     return epochs
-
-
-def _require(payload: dict[str, Any], keys: tuple[str, ...], path: Path) -> None:
-    missing = [key for key in keys if key not in payload]
-    if missing:
-        raise DataError(f"{path}: missing {', '.join(missing)}; not written by this version of cqdkit?")
