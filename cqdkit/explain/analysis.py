@@ -25,7 +25,7 @@ from ..lock import folder_lock
 from ..reporting import Reporter
 from ..train.methods import get_method
 from .confusion import confusion_matrix, top_reductions
-from .report import Explanation, write_report
+from .report import Explanation, check_report_files, write_report
 from .saliency import saliency
 from .tau import box_fraction
 
@@ -51,11 +51,14 @@ def explain_run(
     """
     reporter = reporter or Reporter.silent()
     run_dir = Path(run_dir)
+    check_report_files(Path(out) if out else run_dir / "explain")  # before any training: a user's file stops it
+    check_run_files(run_dir)
     with folder_lock(run_dir, what="run folder"):  # models missing from the run are trained into it
         return _explain(run_dir, images=images, examples=examples, out=out, reporter=reporter)
 
 
 def _explain(run_dir: Path, *, images: int, examples: int, out: Path | None, reporter: Reporter) -> dict[str, Any]:
+    from ..report.folder import read_model_description
     from ..train.config import RunConfig
     from ..train.evaluate import predict
     from ..train.experiment import Experiment
@@ -64,6 +67,9 @@ def _explain(run_dir: Path, *, images: int, examples: int, out: Path | None, rep
     experiment = Experiment(config, run_dir, resume=True, reporter=reporter)
     config = experiment.config
     methods = (get_method("b"), experiment.distilled_method())
+    for method in methods:  # a saved model is read back as its model.json says
+        if (run_dir / method.name / "model.json").is_file():
+            read_model_description(run_dir / method.name / "model.json")
     trained = []
     for method in methods:
         if (run_dir / method.name / "model.safetensors").exists():
@@ -120,6 +126,19 @@ def _explain(run_dir: Path, *, images: int, examples: int, out: Path | None, rep
         with folder_lock(target, what="explain folder"):
             files = write_report(target, explanation)
     return {"summary": explanation.summary(), "files": files}
+
+
+def check_run_files(run_dir: Path) -> None:
+    """The run's ``config.json`` (when there is one) is what cqdkit writes (:func:`cqdkit.report.schema.check_config`).
+
+    Raises:
+        DataError: naming the file, the field, the value and what was expected.
+    """
+    from ..report.folder import read_json
+    from ..report.schema import check_config
+
+    if (run_dir / "config.json").is_file():
+        check_config(run_dir / "config.json", read_json(run_dir / "config.json"))
 
 
 def _choose(total: int, wanted: int, seed: int) -> np.ndarray:

@@ -25,8 +25,12 @@ from typing import Any
 
 import numpy as np
 
-from ..files import atomic_write_text
+from ..errors import CqdkitError
+from ..files import atomic_write_text, check_ours
 from .confusion import PairReduction
+
+#: Every file :func:`write_report` may write into its folder.
+REPORT_FILES = ("saliency.png", "tau.png", "confusions.png", "report.json", "report.md", "report.html")
 
 #: What tau measures, as stated in every report.
 TAU_DEFINITION = (
@@ -128,8 +132,13 @@ def _json_safe(value: Any) -> Any:
 
 
 def write_report(out: Path, explanation: Explanation) -> dict[str, Path]:
-    """Write the figures and the three reports into ``out``; returns their paths by name."""
+    """Write the figures and the three reports into ``out``; returns their paths by name.
+
+    Raises:
+        CqdkitError: ``out`` holds a file of the report's names that cqdkit did not write (nothing is written).
+    """
     out = Path(out)
+    check_report_files(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"saliency": out / "saliency.png"}
     saliency_figure(paths["saliency"], explanation)
@@ -149,6 +158,20 @@ def write_report(out: Path, explanation: Explanation) -> dict[str, Path]:
     paths["html"] = out / "report.html"
     atomic_write_text(paths["html"], _html(blocks, title=f"cqdkit explain: {explanation.run}"))
     return paths
+
+
+def check_report_files(out: Path) -> None:
+    """Stop before anything is computed or written when ``out`` is not a folder, or holds a file of
+    :data:`REPORT_FILES` that cqdkit did not write (:func:`cqdkit.files.check_ours`).
+
+    Raises:
+        CqdkitError: naming the path.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise CqdkitError(f"{out} is a file; expected the folder to write the explanation into (--out FOLDER)")
+    for name in REPORT_FILES:
+        check_ours(out / name)
 
 
 # -- figures ------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from ..errors import CqdkitError
-from ..files import atomic_write_text
+from ..files import atomic_write_text, check_ours
 from ..images import write_png
 from ..reporting import Reporter
 from .folder import RunFolder, TableFolder, read_folder
@@ -35,11 +35,16 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, *, examples
     (a few seconds on the embedded dataset); when the dataset or a plugin the run used is missing here, the
     examples and the per-class accuracy are left out with a note, and the rest is written.
 
+    Nothing is written before every file the report may write has been checked to be free: absent, or written
+    by cqdkit (:func:`cqdkit.files.check_ours`); a user's ``index.html`` in ``out`` stops it up front.
+
     Raises:
         DataError: ``run_dir`` is not a finished run folder or a table folder, or its files cannot be read.
+        CqdkitError: ``out`` holds a file of the report's names that cqdkit did not write.
     """
     folder = read_folder(run_dir)
     out = Path(out) if out is not None else Path(run_dir) / "report"
+    check_outputs(out, planned_files(folder, examples))
     out.mkdir(parents=True, exist_ok=True)
     if isinstance(folder, TableFolder):
         text = _table_report(folder, out)
@@ -48,6 +53,29 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, *, examples
     index = out / "index.html"
     atomic_write_text(index, text)
     return index
+
+
+def planned_files(folder: RunFolder | TableFolder, examples: int) -> list[str]:
+    """Every file a report of ``folder`` may write, relative to its folder (the examples and per-class figure
+    only when the test split can be rebuilt, which is known later: they are checked all the same)."""
+    if isinstance(folder, TableFolder):
+        return ["index.html", "table.png"]
+    names = ["index.html", "curves.png", "per-class.png"]
+    return names + [f"examples/{view}-{number:02d}.png" for number in range(examples) for view in ("x", "z")]
+
+
+def check_outputs(out: Path, names: list[str]) -> None:
+    """Stop before writing anything when ``out`` (or a file of ``names`` in it) is not cqdkit's to write.
+
+    Raises:
+        CqdkitError: naming the first such path.
+    """
+    for folder in sorted({out} | {(out / name).parent for name in names}):
+        if folder.exists() and not folder.is_dir():
+            raise CqdkitError(f"{folder} is a file that cqdkit did not write; expected a folder to write the report "
+                              "into: move it away or choose another --out")
+    for name in names:
+        check_ours(out / name)
 
 
 def _relative(path: Path, out: Path) -> str:
@@ -76,7 +104,8 @@ def _run_report(folder: RunFolder, out: Path, examples: int, reporter: Reporter)
             accuracies = {m: predictions.per_class(m) for m in predictions.predicted}
             save_png(per_class_figure(predictions.classes, accuracies, titles), out / "per-class.png")
             per_class = "per-class.png"
-        (out / "examples").mkdir(exist_ok=True)
+        if predictions.examples:
+            (out / "examples").mkdir(exist_ok=True)
         for number, example in enumerate(predictions.examples):
             names = (f"examples/x-{number:02d}.png", f"examples/z-{number:02d}.png")
             for name, image in zip(names, (example.x, example.z)):
