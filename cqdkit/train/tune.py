@@ -79,6 +79,47 @@ def run_tune(
     finishes, so a rerun trains only what is missing.
     """
     out = Path(out)
+    asked = methods
+    methods, temperatures, lambdas = check_grid(base, methods, seeds, temperatures, lambdas)
+    sweep.check()
+    with folder_lock(out), reporting_into(reporter, out, tensorboard=base.tensorboard) as reporter:
+        for method in dict.fromkeys(asked):
+            if method not in methods:
+                reporter.message(f"--method {method}: not tuned: {METHODS[method].unavailable(**_architectures(base))}")
+        return _run_tune(base, degradations, out, methods=methods, seeds=seeds, temperatures=temperatures,
+                         lambdas=lambdas, prune=prune, sweep=sweep, reporter=reporter)
+
+
+def _architectures(base: RunConfig) -> dict[str, Any]:
+    resolved = base.resolved()
+    return {"teacher": resolved.teacher, "student": resolved.student}
+
+
+def check_grid(base: RunConfig, methods: tuple[str, ...], seeds: tuple[int, ...], temperatures: tuple[float, ...],
+               lambdas: tuple[float, ...]) -> tuple[tuple[str, ...], tuple[float, ...], tuple[float, ...]]:
+    """Check a tune's settings before anything is written or trained; returns the methods, temperatures and
+    lambdas each once (in order; the lambdas sorted, 0 included).
+
+    Raises:
+        CqdkitError: no validation split to choose on (``--val-fraction 0`` without ``--folds``), a method that is
+            not distilled or that these architectures do not allow, no seed, or a grid value out of range, named
+            by its option.
+    """
+    from .config import MAX_SEED
+
+    if not methods:
+        raise CqdkitError("--method: no method to tune; expected cqd and/or a-cqd")
+    for method in methods:
+        if method not in METHODS or not METHODS[method].distill:
+            distilled = ", ".join(name for name, m in METHODS.items() if m.distill)
+            raise CqdkitError(f"--method: {method!r} is not a distilled method; expected {distilled}")
+    if not seeds:
+        raise CqdkitError("--seeds: no seed; expected at least 1")
+    for seed in seeds:
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < MAX_SEED:
+            raise CqdkitError(f"--seeds: seed {seed!r} is not an integer in [0, 2**32)")
+    if len(set(seeds)) != len(seeds):
+        raise CqdkitError(f"--seeds: {', '.join(map(str, seeds))} repeats a seed; expected each seed once")
     for value in temperatures:
         if not (math.isfinite(value) and value > 0):
             raise CqdkitError(f"--temperatures: {value} is not a temperature; expected finite numbers > 0")
@@ -90,10 +131,18 @@ def run_tune(
     if not any(value > 0 for value in lambdas):
         raise CqdkitError(f"--lambdas: no lambda > 0 in {', '.join(f'{v:g}' for v in lambdas) or 'the grid'}; "
                           "nothing to tune (0, the method without distillation, is always included)")
-    sweep.check()
-    with folder_lock(out), reporting_into(reporter, out, tensorboard=base.tensorboard) as reporter:
-        return _run_tune(base, degradations, out, methods=methods, seeds=seeds, temperatures=temperatures,
-                         lambdas=tuple(sorted(set(lambdas) | {0.0})), prune=prune, sweep=sweep, reporter=reporter)
+    if base.folds == 0 and base.val_fraction == 0:
+        raise CqdkitError("--val-fraction 0: tune chooses T and lambda on the validation split, so it needs one; "
+                          "give --val-fraction above 0 (e.g. 0.1) or --folds K")
+    resolved = base.resolved()
+    reasons = {method: METHODS[method].unavailable(teacher=resolved.teacher, student=resolved.student)
+               for method in methods}
+    if all(reasons.values()):  # nothing would be tuned
+        raise CqdkitError(f"--method {','.join(dict.fromkeys(methods))}: nothing to tune with --teacher "
+                          f"{resolved.teacher} and --student {resolved.student}: "
+                          + "; ".join(dict.fromkeys(str(reason) for reason in reasons.values())))
+    return (tuple(method for method in dict.fromkeys(methods) if not reasons[method]),
+            tuple(dict.fromkeys(float(t) for t in temperatures)), tuple(sorted(set(lambdas) | {0.0})))
 
 
 @dataclass(frozen=True)
@@ -126,8 +175,12 @@ def tune_trainings(base: RunConfig, degradations: list[str], out: Path, *, metho
             where = f"{slug(degradation)}/{replicate.name}"
             plain = Experiment(config, replicate, teacher_root=Path(teachers), reporter=Reporter.silent())
             trained = [m for m in methods if plain.can_train(m)]
-            if not trained:
-                continue
+            if not trained:  # e.g. a-cqd alone, with a teacher that sees privileged channels
+                reasons = {get_method(m).unavailable(teacher=plain.config.teacher, student=plain.config.student,
+                                                     x_channels=tuple(plain.maker.x_channels), degrade=degradation)
+                           for m in methods}
+                raise CqdkitError(f"--degrade {degradation}: no method of --method {','.join(methods)} can be "
+                                  f"tuned on it: {'; '.join(sorted(str(r) for r in reasons))}")
             first_lam = min(value for value in lambdas if value > 0)
             teacher = Training(f"{where}/A", "cqdkit.train.tune:train_teacher", {
                 "config": dataclasses.asdict(dataclasses.replace(config, temperature=temperatures[0], lam=first_lam,
@@ -211,6 +264,8 @@ def _run_tune(base: RunConfig, degradations: list[str], out: Path, *, methods: t
                 if cell.degradation == degradation and cell.method == method_name and name in done:
                     scores.setdefault((cell.temperature, cell.lam), []).append((cell.replicate, done[name]))
             if not scores:
+                reporter.message(f"{method_name} not tuned on {degradation}: the architectures or x's channels do "
+                                 "not allow it")
                 continue
             found = choose({key: [s for _, s in sorted(rows, key=lambda row: row[0])] for key, rows in scores.items()},
                            paper)
