@@ -78,15 +78,23 @@ def grid_rows(base: RunConfig, degradations: list[str], seeds: list[int], out: P
               reporter: Reporter) -> Iterator[tuple[int, str, Any]]:
     """``(seed, degradation, experiment)`` for every cell of a table-like grid: the experiment of that seed and
     degradation in ``out/seed-<seed>/<degradation>``, its A shared by the seed's degradations that leave x
-    unchanged (``out/seed-<seed>/a-<key>``), reporting as ``seed-<seed>/<degradation>``."""
+    unchanged (``out/seed-<seed>/a-<key>``), reporting as ``seed-<seed>/<degradation>``.
+
+    Raises:
+        CqdkitError: a model already in ``out`` was trained with other settings (:meth:`Experiment.check_settings`).
+    """
     from .experiment import Experiment
 
     for seed in seeds:
         for degradation in degradations:
             config = dataclasses.replace(base, degrade=degradation, seed=seed, method=AUTO)
             scope = reporter.scoped(f"seed-{seed}/{slug(degradation)}")
-            yield seed, degradation, Experiment(config, out / f"seed-{seed}" / slug(degradation),
-                                                teacher_root=out / f"seed-{seed}", reporter=scope)
+            experiment = Experiment(config, out / f"seed-{seed}" / slug(degradation), teacher_root=out / f"seed-{seed}",
+                                    reporter=scope)
+            for method in ("a", "b", "a-b"):  # a model of the folder trained with other settings: refused now, not
+                if experiment.can_train(method):  # after the sweep has trained others
+                    experiment.check_settings(method)
+            yield seed, degradation, experiment
 
 
 def check_degradations(base: RunConfig, degradations: list[str], reporter: Reporter | None = None) -> None:
