@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import CqdkitError
-from ..files import atomic_write_text, check_ours
+from ..files import atomic_save_figure, atomic_write_text, check_ours
 from .confusion import PairReduction
 
 #: Every file :func:`write_report` may write into its folder.
@@ -205,7 +205,7 @@ def saliency_figure(path: Path, explanation: Explanation) -> None:
             axis.set_title(title, fontsize=9)
             axis.set_axis_off()
     figure.tight_layout()
-    figure.savefig(path)
+    atomic_save_figure(figure, path)
 
 
 def _draw_box(axis: Any, box: np.ndarray) -> None:
@@ -237,7 +237,7 @@ def tau_figure(path: Path, tau: tuple[np.ndarray, np.ndarray], names: tuple[str,
     axis.set_title(f"gradient inside the box, {int(keep.sum())} images")
     axis.legend(loc="lower right", fontsize=8)
     figure.tight_layout()
-    figure.savefig(path)
+    atomic_save_figure(figure, path)
 
 
 def pairs_figure(path: Path, explanation: Explanation) -> None:
@@ -256,7 +256,7 @@ def pairs_figure(path: Path, explanation: Explanation) -> None:
                 axis.imshow(picture)
                 axis.set_title(f"{explanation.classes[label]} ({view})", fontsize=7)
                 axis.set_axis_off()
-    figure.savefig(path)
+    atomic_save_figure(figure, path)
 
 
 # -- documents ----------------------------------------------------------------------------------

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CqdkitError, DataError
-from ..files import atomic_write_json
+from ..files import atomic_save_figure, atomic_write_json
 from ..lock import folder_lock
 from ..reporting import Reporter, reporting_into
 from ..sweep import SweepSettings, Training, run_sweep
@@ -399,7 +399,7 @@ def heatmap(path: Path, found: dict[str, Any], title: str) -> None:
     figure.colorbar(image, ax=axis, label="NLL")
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
+    atomic_save_figure(figure, path, dpi=110)
     plt.close(figure)
 
 
