@@ -22,9 +22,9 @@ import stat
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from .errors import CqdkitError
+from .errors import CqdkitError, DataError
 
 if TYPE_CHECKING:
     import torch
@@ -243,6 +243,73 @@ def refuse_to_overwrite(paths: Sequence[Path], *, ours: bool, force: bool, what:
         if path.is_symlink() and force:
             path.unlink()
     claim([path for path in existing if not path.is_symlink()])
+
+
+def open_regular(path: str | os.PathLike[str], what: str = "a file", mode: str = "rb", **options: Any) -> IO[Any]:
+    """Open ``path`` for reading, refusing at once anything that is not a regular file.
+
+    Opening a named pipe (FIFO) waits for a writer, and a device like ``/dev/zero`` never ends: both
+    would hang a reader. ``path`` (links followed) is checked before it is opened, and the opened file
+    again (it is opened without waiting, so the check cannot be raced into a hang). ``options`` go to
+    :func:`open` (``encoding``, ``errors``, ``newline`` for text ``mode``).
+
+    Example:
+        >>> open_regular("/dev/zero", "an image file")  # doctest: +SKIP
+        DataError: /dev/zero: not a regular file: expected an image file, found a character device
+
+    Raises:
+        DataError: ``path`` does not exist, is not a regular file, or cannot be opened.
+    """
+    path = Path(path)
+    try:
+        _check_regular(path, os.stat(path).st_mode, what)
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except FileNotFoundError:
+        raise DataError(f"{path}: {_bare(what)} not found (it does not exist)") from None
+    except OSError as error:
+        raise DataError(f"{path}: cannot open {what} ({error.strerror or error})") from None
+    try:
+        _check_regular(path, os.fstat(descriptor).st_mode, what)
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(descriptor, True)
+        return os.fdopen(descriptor, mode, **options)
+    except BaseException:
+        os.close(descriptor)
+        raise
+
+
+def read_regular_text(path: str | os.PathLike[str], what: str = "a file") -> str:
+    """The UTF-8 text of ``path`` (a byte-order mark dropped), refusing at once anything but a regular file
+    (:func:`open_regular`)."""
+    with open_regular(path, what, "r", encoding="utf-8-sig") as handle:
+        return handle.read()
+
+
+def regular_file_problem(path: str | os.PathLike[str], what: str = "a file") -> str | None:
+    """Why ``path`` (links followed) cannot be read as ``what`` -- missing, or not a regular file -- or None."""
+    try:
+        _check_regular(Path(path), os.stat(path).st_mode, what)
+    except FileNotFoundError:
+        return f"{path}: {_bare(what)} not found (it does not exist)"
+    except OSError as error:
+        return f"{path}: cannot open {what} ({error.strerror or error})"
+    except DataError as error:
+        return str(error)
+    return None
+
+
+def _bare(what: str) -> str:
+    """``"an image file"`` -> ``"image file"``."""
+    return what.split(" ", 1)[1] if what.split(" ", 1)[0] in ("a", "an") else what
+
+
+def _check_regular(path: Path, mode: int, what: str) -> None:
+    if stat.S_ISREG(mode):
+        return
+    kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"),
+             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+    kind = next((name for test, name in kinds if test(mode)), "a special file")
+    raise DataError(f"{path}: not a regular file: expected {what}, found {kind}")
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

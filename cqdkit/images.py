@@ -12,7 +12,7 @@ An image is always the image *as a viewer shows it*: a file's EXIF ``Orientation
 mirror and/or a quarter or half turn) is applied when it is decoded, and :func:`image_size` gives the
 size of the turned image, so a box is always in the pixels of the upright, displayed image. Only
 regular files are read: a named pipe, socket, device or folder is refused at once
-(:func:`open_regular`), never waited on.
+(:func:`cqdkit.files.open_regular`), never waited on.
 
 Example:
     >>> image = to_rgb_uint8(np.zeros((30, 40), np.uint8))
@@ -26,15 +26,15 @@ from __future__ import annotations
 
 import math
 import os
-import stat
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .errors import DataError, SpecError
+from .files import open_regular
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage
@@ -59,66 +59,6 @@ REFERENCE_SIZE = 224
 ORIENTATION_TAG = 0x0112
 #: EXIF orientations whose displayed image is the stored one turned a quarter: width and height swap.
 QUARTER_TURNS = frozenset({5, 6, 7, 8})
-
-
-def open_regular(path: str | os.PathLike[str], what: str = "a file", mode: str = "rb", **options: Any) -> IO[Any]:
-    """Open ``path`` for reading, refusing at once anything that is not a regular file.
-
-    Opening a named pipe (FIFO) waits for a writer, and a device like ``/dev/zero`` never ends: both
-    would hang a reader. ``path`` (links followed) is checked before it is opened, and the opened file
-    again (it is opened without waiting, so the check cannot be raced into a hang). ``options`` go to
-    :func:`open` (``encoding``, ``errors``, ``newline`` for text ``mode``).
-
-    Example:
-        >>> open_regular("/dev/zero", "an image file")  # doctest: +SKIP
-        DataError: /dev/zero: not a regular file: expected an image file, found a character device
-
-    Raises:
-        DataError: ``path`` does not exist, is not a regular file, or cannot be opened.
-    """
-    path = Path(path)
-    try:
-        _check_regular(path, os.stat(path).st_mode, what)
-        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-    except FileNotFoundError:
-        raise DataError(f"{path}: {_bare(what)} not found (it does not exist)") from None
-    except OSError as error:
-        raise DataError(f"{path}: cannot open {what} ({error.strerror or error})") from None
-    try:
-        _check_regular(path, os.fstat(descriptor).st_mode, what)
-        if hasattr(os, "set_blocking"):
-            os.set_blocking(descriptor, True)
-        return os.fdopen(descriptor, mode, **options)
-    except BaseException:
-        os.close(descriptor)
-        raise
-
-
-def regular_file_problem(path: str | os.PathLike[str], what: str = "a file") -> str | None:
-    """Why ``path`` (links followed) cannot be read as ``what`` -- missing, or not a regular file -- or None."""
-    try:
-        _check_regular(Path(path), os.stat(path).st_mode, what)
-    except FileNotFoundError:
-        return f"{path}: {_bare(what)} not found (it does not exist)"
-    except OSError as error:
-        return f"{path}: cannot open {what} ({error.strerror or error})"
-    except DataError as error:
-        return str(error)
-    return None
-
-
-def _bare(what: str) -> str:
-    """``"an image file"`` -> ``"image file"``."""
-    return what.split(" ", 1)[1] if what.split(" ", 1)[0] in ("a", "an") else what
-
-
-def _check_regular(path: Path, mode: int, what: str) -> None:
-    if stat.S_ISREG(mode):
-        return
-    kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"),
-             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
-    kind = next((name for test, name in kinds if test(mode)), "a special file")
-    raise DataError(f"{path}: not a regular file: expected {what}, found {kind}")
 
 
 def load_image(path: str | os.PathLike[str]) -> np.ndarray:

@@ -183,7 +183,9 @@ def _as_array(image: ImageInput) -> np.ndarray:
     if isinstance(image, (str, os.PathLike)):
         return load_image(image)
     if hasattr(image, "getbands"):
-        return pil_to_rgb(image)
+        from PIL import ImageOps
+
+        return pil_to_rgb(ImageOps.exif_transpose(image))  # upright, as every image file cqdkit reads
     if isinstance(image, np.ndarray):
         return image
     raise DataError(f"cannot predict on a {type(image).__name__}; expected an image file, a uint8 array "

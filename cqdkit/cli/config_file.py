@@ -39,12 +39,11 @@ def read_config_file(path: Path) -> dict[str, Any]:
     Raises:
         CqdkitError: the file cannot be read or parsed, or is not a table of settings.
     """
+    from ..files import read_regular_text
+
     path = Path(path)
     try:
-        if path.exists() and not path.is_file():
-            raise CqdkitError(f"the config file {path} is not a regular file (a FIFO, device or folder); expected a "
-                              "TOML, YAML or JSON file")
-        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (some Windows editors write one) is dropped
+        text = read_regular_text(path, "a config file")  # a byte-order mark (some Windows editors write one) is dropped
     except (OSError, UnicodeDecodeError) as error:
         raise CqdkitError(f"cannot read the config file {path}: {error}") from None
     suffix = path.suffix.lower()

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
-from ..images import open_regular, regular_file_problem
+from ..files import open_regular, regular_file_problem
 from .problems import Problems
 from .records import ImageDataset, Record
 

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import DataError
-from ..images import open_regular, regular_file_problem
+from ..files import open_regular, regular_file_problem
 from .problems import Problems
 from .records import Box, ImageDataset, Record, printable
 

@@ -19,7 +19,8 @@ import os
 from pathlib import Path
 
 from ..errors import DataError
-from ..images import IMAGE_EXTENSIONS, open_regular, regular_file_problem
+from ..files import open_regular, regular_file_problem
+from ..images import IMAGE_EXTENSIONS
 from .problems import Problems
 from .records import Box, ImageDataset, Record, printable
 

@@ -30,10 +30,6 @@ from typing import Any, NoReturn
 
 from ..errors import DataError
 
-#: cqdkit's smallest and largest input sizes (``--image-size``), unless :mod:`cqdkit.train.config` says otherwise.
-MIN_IMAGE_SIZE = 8
-MAX_IMAGE_SIZE = 4096
-
 ACCURACY = "an accuracy: a number in [0, 1] (NaN where the model cannot see that view)"
 #: The scores of a model in ``results.json`` (beside its accuracies) and the values each takes.
 NLL = "a negative log-likelihood: a number >= 0 (or NaN)"
@@ -42,12 +38,10 @@ MODEL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")
 
 
 def image_size_limits() -> tuple[int, int]:
-    """The smallest and largest input size cqdkit accepts (``MIN_IMAGE_SIZE``/``MAX_IMAGE_SIZE`` of
-    :mod:`cqdkit.train.config` where it defines them)."""
-    from ..train import config
+    """The smallest and largest input size cqdkit accepts (``--image-size``)."""
+    from ..train.config import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 
-    return (int(getattr(config, "MIN_IMAGE_SIZE", MIN_IMAGE_SIZE)),
-            int(getattr(config, "MAX_IMAGE_SIZE", MAX_IMAGE_SIZE)))
+    return MIN_IMAGE_SIZE, MAX_IMAGE_SIZE
 
 
 def show(value: Any, limit: int = 80) -> str:

@@ -195,19 +195,22 @@ class QualityRouter(nn.Module):
         Raises:
             DataError: a file is missing or unreadable, or the weights do not fit the description.
         """
+        from ..files import read_regular_text
         from ..models import create_backbone
         from ..models.weights import read_state_dict
+        from ..report.schema import check_router_description
 
         path = Path(path)
         meta_path = path.with_suffix(".json")
         try:
-            meta = json.loads(meta_path.read_text())
+            meta = json.loads(read_regular_text(meta_path, "a router description"))
         except (OSError, ValueError) as error:
             raise DataError(f"cannot read router description {meta_path}: {error}") from error
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise DataError(f"{meta_path} is not a cqdkit router description (expected \"format\": \"{FORMAT}\")")
         if meta.get("version") != VERSION:
             raise DataError(f"{meta_path}: router format version {meta.get('version')!r}; this cqdkit reads {VERSION}")
+        check_router_description(meta_path, meta)
         try:
             num_classes = int(meta["num_classes"])
             experts = []

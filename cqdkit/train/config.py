@@ -108,7 +108,8 @@ def option(name: str, default: Any = None, **kwargs: Any) -> Any:
 
 #: Seeds go to numpy's, torch's and Python's generators; 32 bits is what all of them take whole.
 MAX_SEED = 2**32
-#: The largest input side accepted (the paper's is 224): one 3 x 4096² float view is already 200 MB.
+#: The smallest and largest input sides accepted (the paper's is 224): one 3 x 4096² float view is 200 MB.
+MIN_IMAGE_SIZE = 8
 MAX_IMAGE_SIZE = 4096
 #: The largest batch, epochs and DataLoader workers accepted: far beyond any real run, refused before allocating.
 MAX_BATCH_SIZE = 65536
@@ -264,7 +265,7 @@ class RunConfig:
             raise CqdkitError(f"unknown method {self.method!r}; expected one of {AUTO}, {', '.join(METHODS)}")
         if self.method != AUTO and self.teacher is not None and self.student is not None:
             METHODS[self.method].check(teacher=self.teacher, student=self.student)
-        minimum = {"epochs": 1, "batch_size": 1, "image_size": 8, "workers": 0, "seed": 0}
+        minimum = {"epochs": 1, "batch_size": 1, "image_size": MIN_IMAGE_SIZE, "workers": 0, "seed": 0}
         for name, least in minimum.items():
             value = getattr(self, name)
             if value is not None and value < least:
@@ -354,8 +355,10 @@ class RunConfig:
 
     @classmethod
     def load(cls, path: Path) -> RunConfig:
+        from ..files import read_regular_text
+
         try:
-            payload = json.loads(Path(path).read_text())
+            payload = json.loads(read_regular_text(path, "a run's config.json"))
         except (OSError, ValueError) as error:
             raise CqdkitError(f"cannot read run config {path}: {error}") from error
         return cls.from_json(payload.get("run", payload))

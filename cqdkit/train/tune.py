@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CqdkitError, DataError
-from ..files import atomic_save_figure, atomic_write_json
+from ..files import atomic_save_figure, atomic_write_json, read_regular_text
 from ..lock import folder_lock
 from ..reporting import Reporter, reporting_into
 from ..sweep import SweepSettings, Training, run_sweep
@@ -416,7 +416,7 @@ def tuned_values(path: str | Path) -> dict[str, dict[str, dict[str, float]]]:
     import json
 
     try:
-        return chosen_values(json.loads(Path(path).read_text()))
+        return chosen_values(json.loads(read_regular_text(path, "a tune.json")))
     except (OSError, ValueError, DataError) as error:
         raise CqdkitError(f"cannot read tuned values from {path}: {error}") from error
 
