@@ -544,3 +544,12 @@ def test_a_named_pipe_image_is_one_error_line_in_the_cli(tmp_path):
     assert result.exit_code == 2 and "Traceback" not in result.output, (result.output, result.exception)
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and f"{fifo}: not a regular file" in errors[0]
+
+
+def test_the_predictor_turns_a_pil_image_upright_like_a_file(tmp_path):
+    from cqdkit.predictor import _as_array
+
+    stored = _write_oriented(tmp_path / "x.jpg", 6)
+    with Image.open(tmp_path / "x.jpg") as image:
+        assert np.array_equal(_as_array(image), SHOWN[6](stored))
+    assert np.array_equal(_as_array(tmp_path / "x.jpg"), SHOWN[6](stored))

@@ -310,6 +310,16 @@ def test_a_router_json_is_checked_like_a_model_json(tmp_path):
         check_router_description(tmp_path / "router.json", {**router, "image_size": 10**6})
 
 
+def test_loading_a_router_checks_its_description(tmp_path):
+    from cqdkit.routing.router import FORMAT, VERSION, QualityRouter
+
+    description = {"format": FORMAT, "version": VERSION, "num_classes": 3, "image_size": 10**6,
+                   "qualities": ["hq", "lq"], "experts": [{}, {}], "info": {"classes": ["a", "b", "c"]}}
+    (tmp_path / "router.json").write_text(json.dumps(description))
+    with pytest.raises(DataError, match="field image_size must be an image size"):
+        QualityRouter.load(tmp_path / "router.safetensors")
+
+
 def test_an_export_after_a_killed_one_leaves_no_temporary(finished, tmp_path):
     out = tmp_path / "export" / "student.pt"
     out.parent.mkdir()

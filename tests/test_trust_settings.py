@@ -3,11 +3,13 @@ setting's type is checked (config files included), with the setting, the value a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import subprocess
 import sys
+import threading
 
 import pytest
 from click.testing import CliRunner
@@ -179,3 +181,41 @@ def test_check_type_accepts_what_each_type_means():
     assert check_type("clip", "auto", float | str | None, "here") == "auto"
     with pytest.raises(CqdkitError, match="here: epochs must be an integer"):
         check_type("epochs", False, int, "here")
+
+
+@pytest.mark.parametrize("reader", ["run config", "tuned values"])
+def test_a_fifo_given_where_a_json_file_is_read_is_refused_at_once(tmp_path, reader):
+    from cqdkit.train.tune import tuned_values
+
+    fifo = tmp_path / "settings.json"
+    os.mkfifo(fifo)
+    read = RunConfig.load if reader == "run config" else tuned_values
+    with writer_after(fifo, seconds=5), pytest.raises(CqdkitError, match="not a regular file"):
+        read(fifo)  # without the check this would wait for a writer: the one that comes after 5 s fails the test
+
+
+@contextlib.contextmanager
+def writer_after(fifo, seconds: float):
+    """A writer that connects to ``fifo`` after ``seconds`` (if a reader waits) and writes ``{}``: a reader that
+    blocks on the FIFO gets an answer and the test fails instead of hanging."""
+    stop = threading.Event()
+
+    def write() -> None:
+        stop.wait(seconds)
+        while not stop.is_set():
+            try:
+                descriptor = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:  # no reader waiting
+                stop.wait(0.2)
+                continue
+            os.write(descriptor, b"{}")
+            os.close(descriptor)
+            return
+
+    thread = threading.Thread(target=write, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
