@@ -71,7 +71,7 @@ def load_trained(path: Path) -> Exportable:
     """Rebuild a model saved by a run (``model.safetensors`` + ``model.json``) behind its normalisation."""
     from .models import create_backbone
     from .models.weights import read_state_dict
-    from .report.schema import check_class_names, check_model_description
+    from .schema import check_class_names, check_model_description
 
     json_path = path.with_suffix(".json")
     description = check_model_description(json_path, _read_json(json_path), names=False)
@@ -102,7 +102,7 @@ def find_model(run_dir: Path, model: str | None = None) -> Path:
     if model is None and (run_dir / "router.safetensors").exists():
         return run_dir / "router.safetensors"
     if model is None:
-        from .report.schema import check_results
+        from .schema import check_results
 
         results = _read_json(run_dir / "results.json")
         if "method" not in results:
@@ -121,7 +121,7 @@ def find_model(run_dir: Path, model: str | None = None) -> Path:
 def load_exportable(path: Path) -> Exportable:
     """A run's model or a multires router, from its weights file."""
     if path.name == "router.safetensors":
-        from .report.schema import check_router_description
+        from .schema import check_router_description
         from .routing.router import QualityRouter
 
         check_router_description(path.with_suffix(".json"), _read_json(path.with_suffix(".json")))

@@ -278,6 +278,19 @@ def open_regular(path: str | os.PathLike[str], what: str = "a file", mode: str =
         raise
 
 
+def open_log(path: str | os.PathLike[str]) -> IO[str]:
+    """Open the log file ``path`` for appending (created if needed; :data:`os.devnull` as itself), never a
+    file cqdkit did not write nor through a link (:func:`check_ours`)."""
+    if os.fspath(path) == os.devnull:
+        return open(os.devnull, "a", encoding="utf-8")
+    path = Path(path)
+    check_ours(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    claim([path])
+    descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+    return os.fdopen(descriptor, "a", encoding="utf-8")
+
+
 def read_regular_text(path: str | os.PathLike[str], what: str = "a file") -> str:
     """The UTF-8 text of ``path`` (a byte-order mark dropped), refusing at once anything but a regular file
     (:func:`open_regular`)."""

@@ -47,6 +47,11 @@ Size = tuple[int, int]
 #: File name extensions the folder reader treats as images.
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
 
+#: The smallest and largest input sides cqdkit accepts (``--image-size``; the paper's is 224): one 3 x 4096²
+#: float view is already 200 MB.
+MIN_IMAGE_SIZE = 8
+MAX_IMAGE_SIZE = 4096
+
 #: Pixel-valued parameters (lowres ``size``, tps ``sigma``, blur ``sigma``) are given for this input size and
 #: scale with the actual one, so a spec means the same degradation at every input size.
 REFERENCE_SIZE = 224

@@ -116,7 +116,7 @@ def test_a_report_of_a_broken_run_is_one_line_naming_the_file_and_field(run, fil
 
 
 def test_the_image_size_limit_named_is_cqdkits(run):
-    from cqdkit.report.schema import image_size_limits
+    from cqdkit.schema import image_size_limits
 
     low, high = image_size_limits()
     edit(run / "b" / "model.json", _set("image_size", value=high + 1))
@@ -299,7 +299,7 @@ def test_the_predictor_refuses_a_model_json_that_does_not_describe_the_model(run
 
 
 def test_a_router_json_is_checked_like_a_model_json(tmp_path):
-    from cqdkit.report.schema import check_router_description
+    from cqdkit.schema import check_router_description
 
     router = {"num_classes": 3, "image_size": 32, "qualities": ["hq", "lq"], "experts": [{}, {}],
               "info": {"classes": ["a", "b", "c"]}}

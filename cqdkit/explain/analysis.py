@@ -58,7 +58,7 @@ def explain_run(
 
 
 def _explain(run_dir: Path, *, images: int, examples: int, out: Path | None, reporter: Reporter) -> dict[str, Any]:
-    from ..report.folder import read_model_description
+    from ..schema import read_model_description
     from ..train.config import RunConfig
     from ..train.evaluate import predict
     from ..train.experiment import Experiment
@@ -129,13 +129,13 @@ def _explain(run_dir: Path, *, images: int, examples: int, out: Path | None, rep
 
 
 def check_run_files(run_dir: Path) -> None:
-    """The run's ``config.json`` (when there is one) is what cqdkit writes (:func:`cqdkit.report.schema.check_config`).
+    """The run's ``config.json`` (when there is one) is what cqdkit writes (:func:`cqdkit.train.written.check_config`).
 
     Raises:
         DataError: naming the file, the field, the value and what was expected.
     """
-    from ..report.folder import read_json
-    from ..report.schema import check_config
+    from ..schema import read_json
+    from ..train.written import check_config
 
     if (run_dir / "config.json").is_file():
         check_config(run_dir / "config.json", read_json(run_dir / "config.json"))

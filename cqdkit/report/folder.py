@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
-from .schema import check_config, check_log, check_model_description, check_results, check_table
+from ..schema import check_log, check_results, read_json, read_model_description
+from ..train.written import check_config, check_table
 
 #: The order of models in a report: the teacher, then the students from the baseline to the distilled ones.
 MODEL_ORDER = ("a", "b", "a-b", "cqd", "a-cqd")
@@ -106,11 +107,6 @@ def read_folder(path: str | Path) -> RunFolder | TableFolder:
     return RunFolder(path, config, results, logs)
 
 
-def read_model_description(path: Path) -> dict[str, Any]:
-    """A saved model's ``model.json``, checked (:func:`~.schema.check_model_description`)."""
-    return check_model_description(path, read_json(path))
-
-
 def check_classes(path: Path, config: dict[str, Any], models: list[str]) -> None:
     """Every saved model's ``model.json`` of the run is sound, all name the same classes in the same order, and
     as many as the dataset has (``config.json``'s ``dataset.classes``)."""
@@ -129,17 +125,6 @@ def check_classes(path: Path, config: dict[str, Any], models: list[str]) -> None
     if first is not None and count is not None and count != len(first[1]):
         raise DataError(f"{path / 'config.json'}: field dataset.classes must be {len(first[1])}, the number of class "
                         f"names in {first[0]}, got {count}")
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    """A JSON object from ``path`` (NaN allowed, as cqdkit writes it)."""
-    try:
-        payload = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise DataError(f"{path}: cannot read it as JSON ({error})") from error
-    if not isinstance(payload, dict):
-        raise DataError(f"{path}: expected a JSON object, got {type(payload).__name__}")
-    return payload
 
 
 def read_log(path: Path) -> list[dict[str, Any]]:

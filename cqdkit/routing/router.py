@@ -198,7 +198,7 @@ class QualityRouter(nn.Module):
         from ..files import read_regular_text
         from ..models import create_backbone
         from ..models.weights import read_state_dict
-        from ..report.schema import check_router_description
+        from ..schema import check_router_description
 
         path = Path(path)
         meta_path = path.with_suffix(".json")

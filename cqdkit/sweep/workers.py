@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..errors import CqdkitError
-from ..files import atomic_write_json, atomic_write_text, remove_ours
+from ..files import atomic_write_json, atomic_write_text, open_log, remove_ours
 from ..reporting import Reporter
 from .training import Training
 
@@ -61,9 +61,7 @@ def execute(training: Training, threads: int, reporter: Reporter | None = None) 
     with _threads(threads):
         if reporter is not None:
             return training.function()(**training.arguments, reporter=reporter)
-        log = Path(training.log) if training.log else Path(os.devnull)
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with open(log, "a", encoding="utf-8") as handle:
+        with open_log(training.log or os.devnull) as handle:
             from rich.console import Console
 
             handle.write(f"--- {training.name} ({time.strftime('%Y-%m-%d %H:%M:%S')})\n")
@@ -138,7 +136,7 @@ def work(spec: Path) -> None:
         scores = execute(training, described["threads"])
     except Exception as error:  # noqa: BLE001 (every failure is reported to the sweep, which stops)
         message = str(error) if isinstance(error, CqdkitError) else f"{type(error).__name__}: {error}"
-        with open(training.log or os.devnull, "a", encoding="utf-8") as handle:
+        with open_log(training.log or os.devnull) as handle:
             handle.write(traceback.format_exc())
         atomic_write_text(spec.with_suffix(".error.txt"), message)
         return
@@ -182,9 +180,7 @@ class LocalProcesses:
                            **{variable: str(self.threads) for variable in THREAD_VARIABLES})
         if self.gpus:
             environment["CUDA_VISIBLE_DEVICES"] = str(slot % self.gpus)
-        log = self.folder.parent / "logs" / f"worker-{slot}.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with open(log, "a", encoding="utf-8") as output:
+        with open_log(self.folder.parent / "logs" / f"worker-{slot}.log") as output:
             process = subprocess.Popen([sys.executable, "-m", "cqdkit.sweep.worker"], stdin=subprocess.PIPE,
                                        stdout=output, stderr=subprocess.STDOUT, env=environment, text=True)
         worker = _Worker(process, slot)

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from .hardware import Hardware
 
 from ..errors import CqdkitError, SpecError
+from ..images import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 from ..losses.spec import AUTO as STRENGTH_AUTO
 from ..losses.spec import check_lambdas, check_temperature
 from .methods import AUTO, METHODS
@@ -108,9 +109,6 @@ def option(name: str, default: Any = None, **kwargs: Any) -> Any:
 
 #: Seeds go to numpy's, torch's and Python's generators; 32 bits is what all of them take whole.
 MAX_SEED = 2**32
-#: The smallest and largest input sides accepted (the paper's is 224): one 3 x 4096² float view is 200 MB.
-MIN_IMAGE_SIZE = 8
-MAX_IMAGE_SIZE = 4096
 #: The largest batch, epochs and DataLoader workers accepted: far beyond any real run, refused before allocating.
 MAX_BATCH_SIZE = 65536
 MAX_EPOCHS = 100_000
@@ -156,8 +154,13 @@ def check_type(name: str, value: Any, annotation: Any, where: str) -> Any:
             return value
         if origin in (bool, str, type(None)) and isinstance(value, origin):
             return value
-    expected = " or ".join(_EXPECTED.get(typing.get_origin(kind) or kind, str(kind)) for kind in kinds)
-    raise CqdkitError(f"{where}: {name} must be {expected}, got {value!r}")
+    raise CqdkitError(f"{where}: {name} must be {describe_type(annotation)}, got {value!r}")
+
+
+def describe_type(annotation: Any) -> str:
+    """What a setting annotated ``annotation`` takes, in words: ``int | None`` -> "an integer or null (unset)"."""
+    kinds = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)
+    return " or ".join(_EXPECTED.get(typing.get_origin(kind) or kind, str(kind)) for kind in kinds)
 
 
 #: How an error names what a setting's type expects.
