@@ -552,7 +552,7 @@ def test_the_average_image_travels_with_checkpoints_and_exports(tmp_path, regist
     save_model(run / "b" / "model.safetensors", model, {
         "architecture": "tiny-vggm", "num_classes": 10, "image_size": 224, "mean": list(config.mean),
         "std": list(config.std), "classes": [str(i) for i in range(10)], "method": "b"})
-    (run / "results.json").write_text(json.dumps({"method": "b"}))
+    (run / "results.json").write_text(json.dumps({"method": "b", "models": {"b": {"test_x": 0.5, "test_z": 0.5}}}))
     result = export_model(run, "torchscript")
     exported = torch.jit.load(str(result.path)).eval()
     batch = images()

@@ -32,7 +32,7 @@ def invoke(*args: str):
     ("degrade", "message"),
     [
         (["clean"], "always the first quality"),
-        (["lowres,lowres"], "more than once: lowres"),
+        (["lowres,lowres"], "'lowres' given more than once"),
         # A spec's own commas stay with it; specs from repeated options join the list.
         (["lowres:size=16,upsample=bicubic,tps", "tps"], "more than once: tps"),
         (["lowres", "lowres:size=50"], "more than once: lowres, lowres:size=50"),

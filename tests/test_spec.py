@@ -151,7 +151,7 @@ _OP = st.builds(lambda name, params: name + (":" + ",".join(f"{k}={v}" for k, v 
 _SPEC = st.lists(_OP, min_size=1, max_size=3).map("+".join)
 
 
-@given(st.lists(_SPEC, min_size=1, max_size=4))
+@given(st.lists(_SPEC, min_size=1, max_size=4, unique=True))  # a repeated spec is refused (issue #25)
 def test_split_specs_inverts_joining_with_commas(specs):
     assert split_specs(",".join(specs)) == specs
 

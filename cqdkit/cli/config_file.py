@@ -96,6 +96,7 @@ def apply_config_file(ctx: click.Context, param: click.Parameter, value: str | N
     from ..train.config import RunConfig, check_type
 
     fields = {f.name for f in dataclasses.fields(RunConfig)}
+    unset_by_default = {f.name for f in dataclasses.fields(RunConfig) if f.default is None}
     hints = typing.get_type_hints(RunConfig)
     options = {p.name: p for p in ctx.command.params if isinstance(p, click.Option) and p.name}
     aliases = {name: name for name in options} | {name: name for name in fields}
@@ -113,7 +114,8 @@ def apply_config_file(ctx: click.Context, param: click.Parameter, value: str | N
             hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
             raise CqdkitError(f"config file {value}: unknown key {key!r}{hint}")
         if name in options:
-            defaults[name] = _as_option_value(options[name], setting, key, value)
+            unset = name in unset_by_default and setting is None  # null: "unset", as a run's config.json writes it
+            defaults[name] = None if unset else _as_option_value(options[name], setting, key, value)
         else:
             extra[name] = check_type(name, setting, hints[name], f"config file {value}")
     ctx.default_map = {**(ctx.default_map or {}), **defaults}

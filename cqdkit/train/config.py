@@ -129,10 +129,11 @@ def machine_memory() -> int | None:
         return None
 
 
-def check_type(name: str, value: Any, annotation: Any, where: str) -> Any:
+def check_type(name: str, value: Any, annotation: Any, where: str, *, finite: bool = True) -> Any:
     """``value`` if it has the type of a setting annotated ``annotation`` (``bool``, ``int``, ``float``, ``str``,
     ``dict``, ``list[float]``, unions of them, ``| None``); an ``int`` is a ``float`` too, never a ``bool``, and
-    a float must be finite. ``where`` says where the value came from, for the error.
+    a float must be finite unless ``finite`` is off (a range check names it better). ``where`` says where the
+    value came from, for the error.
 
     Raises:
         CqdkitError: ``<where>: <name> must be <expected>, got <value>``.
@@ -141,13 +142,13 @@ def check_type(name: str, value: Any, annotation: Any, where: str) -> Any:
     for kind in kinds:
         origin = typing.get_origin(kind) or kind
         if origin is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-            if math.isfinite(value):
+            if math.isfinite(value) or not finite:
                 return float(value) if isinstance(value, int) else value
             continue
         if origin is int and isinstance(value, int) and not isinstance(value, bool):
             return value
-        if origin is list and isinstance(value, list) and all(
-                isinstance(item, (int, float)) and not isinstance(item, bool) and math.isfinite(item) for item in value):
+        if origin is list and isinstance(value, list) and all(isinstance(item, (int, float)) and not isinstance(
+                item, bool) and (math.isfinite(item) or not finite) for item in value):
             return [float(item) for item in value]
         if origin is dict and isinstance(value, dict) and all(
                 isinstance(item, (str, int, float, bool)) for item in value.values()):
@@ -263,7 +264,10 @@ class RunConfig:
         """
         hints = typing.get_type_hints(RunConfig)
         for setting in dataclasses.fields(self):
-            check_type(self.option_name(setting.name), getattr(self, setting.name), hints[setting.name], "settings")
+            if setting.name == "clip_grad_norm":
+                continue  # its own check below says what it takes
+            check_type(self.option_name(setting.name), getattr(self, setting.name), hints[setting.name], "settings",
+                       finite=False)  # the ranges below name a non-finite number with its limits
         if self.method != AUTO and self.method not in METHODS:
             raise CqdkitError(f"unknown method {self.method!r}; expected one of {AUTO}, {', '.join(METHODS)}")
         if self.method != AUTO and self.teacher is not None and self.student is not None:

@@ -485,24 +485,25 @@ class Experiment:
 
     def model_settings(self, method: Method) -> dict[str, Any]:
         """Everything that determines ``method``'s trained model: its data and views, architecture, starting
-        weights, optimization, distillation terms and teacher. Written as ``settings.json`` in its folder; a
-        model trained (or started) with other settings is never reused as if trained with these."""
+        weights, optimization, distillation terms and teacher (not where or in what precision it computes, which
+        may change on resume). Written as ``settings.json`` in its folder; a model trained (or started) with other
+        settings is never reused as if trained with these."""
         cfg = self.config
         dataset = self.distill_set if method.distill else self.train_set
         settings: dict[str, Any] = {
             "method": method.name,
-            "data": self.x_pipeline(dataset),
-            "views": self.maker.describe(),
+            "data": self.x_pipeline(dataset),  # the dataset, the split and x
+            "views": self.maker.describe() if method.view == "z" else None,  # z too, for the models that see it
             "architecture": method.architecture(cfg.teacher, cfg.student),
             "in_chans": self.in_chans(method),
             "initial_weights": self.initial_weights[method.role],
             "optimization": dataclasses.asdict(self.optimization(method)),
-            "precision": self.precision(),
         }
         if method.needs_teacher:
             settings["teacher"] = self.teacher_key()
         if method.distill:
-            settings["distillation"] = [spec.text() for spec in self.term_specs(method)]
+            settings["distillation"] = [{"term": spec.name, "params": dict(spec.params), "lambda": spec.weight}
+                                        for spec in self.term_specs(method)]  # compared as objects: any key order
         return json.loads(json.dumps(settings, default=str))  # as it reads back from the file
 
     def check_settings(self, method_name: str) -> None:

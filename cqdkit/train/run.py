@@ -69,16 +69,16 @@ def prepare_directory(directory: Path, config: RunConfig, *, resume: bool,
         raise CqdkitError(f"--resume continues the run in {directory} with its settings; these options differ: "
                           f"{shown}. Drop them, or start a new run in another --out")
     allowed = {name: value for name, value in (changes or {}).items() if name in RESUME_CHANGEABLE}
+    if previous.lam == "auto" and allowed.get("lam", "auto") != "auto":
+        raise CqdkitError(f"--resume: the run in {directory} chose its distillation strength on validation (--lambda "
+                          f"auto), and its student was chosen with it; --lambda {allowed['lam']} would describe another "
+                          "student. Drop --lambda, or start a new run in another --out")
     retraining = sorted(name for name, value in allowed.items()
                         if name in CHANGES_WHAT_TRAINS and getattr(previous, name) != value)
     if retraining and (directory / "results.json").exists():
         shown = ", ".join(f"{RunConfig.option_name(name)} {allowed[name]!r}" for name in retraining)
         raise CqdkitError(f"--resume: the run in {directory} has finished, so {shown} would train nothing and only "
                           "describe its models wrongly. Start a new run in another --out")
-    if previous.lam == "auto" and allowed.get("lam", "auto") != "auto":
-        raise CqdkitError(f"--resume: the run in {directory} chose its distillation strength on validation (--lambda "
-                          f"auto), and its student was chosen with it; --lambda {allowed['lam']} would describe another "
-                          "student. Drop --lambda, or start a new run in another --out")
     return dataclasses.replace(previous, **allowed)
 
 
