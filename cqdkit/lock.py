@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import CqdkitError
-from .files import remove_stale_temporaries
+from .files import OWNED_LIST, claim, is_temporary, remove_stale_temporaries
 
 LOCK_NAME = ".cqdkit.lock"
 
@@ -69,6 +69,7 @@ def folder_lock(folder: Path, *, what: str = "output folder") -> Iterator[Path]:
         handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "command": sys.argv[:6]}))
         handle.flush()
         check_files_are_ours(folder)
+        adopt_earlier_output(folder)
         remove_stale_temporaries(folder)
         yield folder
     finally:
@@ -98,6 +99,17 @@ def check_files_are_ours(folder: Path) -> None:
         if not isinstance(content, dict) or entry not in content:
             raise CqdkitError(f"{path} was not written by cqdkit, or is damaged (expected a JSON object with {entry!r}); cqdkit "
                               f"does not overwrite it: choose another --out")
+
+
+def adopt_earlier_output(folder: Path) -> None:
+    """Hand cqdkit the files of an output folder written before cqdkit listed what it writes (no
+    ``.cqdkit-files`` anywhere in it, but a ``config.json``, ``results.json``, ... that cqdkit wrote), so that
+    such a run can still be resumed or reported: every regular file in it (never a link) becomes cqdkit's."""
+    if not any((folder / name).is_file() for name in OWN_FILES) or any(folder.rglob(OWNED_LIST)):
+        return
+    written = [path for path in folder.rglob("*") if path.is_file() and not path.is_symlink()
+               and path.name != LOCK_NAME and not is_temporary(path)]
+    claim(written)
 
 
 def _open_lock_file(path: Path):  # noqa: ANN202 (an open text file)

@@ -158,3 +158,19 @@ def test_a_temporary_being_written_is_left_alone(tmp_path):
         assert remove_stale_temporaries(tmp_path) == []
         assert live.exists()
     assert remove_stale_temporaries(tmp_path) == [live]
+
+
+def test_a_run_written_before_cqdkit_listed_its_files_can_still_be_resumed_and_reported(tmp_path):
+    out = tmp_path / "run"
+    args = ["run", "--degrade", "gray", "--method", "b", *TINY, "--epochs", "1", "--no-report", "--out", out]
+    assert invoke(*args).exit_code == 0
+    for listing in out.rglob(OWNED_LIST):
+        listing.unlink()  # as an earlier cqdkit left the folder
+    resumed = invoke(*args, "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    assert invoke("report", out, "--examples", "0").exit_code == 0
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("a user's folder is never adopted")
+    with folder_lock(tmp_path / "mine"):
+        pass
+    assert not (tmp_path / "mine" / OWNED_LIST).exists()
