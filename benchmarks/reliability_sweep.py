@@ -334,7 +334,7 @@ class Sweep:
             verdict = self.run_case(index, case)
             self.verdicts.append(verdict)
             mark = "ok " if verdict.category == "clean" else "!! "
-            print(f"{mark}[{index:3d}/{len(cases)}] {case.area:11s} {verdict.category:10s} "
+            print(f"{mark}[{index:3d}/{len(cases)}] {case.area:15s} {verdict.category:10s} "
                   f"{verdict.outcome.seconds:5.1f}s  {case.what}", flush=True)
             if verdict.category != "clean":
                 print(f"      {verdict.outcome.command}\n      -> {verdict.note[:400]}", flush=True)
@@ -1868,12 +1868,974 @@ TINY_SR = ("--dataset-option classes=3 --dataset-option train_per_class=8 --data
            "--dataset-option image_size=48 --image-size 32 --epochs 1 --batch-size 8 --quiet")
 
 
+# -- issue #25: what a user trusts cqdkit with ----------------------------------------------------------------------
+#
+# Seven kinds of cases, each area named ``trust-...`` (``--only trust-`` runs them all): a user's files overwritten
+# or written through a planted link; stale results presented as new; box geometry at the image's edges and EXIF
+# orientation; absurd sizes and numbers; config values of the wrong type; things that are not files (FIFOs, odd
+# lock files); reports of broken runs and writers killed half-way.
+
+USER_NOTE = "a user's own file: cqdkit did not write it\n"
+ELSEWHERE = "elsewhere/mine.txt"  # the user's file a planted symlink points to
+
+#: Short commands that write into ``{d}/%s`` (an output folder), for the tiny synthetic data.
+RUN_B = "run {tiny} --no-report --degrade gray --method b --out {d}/%s"
+RUN_ALL = "run {tiny} --no-report --degrade gray --out {d}/%s"
+TABLE = "table {tiny} --no-report --degrade gray --out {d}/%s"
+TUNE = "tune {tiny} --degrade gray --method cqd --seeds 1 --lambdas 1 --temperatures 10 --out {d}/%s"
+COMPARE = "compare {tiny} --degrade gray --seeds 1 --loss softce --out {d}/%s"
+MULTIRES = "multires {tiny} --degrade gray --out {d}/%s"
+REPORT = "report {d}/run --examples 2 --quiet --out {d}/%s"
+EXPLAIN = "explain {d}/run --images 4 --examples 2 --quiet --out {d}/%s"
+CONVERT = "convert-weights {d}/net.mat --arch vggm --out {d}/w.safetensors"
+
+
+def must(command: str) -> Callable[[Context], None]:
+    """A setup step running a cqdkit command that has to succeed (else the case is a sweep error)."""
+
+    def setup(c: Context) -> None:
+        outcome = c.cqdkit(command)
+        if outcome.rc != 0:
+            raise RuntimeError(f"setup `{outcome.command}` failed: {outcome.tail(2)}")
+
+    return setup
+
+
+def user_file(relative: str) -> Callable[[Context], None]:
+    """A setup that puts the user's own file at ``relative``: an image for .png/.jpg names, else text."""
+
+    def setup(c: Context) -> None:
+        path = c.d / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.suffix in (".png", ".jpg"):
+            write_image(path, seed=7)
+        else:
+            path.write_text(USER_NOTE)
+
+    return setup
+
+
+def planted_link(link: str, target: str = ELSEWHERE, *, dangling: bool = False) -> Callable[[Context], None]:
+    """A symlink at ``link`` (where cqdkit writes) to the user's file ``target`` (which does not exist when
+    ``dangling``)."""
+
+    def setup(c: Context) -> None:
+        (c.d / target).parent.mkdir(parents=True, exist_ok=True)
+        if not dangling:
+            (c.d / target).write_text(USER_NOTE)
+        (c.d / link).parent.mkdir(parents=True, exist_ok=True)
+        (c.d / link).unlink(missing_ok=True)  # a copied run's own lock file
+        (c.d / link).symlink_to(c.d / target)
+
+    return setup
+
+
+def link_kept(link: str, target: str = ELSEWHERE) -> Check:
+    """The user's symlink must still be there, pointing where it pointed (not replaced by a file)."""
+
+    def check(c: Context, outcome: Outcome) -> tuple[str, str] | None:
+        path = c.d / link
+        if not path.is_symlink() or Path(os.readlink(path)) != c.d / target:
+            return "data lost", f"the user's symlink {link} -> {target} was replaced or removed"
+        return None
+
+    return check
+
+
+def not_created(relative: str) -> Check:
+    """Nothing may appear at ``relative`` (where a dangling symlink points)."""
+
+    def check(c: Context, outcome: Outcome) -> tuple[str, str] | None:
+        if (c.d / relative).exists():
+            return "silent", f"followed a planted symlink and created {relative} outside its folder"
+        return None
+
+    return check
+
+
+def files_exist(*relatives: str) -> Check:
+    def check(c: Context, outcome: Outcome) -> tuple[str, str] | None:
+        missing = [r for r in relatives if not (c.d / r).is_file()]
+        return ("silent", f"exit 0 but {missing} not written") if missing else None
+
+    return check
+
+
+def names_one_of(*names: str) -> Check:
+    """A refusal must name at least one of ``names`` (the culprit may be named by its file or its line)."""
+
+    def check(c: Context, outcome: Outcome) -> tuple[str, str] | None:
+        if outcome.rc != 2:
+            return None
+        line = (outcome.error_lines() or [outcome.tail(1)])[0]
+        if not any(name.lower() in line.lower() for name in names):
+            return "vague", f"names none of {list(names)}: {line}"
+        return None
+
+    return check
+
+
+VOLATILE_KEYS = {"seconds", "wall_seconds", "environment", "root", "out", "started", "finished"}
+
+
+def comparable(payload: Any) -> Any:
+    """A result file without what changes from one identical run to the next (timings, paths)."""
+    if isinstance(payload, dict):
+        return {k: comparable(v) for k, v in payload.items() if k not in VOLATILE_KEYS}
+    if isinstance(payload, list):
+        return [comparable(v) for v in payload]
+    return payload
+
+
+def first_difference(a: Any, b: Any, where: str = "") -> str | None:
+    """Where two JSON values first differ (``a.b[2]``), or None."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b), key=str):
+            found = first_difference(a.get(key), b.get(key), f"{where}.{key}" if where else str(key))
+            if found:
+                return found
+        return None
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for index, (x, y) in enumerate(zip(a, b)):
+            found = first_difference(x, y, f"{where}[{index}]")
+            if found:
+                return found
+        return None
+    if a == b or (isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b)):
+        return None
+    return f"{where or 'the whole file'}: {json.dumps(a)[:80]} vs {json.dumps(b)[:80]}"
+
+
+def same_as_fresh(fresh: str, name: str, relative: str = "out", part: Callable[[Any], Any] = lambda p: p) -> Check:
+    """Exit 0 must leave ``relative/name`` as a fresh command (``fresh``, into its own folder) writes it: what
+    was reused must be what these settings would have trained. A clean refusal is fine too."""
+
+    def check(c: Context, outcome: Outcome) -> tuple[str, str] | None:
+        if outcome.rc != 0:
+            return None
+        reference = c.cqdkit(fresh)
+        if reference.rc != 0:
+            raise RuntimeError(f"the fresh reference `{reference.command}` failed: {reference.tail(2)}")
+        reference_folder = Path(c.argv(fresh)[c.argv(fresh).index("--out") + 1])
+        mine, theirs = (comparable(part(load_json(folder / name))) for folder in (c.d / relative, reference_folder))
+        found = first_difference(mine, theirs)
+        return ("silent", f"{name} differs from a fresh one with the same settings at {found}") if found else None
+
+    return check
+
+
+def unchanged_file(relative: str, copy: str) -> Check:
+    """Exit 0 must leave ``relative`` (a result file) as ``copy`` holds it (saved by the setup)."""
+
+    def check(c: Context, outcome: Outcome) -> tuple[str, str] | None:
+        found = first_difference(comparable(load_json(c.d / relative)), comparable(load_json(c.d / copy)))
+        return ("silent", f"{relative} changed at {found}") if found else None
+
+    return check
+
+
+def save_copy(relative: str, copy: str) -> Callable[[Context], None]:
+    return lambda c: shutil.copy(c.d / relative, c.d / copy)
+
+
+def one_value_per_seed(c: Context, outcome: Outcome) -> tuple[str, str] | None:
+    """A table's every row holds one value per seed: a degradation given twice is not a second seed."""
+    if outcome.rc != 0:
+        return None
+    table = load_json(c.d / "out" / "table.json")
+    for degradation, rows in table["raw"].items():
+        for row, values in rows.items():
+            if len(values) != len(table["seeds"]):
+                return "silent", (f"table.json {degradation} {row}: {len(values)} values for {len(table['seeds'])} "
+                                  f"seed(s) (a repeated spec counted as another seed)")
+    return None
+
+
+#: A finished run with a fixed distillation strength, the start of the `--resume OPTION` cases.
+FIXED_RUN = "run {tiny} --no-report --degrade gray --lambda 1 --temperature 4 --out {d}/run"
+
+
+def finished_fixed_run(c: Context) -> None:
+    """FIXED_RUN, with its models and config.json kept aside in ``before/`` for :func:`retrained`."""
+    must(FIXED_RUN)(c)
+    (c.d / "before").mkdir()
+    for model in (c.d / "run").glob("*/model.safetensors"):
+        shutil.copy(model, c.d / "before" / f"{model.parent.name}.safetensors")
+    shutil.copy(c.d / "run" / "config.json", c.d / "before" / "config.json")
+
+
+def retrained(model: str, option: str) -> Check:
+    """``--resume OPTION`` of a finished run, exit 0: ``model`` must have been trained again with the new value;
+    keeping the old weights under the new settings (or silently ignoring them) presents stale results."""
+
+    def check(c: Context, outcome: Outcome) -> tuple[str, str] | None:
+        if outcome.rc != 0:
+            return None
+        mine, before = c.d / "run" / model / "model.safetensors", c.d / "before" / f"{model}.safetensors"
+        if mine.is_file() and mine.read_bytes() != before.read_bytes():
+            return None
+        claims = load_json(c.d / "run" / "config.json")["run"] != load_json(c.d / "before" / "config.json")["run"]
+        return "silent", (f"exit 0, {model} not trained again, " + (
+            "yet config.json now records the new settings" if claims else f"{option} ignored without a word"))
+
+    return check
+
+
+def vggm_network(c: Context) -> None:
+    """``{d}/net.mat``: a MatConvNet vgg-m of the real shape with zero weights (made once per sweep; 400 KB
+    compressed, 400 MB once converted, so the converted files are removed at the end of the case)."""
+    shared = c.sweep.work / "shared" / "vggm.mat"
+    if not shared.is_file():
+        write_vggm_matconvnet(shared)
+    shutil.copy(shared, c.d / "net.mat")
+    c.cleanups.append(lambda: [p.unlink() for p in c.d.rglob("*") if p.is_file() and not p.is_symlink()
+                               and p.stat().st_size > 10**7])
+
+
+def write_vggm_matconvnet(path: Path, classes: int = 3) -> None:
+    """imagenet-vgg-m.mat's layers (the 'old' MatConvNet layout) with zero weights."""
+
+    def conv(name: str, size: int, cin: int, cout: int, stride: int = 1, pad: int = 0) -> dict[str, Any]:
+        return {"name": name, "type": "conv", "filters": np.zeros((size, size, cin, cout), np.float32),
+                "biases": np.zeros((1, cout), np.float32), "stride": np.array([[stride, stride]], float),
+                "pad": np.full((1, 4), float(pad))}
+
+    def pool(name: str, pad: tuple[int, ...]) -> dict[str, Any]:
+        return {"name": name, "type": "pool", "method": "max", "pool": np.array([[3.0, 3.0]]),
+                "stride": np.array([[2.0, 2.0]]), "pad": np.array([pad], float)}
+
+    def plain(name: str, kind: str) -> dict[str, Any]:
+        extra = {"param": np.array([[5, 2, 1e-4, 0.75]])} if kind == "normalize" else {}
+        return {"name": name, "type": kind, **extra}
+
+    layers = [conv("conv1", 7, 3, 96, stride=2), plain("relu1", "relu"), plain("norm1", "normalize"),
+              pool("pool1", (0, 0, 0, 0)), conv("conv2", 5, 96, 256, stride=2, pad=1), plain("relu2", "relu"),
+              plain("norm2", "normalize"), pool("pool2", (0, 1, 0, 1)), conv("conv3", 3, 256, 512, pad=1),
+              plain("relu3", "relu"), conv("conv4", 3, 512, 512, pad=1), plain("relu4", "relu"),
+              conv("conv5", 3, 512, 512, pad=1), plain("relu5", "relu"), pool("pool5", (0, 0, 0, 0)),
+              conv("fc6", 6, 512, 4096), plain("relu6", "relu"), plain("drop6", "dropout"),
+              conv("fc7", 1, 4096, 4096), plain("relu7", "relu"), plain("drop7", "dropout"),
+              conv("fc8", 1, 4096, classes), plain("prob", "softmax")]
+    cells = np.empty((1, len(layers)), dtype=object)
+    for index, layer in enumerate(layers):
+        cells[0, index] = layer
+    names = np.empty((1, classes), dtype=object)
+    names[0, :] = [f"class {k}" for k in range(classes)]
+    normalization = {"averageImage": np.array([123.68, 116.779, 103.939], np.float32),
+                     "imageSize": np.array([[224.0, 224.0, 3.0]]), "interpolation": "bilinear", "keepAspect": 1.0}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scipy.io.savemat(path, {"layers": cells, "normalization": normalization, "classes": {"description": names}},
+                     do_compression=True)
+
+
+def overwrite_cases() -> Iterator[Case]:
+    """1. Every writer refuses to replace a file cqdkit did not write, and follows no symlink it did not create."""
+    area = "trust-overwrite"
+
+    def kept(what: str, command: str, setup: Callable[[Context], Any], files: list[str], **kwargs: Any) -> Case:
+        return Case(area, what, command, "either", setup=setup, guard=lambda c: [c.d / f for f in files], **kwargs)
+
+    def linked(what: str, command: str, link: str, setup: Callable[[Context], Any] | None = None,
+               **kwargs: Any) -> Case:
+        return Case(area, what, command, "either", setup=steps(*filter(None, [setup, planted_link(link)])),
+                    guard=lambda c: [c.d / ELSEWHERE], check=link_kept(link), **kwargs)
+
+    def lock_linked(command: str, folder: str, setup: Callable[[Context], Any] | None = None, **kwargs: Any) -> Case:
+        name = command.split()[0]
+        return Case(area, f"{name}: {folder}/.cqdkit.lock is a symlink to the user's file", command, "either",
+                    setup=steps(*filter(None, [setup, planted_link(f"{folder}/.cqdkit.lock")])),
+                    guard=lambda c: [c.d / ELSEWHERE], **kwargs)
+
+    bird = lambda c: write_image(c.d / "bird.png", 64, 48)  # noqa: E731
+    degrade = "degrade gray {d}/bird.png --size 32 --out {d}/photos"
+    for name in ("grid.png", "bird_x.png", "bird_z.png"):
+        yield kept(f"degrade --out photos/ holding the user's {name}", degrade,
+                   steps(bird, user_file(f"photos/{name}")), [f"photos/{name}"])
+    for name in ("grid.png", "bird_z.png"):
+        yield linked(f"degrade --out photos/ where {name} is the user's symlink", degrade, f"photos/{name}", bird)
+    yield Case(area, "degrade twice into one --out (its own files replaced)", degrade, "ok",
+               setup=steps(bird, must(degrade)), check=files_exist("photos/grid.png", "photos/bird_z.png"))
+
+    report = REPORT % "site"
+    for name in ("index.html", "curves.png", "per-class.png", "examples/x-00.png"):
+        yield kept(f"report --out site/ holding the user's {name}", report, steps(copy_base, user_file(f"site/{name}")),
+                   [f"site/{name}"])
+    yield linked("report --out site/ where index.html is the user's symlink", report, "site/index.html", copy_base)
+    yield Case(area, "report twice into one --out (its own page replaced)", report, "ok",
+               setup=steps(copy_base, must(report)), check=files_exist("site/index.html"))
+
+    explain = EXPLAIN % "site"
+    for name in ("report.md", "report.json", "report.html", "saliency.png"):
+        yield kept(f"explain --out site/ holding the user's {name}", explain,
+                   steps(copy_base, user_file(f"site/{name}")), [f"site/{name}"])
+    yield linked("explain --out site/ where report.md is the user's symlink", explain, "site/report.md", copy_base)
+
+    for name in ("w.safetensors", "w.json"):
+        yield kept(f"convert-weights --out over the user's {name}", CONVERT, steps(vggm_network, user_file(name)),
+                   [name])
+        yield linked(f"convert-weights --out where {name} is the user's symlink", CONVERT, name, vggm_network)
+    yield Case(area, "convert-weights twice to one --out (its own files replaced)", CONVERT, "ok",
+               setup=steps(vggm_network, must(CONVERT)), check=files_exist("w.safetensors", "w.json"))
+
+    export = "export {d}/run --out {d}/student.onnx"
+    yield linked("export --out student.onnx, the user's symlink", export, "student.onnx", copy_base)
+    yield linked("export --out student.onnx whose student.onnx.json is the user's symlink", export,
+                 "student.onnx.json", copy_base)
+    yield linked("export into RUN_DIR/export/ where a-cqd.onnx is the user's symlink", "export {d}/run",
+                 "run/export/a-cqd.onnx", copy_base)
+    yield linked("sr-train --out sr.safetensors, the user's symlink", "sr-train {tiny_sr} --out {d}/sr.safetensors",
+                 "sr.safetensors", trains=True)
+
+    yield kept("a new run in a finished run's folder whose config.json was deleted", BASE_RUN + " --out {d}/run",
+               steps(copy_base, lambda c: (c.d / "run" / "config.json").unlink()),
+               ["run/results.json", "run/a/model.safetensors", "run/a-cqd/model.safetensors"], trains=True)
+    yield kept("run --out a folder holding the user's own a/model.safetensors", RUN_ALL % "mine",
+               lambda c: garbage(c.d / "mine" / "a" / "model.safetensors", 5000), ["mine/a/model.safetensors"],
+               trains=True)
+    yield kept("run --out a folder holding the user's own b/log.jsonl", RUN_B % "mine",
+               user_file("mine/b/log.jsonl"), ["mine/b/log.jsonl"], trains=True)
+    yield linked("run --out a folder whose results.json is the user's symlink", RUN_B % "mine", "mine/results.json",
+                 trains=True)
+    yield lock_linked(RUN_B % "out", "out", trains=True)
+
+    yield kept("table --out a folder holding the user's table.md", TABLE % "mine", user_file("mine/table.md"),
+               ["mine/table.md"], trains=True)
+    yield kept("table --out a folder holding the user's table.csv", TABLE % "mine", user_file("mine/table.csv"),
+               ["mine/table.csv"], trains=True)
+    yield linked("table --out a folder whose table.md is the user's symlink", TABLE % "mine", "mine/table.md",
+                 trains=True)
+    yield lock_linked(TABLE % "out", "out", trains=True)
+    yield kept("tune --out a folder holding the user's gray-cqd.png", TUNE % "mine", user_file("mine/gray-cqd.png"),
+               ["mine/gray-cqd.png"], trains=True)
+    yield lock_linked(TUNE % "out", "out", trains=True)
+    for name in ("compare.md", "compare.png"):
+        yield kept(f"compare --out a folder holding the user's {name}", COMPARE % "mine", user_file(f"mine/{name}"),
+                   [f"mine/{name}"], trains=True)
+    yield lock_linked(COMPARE % "out", "out", trains=True)
+    for name in ("table3.md", "router.json", "router.safetensors"):
+        yield kept(f"multires --out a folder holding the user's {name}", MULTIRES % "mine", user_file(f"mine/{name}"),
+                   [f"mine/{name}"], trains=True)
+    yield lock_linked(MULTIRES % "out", "out", trains=True)
+    yield lock_linked(EXPLAIN % "site", "site", copy_base)
+    yield lock_linked("report {d}/run --examples 0 --quiet", "run", copy_base)
+
+
+#: Settings that determine a model, changed between two tables into one --out: (first, second).
+TABLE_CHANGES = [
+    ("--lr 0.01", "--lr 0.05"), ("", "--epochs 2"), ("", "--batch-size 4"), ("", "--weight-decay 0.01"),
+    ("--lambda 1 --temperature 2", "--lambda 1 --temperature 4"), ("", "--image-size 24"), ("", "--student-seed 5"),
+    ("", "--dataset-option train_per_class=6"), ("", "--no-crop"), ("", "--loss softce"),
+]
+#: The same for `run --resume` of a finished run: (option, the model it must retrain).
+RESUME_CHANGES = [
+    ("--lambda 5", "a-cqd"), ("--temperature 2", "a-cqd"), ("--loss softce", "a-cqd"), ("--weight-decay 0.01", "a"),
+    ("--batch-size 4", "a"), ("--image-size 24", "a"), ("--degrade tps", "a-cqd"),
+    ("--dataset-option train_per_class=6", "a"), ("--seed 1", "a"), ("--no-crop", "a"),
+]
+#: Two different degradations whose folder names (slugs) are the same.
+ALIASED_SPECS = [("tps:sigma=1.5", "tps:sigma=1_5"), ("tps:sigma=0.5", "tps:sigma=0_5"),
+                 ("tps:sigma=2.0", "tps:sigma=2_0"), ("lowres:size=16+tps:sigma=2.5", "lowres:size=16+tps:sigma=2_5")]
+
+
+def stale_cases() -> Iterator[Case]:
+    """2. A model is reused only when everything that determines it matches; folder names are unambiguous."""
+    area = "trust-stale"
+    table = "table {tiny} --no-report --out {d}/%s"
+    for first, second in TABLE_CHANGES:
+        yield Case(area, f"table twice into one --out: {first or 'defaults'}, then {second}",
+                   f"{TABLE % 'out'} {second}", "either", setup=must(f"{TABLE % 'out'} {first}"),
+                   check=same_as_fresh(f"{TABLE % 'fresh'} {second}", "table.json"), trains=True)
+    for option, model in RESUME_CHANGES:
+        yield Case(area, f"run --resume {option} of a finished run (lambda 1, T 4)",
+                   f"{FIXED_RUN} --resume {option}", "either", setup=finished_fixed_run, check=retrained(model, option),
+                   trains=True)
+    for first, second in ALIASED_SPECS:
+        yield Case(area, f"table --degrade {first},{second} (different settings, one folder name)",
+                   table % "out" + f" --degrade {first},{second}", "either", trains=True,
+                   check=same_as_fresh(table % "fresh" + f" --degrade {second}", "table.json",
+                                       part=lambda p, s=second: {k: p[k].get(s) for k in ("raw", "distillation")}))
+    for first, second in ALIASED_SPECS[:2]:
+        yield Case(area, f"table --degrade {first}, then {second} into the same --out",
+                   table % "out" + f" --degrade {second}", "either", setup=must(table % "out" + f" --degrade {first}"),
+                   trains=True, check=same_as_fresh(table % "fresh" + f" --degrade {second}", "table.json"))
+    for specs in ("gray,gray", "tps,tps", "gray,tps,gray", "tps,tps:sigma=4"):
+        yield Case(area, f"table --degrade {specs} (a spec twice is not a second seed)",
+                   table % "out" + f" --degrade {specs}", "either", check=one_value_per_seed, trains=True)
+    yield Case(area, "table --degrade gray,gray --seeds 2", table % "out" + " --degrade gray,gray --seeds 2", "either",
+               check=one_value_per_seed, trains=True)
+    yield Case(area, "tune twice into one --out: --lr 0.01, then --lr 0.05", TUNE % "out" + " --lr 0.05", "either",
+               setup=must(TUNE % "out" + " --lr 0.01"), check=same_as_fresh(TUNE % "fresh" + " --lr 0.05", "tune.json"),
+               trains=True)
+    yield Case(area, "compare twice into one --out: defaults, then --lr 0.05", COMPARE % "out" + " --lr 0.05",
+               "either", setup=must(COMPARE % "out"),
+               check=same_as_fresh(COMPARE % "fresh" + " --lr 0.05", "compare.json"), trains=True)
+    yield Case(area, "multires twice into one --out: defaults, then --lr 0.05", MULTIRES % "out" + " --lr 0.05",
+               "either", setup=must(MULTIRES % "out"),
+               check=same_as_fresh(MULTIRES % "fresh" + " --lr 0.05", "table3.json"), trains=True)
+    yield Case(area, "table twice with the same settings: everything reused, the same table", TABLE % "out", "ok",
+               setup=steps(must(TABLE % "out"), save_copy("out/table.json", "first.json")),
+               check=unchanged_file("out/table.json", "first.json"), trains=True)
+    yield Case(area, "table --seeds 1, then --seeds 2 into one --out (seed 0 reused, rightly)",
+               TABLE % "out" + " --seeds 2", "ok", setup=must(TABLE % "out"),
+               check=same_as_fresh(TABLE % "fresh" + " --seeds 2", "table.json"), trains=True)
+
+
+def quadrants(width: int = 64, height: int = 48) -> np.ndarray:
+    """An image of four flat colours, one per quadrant: any rotation or mirror of it is easy to tell apart."""
+    image = np.zeros((height, width, 3), np.uint8)
+    h, w = height // 2, width // 2
+    image[:h, :w], image[:h, w:], image[h:, :w], image[h:, w:] = (230, 30, 30), (30, 230, 30), (30, 30, 230), (230, 230, 30)
+    return image
+
+
+def exif_jpeg(path: Path, orientation: int, width: int = 64, height: int = 48) -> Path:
+    """A JPEG stored ``width x height`` whose EXIF Orientation tag (0x0112) says how a viewer turns it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(quadrants(width, height)).save(path, format="JPEG", quality=95, exif=exif.tobytes())
+    return path
+
+
+def shown_as_viewer(written: str, source: str, size: int = 32, box: tuple[int, int, int, int] | None = None) -> Check:
+    """The x that `degrade` wrote must be the image as a viewer shows it (EXIF orientation applied), not as
+    stored: compare it with both, each cropped to ``box`` (in the shown frame) and resized."""
+
+    def check(c: Context, outcome: Outcome) -> tuple[str, str] | None:
+        from PIL import ImageOps
+
+        stored = Image.open(c.d / source).convert("RGB")
+        shown = ImageOps.exif_transpose(Image.open(c.d / source)).convert("RGB")
+
+        def looks(image: Image.Image) -> np.ndarray:
+            if box:
+                x, y, w, h = box
+                image = image.crop((x, y, min(x + w, image.width), min(y + h, image.height)))
+            return np.asarray(image.resize((size, size), Image.BILINEAR), np.float32)
+
+        path = c.d / written
+        if not path.is_file():
+            return "silent", f"exit 0 but no {written}"
+        mine = np.asarray(Image.open(path).convert("RGB").resize((size, size)), np.float32)
+        to_shown, to_stored = (float(np.abs(mine - looks(i)).mean()) for i in (shown, stored))
+        if to_stored < to_shown:
+            return "silent", (f"{written} is the image as stored, not as a viewer shows it (EXIF orientation "
+                              f"ignored; mean difference {to_stored:.0f} vs {to_shown:.0f})")
+        return None
+
+    return check
+
+
+def folder_boxes(c: Context, changes: dict[str, str] | None = None, extra: list[str] = ()) -> Path:
+    """The image folder with a bboxes.csv line for every image (box 2,3,20,15), some lines replaced, some added."""
+    root = folder(c)
+    changes = changes or {}
+    lines = ["path,x,y,width,height"]
+    for path in sorted(p for p in root.rglob("*") if p.suffix in (".png", ".jpg")):
+        relative = path.relative_to(root).as_posix()
+        lines.append(f"{relative},{changes.get(relative, '2,3,20,15')}")
+    (root / "bboxes.csv").write_text("\n".join([*lines, *extra]) + "\n")
+    return root
+
+
+def exif_in_folder(orientation: int, box: str) -> Callable[[Context], None]:
+    """train/cat/0.jpg becomes a 64x48 JPEG shown turned (``orientation``), with ``box`` in bboxes.csv."""
+
+    def setup(c: Context) -> None:
+        exif_jpeg(folder(c) / "train" / "cat" / "0.jpg", orientation)
+        folder_boxes(c, {"train/cat/0.jpg": box})
+
+    return setup
+
+
+def exif_in_cub(orientation: int, box: str) -> Callable[[Context], None]:
+    """CUB's image 1 becomes a 64x48 JPEG shown turned, with ``box`` (x y w h) in bounding_boxes.txt."""
+
+    def setup(c: Context) -> None:
+        root = cub(c)
+        exif_jpeg(root / "images" / "001.Class_1" / "img_0.jpg", orientation)
+        rewrite_line(root / "images.txt", 1, "1 001.Class_1/img_0.jpg")
+        rewrite_line(root / "bounding_boxes.txt", 1, f"1 {box}")
+
+    return setup
+
+
+def cars_box(x1: int, y1: int, x2: int, y2: int, form: str = "devkit") -> Callable[[Context], None]:
+    """Stanford Cars whose first training annotation has these (1-based, inclusive) corners; 40x30 images."""
+    box = {"bbox_x1": np.uint16(x1), "bbox_y1": np.uint16(y1), "bbox_x2": np.uint16(x2), "bbox_y2": np.uint16(y2)}
+    return lambda c: cars(c, form=form, train=8, test=4, edit=lambda rows: rows[0].update(box))
+
+
+def cars_duplicate(same_box: bool) -> Callable[[Context], None]:
+    """Stanford Cars listing its first training image twice, with the same box or another one."""
+
+    def edit(rows: list[dict[str, Any]]) -> None:
+        twin = dict(rows[0])
+        if not same_box:
+            twin.update({"bbox_x1": np.uint16(10), "bbox_x2": np.uint16(30)})
+        rows.append(twin)
+
+    return lambda c: cars(c, edit=edit)
+
+
+def geometry_cases() -> Iterator[Case]:
+    """3. Boxes on the image's edges and EXIF-rotated images: one rule, applied everywhere, or one line."""
+    area = "trust-geometry"
+    run = "run {disk} --no-report --degrade gray --dataset %s --root {d}/%s --out {d}/out"
+    cub_run, folder_run, cars_run = run % ("cub", "cub"), run % ("folder", "folder"), run % ("cars", "cars")
+    cub_names = names_one_of("img_0.png", "bounding_boxes.txt", "image id 1")
+    for what, line in [("x = width (40), width 1", "1 40 3 1 5"), ("y = height (30), height 1", "1 2 30 5 1"),
+                       ("x = 40.5, width 0.5 (starts past the edge)", "1 40.5 3 0.5 5"),
+                       ("at the bottom-right corner (40, 30, 1, 1)", "1 40 30 1 1")]:
+        yield Case(area, f"run on CUB: a box {what}", cub_run, "error", setup=lambda c, t=line: damage(
+            cub(c) / "bounding_boxes.txt", 1, t), check=cub_names, trains=True, lazy=True)
+    edge = lambda c: damage(cub(c) / "bounding_boxes.txt", 1, "1 40 3 1 5")  # noqa: E731
+    yield Case(area, "inspect cub --deep: a box at x = width", "inspect --dataset cub --root {d}/cub --deep", "error",
+               setup=edge, check=cub_names)
+    yield Case(area, "inspect cub --skip-bad --json: a box at x = width is listed, the rest kept",
+               "inspect --dataset cub --root {d}/cub --skip-bad --json", "ok", setup=edge,
+               check=json_output(lambda p: None if len(p["problems"]) == 1 and p["train"] + p["val"] + p["test"] == 17
+                                 else f"problems {p['problems']}, sizes {p['train']}+{p['val']}+{p['test']}"))
+    yield Case(area, "run on CUB --skip-bad: a box at x = width is skipped and listed", cub_run + " --skip-bad", "ok",
+               setup=edge, trains=True, check=skipped_listed("out", "img_0.png", count=1))
+    yield Case(area, "inspect cub: the same box twice for image 1 (identical lines)",
+               "inspect --dataset cub --root {d}/cub", "either", setup=lambda c: append_line(
+                   cub(c) / "bounding_boxes.txt", "1 2.0 3.0 20.0 15.0"), check=names_one_of("bounding_boxes.txt"))
+
+    folder_names = names_one_of("0.jpg", "bboxes.csv")
+    for what, changes in [("x = width on a JPEG", {"train/cat/0.jpg": "40,3,1,5"}),
+                          ("y = height on a PNG", {"train/cat/1.png": "2,30,5,1"}),
+                          ("at the corner (40, 30, 1, 1)", {"train/dog/0.jpg": "40,30,1,1"})]:
+        yield Case(area, f"run on an image folder: a box {what}", folder_run, "error",
+                   setup=lambda c, ch=changes: folder_boxes(c, ch), check=names_one_of("bboxes.csv", *(
+                       Path(p).name for p in changes)), trains=True, lazy=True)
+    yield Case(area, "inspect folder --deep: a box at x = width", "inspect --dataset folder --root {d}/folder --deep",
+               "error", setup=lambda c: folder_boxes(c, {"train/cat/0.jpg": "40,3,1,5"}), check=folder_names)
+    yield Case(area, "inspect folder: two different boxes for one image in bboxes.csv",
+               "inspect --dataset folder --root {d}/folder", "error", names=("bboxes.csv",),
+               setup=lambda c: folder_boxes(c, extra=["train/cat/0.jpg,5,5,10,10"]))
+    yield Case(area, "inspect folder: the same box twice for one image in bboxes.csv",
+               "inspect --dataset folder --root {d}/folder", "either",
+               setup=lambda c: folder_boxes(c, extra=["train/cat/0.jpg,2,3,20,15"]), check=folder_names)
+    for value in ("nan", "inf", "1e400", "-0.5"):
+        yield Case(area, f"inspect folder: a box with x = {value}", "inspect --dataset folder --root {d}/folder", "error",
+                   names=("bboxes.csv",), setup=lambda c, v=value: folder_boxes(c, {"train/cat/0.jpg": f"{v},3,5,5"}))
+
+    cars_names = names_one_of("cars_train_00000.jpg", "annotation 1", "cars_train_annos.mat")
+    yield Case(area, "run on Stanford Cars: a box at x = width (x1 = x2 = 41, 1-based)", cars_run, "error",
+               setup=cars_box(41, 4, 41, 18), check=cars_names, trains=True, lazy=True)
+    yield Case(area, "run on Stanford Cars: a box at y = height (y1 = y2 = 31)", cars_run, "error",
+               setup=cars_box(3, 31, 22, 31), check=cars_names, trains=True, lazy=True)
+    yield Case(area, "run on Stanford Cars (combined form): a box at x = width", cars_run, "error",
+               setup=cars_box(41, 1, 41, 30, form="combined"), check=names_one_of("000001.jpg", "annotation 1"),
+               trains=True, lazy=True)
+    yield Case(area, "inspect cars: one image listed twice with different boxes", "inspect --dataset cars --root {d}/cars",
+               "error", names=("cars_train_00000.jpg",), setup=cars_duplicate(same_box=False))
+    yield Case(area, "inspect cars: one image listed twice with the same box", "inspect --dataset cars --root {d}/cars",
+               "either", setup=cars_duplicate(same_box=True), check=names_one_of("cars_train_00000.jpg"))
+
+    bird = lambda c: write_image(c.d / "bird.png", 64, 48)  # noqa: E731
+    for bbox, expect in [("64,0,1,10", "error"), ("0,48,10,1", "error"), ("64.5,0,0.5,10", "error"),
+                         ("63.5,0,0.5,10", "ok"), ("0,0,64,48", "ok")]:
+        yield Case(area, f"degrade --bbox {bbox} --crop on a 64x48 image", f"degrade gray {{d}}/bird.png --bbox {bbox} "
+                   "--crop --size 32 --out {d}/look", expect, names=("box",) if expect == "error" else (), setup=bird)
+
+    for orientation in range(1, 9):
+        yield Case(area, f"degrade a JPEG with EXIF orientation {orientation}: x as a viewer shows it",
+                   "degrade gray {d}/turned.jpg --size 32 --out {d}/look", "ok",
+                   setup=lambda c, o=orientation: exif_jpeg(c.d / "turned.jpg", o),
+                   check=shown_as_viewer("look/turned_x.png", "turned.jpg"))
+    yield Case(area, "degrade --bbox --crop on an EXIF-rotated JPEG: the box is in the shown frame",
+               "degrade gray {d}/turned.jpg --bbox 2,40,20,20 --crop --size 32 --out {d}/look", "ok",
+               setup=lambda c: exif_jpeg(c.d / "turned.jpg", 6),
+               check=shown_as_viewer("look/turned_x.png", "turned.jpg", box=(2, 40, 20, 20)))
+    for orientation in (6, 8):
+        yield Case(area, f"inspect folder --deep: EXIF orientation {orientation}, a box that fits the shown 48x64 image",
+                   "inspect --dataset folder --root {d}/folder --deep", "ok", setup=exif_in_folder(orientation, "2,40,10,20"))
+    yield Case(area, "inspect folder --deep: EXIF orientation 6, a box that fits only the stored 64x48 image",
+               "inspect --dataset folder --root {d}/folder --deep", "error", setup=exif_in_folder(6, "40,2,20,10"),
+               check=folder_names)
+    yield Case(area, "inspect cub --deep: EXIF orientation 6, a box that fits the shown 48x64 image",
+               "inspect --dataset cub --root {d}/cub --deep", "ok", setup=exif_in_cub(6, "2 40 10 20"))
+    yield Case(area, "run on an image folder with an EXIF-rotated JPEG and its box in the shown frame", folder_run,
+               "ok", setup=exif_in_folder(6, "2,40,10,20"), trains=True, check=finite_results())
+
+
+def model_json_edit(**changes: Any) -> Callable[[Context], None]:
+    """The base run copied, with its student's model.json changed."""
+    return lambda c: edit_json(copy_base(c) / "a-cqd" / "model.json", **changes)
+
+
+def size_cases() -> Iterator[Case]:
+    """4. Absurd sizes and numbers: refused before anything is allocated, with the limit named."""
+    area = "trust-sizes"
+    limits = {"memory_gb": 4, "timeout": 45}
+    for option, value in [("--image-size", "100000"), ("--image-size", str(2**31)), ("--image-size", str(10**30)),
+                          ("--batch-size", str(2**63)), ("--batch-size", str(10**30)), ("--epochs", str(2**63)),
+                          ("--workers", str(2**40)), ("--temperature", "1e308"), ("--lambda", "1e308"),
+                          ("--student-seed", str(2**64))]:
+        yield run_error(area, f"run {option} {value}", f"{option} {value}", (option,), **limits)
+    for key, value in [("seed", "-1"), ("classes", str(10**9)), ("train_per_class", str(10**9)),
+                       ("test_per_class", str(10**12)), ("image_size", "100000"), ("image_size", str(2**40))]:
+        yield run_error(area, f"run --dataset-option {key}={value}", f"--dataset-option {key}={value}", (key,), **limits)
+    bird = lambda c: write_image(c.d / "bird.png", 64, 48)  # noqa: E731
+    for spec_or_option, names in [("gray --size 200000", ("--size",)), (f"gray --size {2**40}", ("--size",)),
+                                  ("tps:sigma=1e308", ("sigma",)), ("tps:sigma=1e300", ("sigma",)),
+                                  (f"tps:grid={2**40}", ("grid",)), (f"lowres:size={2**63}", ("size",)),
+                                  (f"blur:severity={2**63}", ("severity",))]:
+        yield Case(area, f"degrade {spec_or_option}", f"degrade {spec_or_option} {{d}}/bird.png --out {{d}}/look",
+                   "error", names=names, setup=bird, **limits)
+    for command in ("table", "tune", "compare"):
+        for seeds in (str(10**30), str(2**63)):
+            yield Case(area, f"{command} --seeds {seeds}", f"{command} {{tiny}} --degrade gray --seeds {seeds} --out {{d}}/out",
+                       "error", names=("--seeds",), **limits)
+    yield Case(area, "tune --temperatures 1e308", "tune {tiny} --degrade gray --method cqd --seeds 1 --lambdas 1 "
+               "--temperatures 1e308 --out {d}/out", "error", names=("--temperatures",), **limits)
+    yield Case(area, "tune --lambdas 1e308", "tune {tiny} --degrade gray --method cqd --seeds 1 --lambdas 1e308 "
+               "--temperatures 4 --out {d}/out", "error", names=("--lambdas",), **limits)
+    sr = "sr-train {tiny_sr} --out {d}/sr.safetensors "
+    for option, value, names in [("--size", str(10**6), "size=1000000"), ("--image-size", "100000", "--image-size"),
+                                 ("--batch-size", str(2**63), "--batch-size")]:
+        yield Case(area, f"sr-train {option} {value}", sr + f"{option} {value}", "error", names=(names,), **limits)
+    for value in (100000, 0, -32):
+        for command in ("export {d}/run --out {d}/x.onnx", "report {d}/run --examples 2 --quiet",
+                        "explain {d}/run --images 4 --examples 2 --quiet"):
+            if value == -32 and not command.startswith("export"):
+                continue
+            # export's input shape is the model's image_size; report and explain may take the run's instead
+            expect = "error" if command.startswith("export") else "either"
+            yield Case(area, f"{command.split()[0]}: the student's model.json has image_size {value}", command, expect,
+                       names=("model.json",), setup=model_json_edit(image_size=value), **limits)
+
+
+def tiny_config(form: str, changes: dict[str, str]) -> str:
+    """The tiny settings as a TOML, YAML or JSON config file, with some values replaced by raw text of that
+    format (``"1.9"``, ``".inf"``, ``"null"``)."""
+    if form == "toml":
+        return tiny_toml(changes)
+    import tomllib
+
+    values = {key: json.dumps(value) for key, value in tomllib.loads(tiny_toml({})).items()} | changes
+    if form == "yaml":
+        return "".join(f"{key}: {value}\n" for key, value in values.items())
+    return "{" + ", ".join(f'"{key}": {value}' for key, value in values.items()) + "}\n"
+
+
+#: A value of the wrong type for a key of the config file: (format, key, raw value).
+WRONG_TYPES = [
+    ("toml", "epochs", "1.9"), ("toml", "epochs", "true"), ("toml", "epochs", "inf"), ("toml", "epochs", "1e400"),
+    ("toml", "epochs", "2024-01-01"), ("toml", "lr", "{a = 1}"), ("toml", "lr", "true"), ("toml", "batch-size", "8.5"),
+    ("toml", "batch-size", "true"), ("toml", "image-size", "[32]"), ("toml", "seed", "1.5"), ("toml", "workers", "0.5"),
+    ("toml", "weight-decay", "inf"), ("toml", "temperature", "true"), ("toml", "teacher", "5"), ("toml", "amp", "1"),
+    ("toml", "cache_teacher", "1"), ("toml", "feature_cache_gb", "[8]"), ("toml", "dataset-option", "{classes = 3.5}"),
+    ("toml", "dataset-option", "{classes = true}"),
+    ("yaml", "epochs", "1.9"), ("yaml", "epochs", "yes"), ("yaml", "degrade", "null"), ("yaml", "degrade", "~"),
+    ("yaml", "lr", ".inf"), ("yaml", "batch-size", "{a: 1}"),
+    ("json", "epochs", "1.9"), ("json", "degrade", "null"), ("json", "lr", "NaN"), ("json", "epochs", "1e400"),
+    ("json", "batch-size", "[8]"),
+]
+
+
+def names_key(key: str) -> Check:
+    """A refusal must name the config key, spelt as the option or as the setting."""
+    spellings = {key, key.replace("-", "_"), key.replace("_", "-"),
+                 {"lambda": "lam", "dataset-option": "classes"}.get(key, key)}
+    return names_one_of(*sorted(spellings))
+
+
+def config_type_cases() -> Iterator[Case]:
+    """5. Every value of a config file is type-checked (through RunConfig), each refusal naming its key."""
+    area = "trust-config"
+
+    def config(what: str, name: str, content: str | bytes, expect: str = "error", names: tuple[str, ...] = (),
+               command: str = "run --config {d}/{name} --out {d}/out", **kwargs: Any) -> Case:
+        return Case(area, what, command.replace("{name}", name), expect, names=names, setup=text_file(name, content),
+                    **kwargs)
+
+    for form, key, value in WRONG_TYPES:
+        yield config(f"--config ({form.upper()}) with {key} = {value}", f"c.{form}", tiny_config(form, {key: value}),
+                     check=names_key(key))
+    yield config("--config (TOML) with epochs = \"1\" (a number as a string)", "c.toml", tiny_config("toml", {"epochs": '"1"'}),
+                 "either", check=finite_or_stopped())
+    bom = names_one_of("byte-order mark", "BOM")
+    for form in ("toml", "yaml", "json"):
+        yield config(f"--config ({form.upper()}) starting with a UTF-8 byte-order mark", f"c.{form}",
+                     b"\xef\xbb\xbf" + tiny_config(form, {}).encode(), "either", check=all_of(bom, finite_or_stopped()),
+                     trains=True)
+        yield config(f"--config ({form.upper()}) with Windows line endings", f"c.{form}",
+                     tiny_config(form, {}).replace("\n", "\r\n").encode(), "ok", check=finite_results(), trains=True)
+    for key, value in [("epochs", "1.9"), ("lr", "inf"), ("degrade", '"tsp"'), ("image-size", "100000"),
+                       ("seed", "true")]:
+        yield config(f"--print-config of a file with {key} = {value} (must not print settings a run refuses)", "c.toml",
+                     tiny_config("toml", {key: value}), check=names_key(key), command="run --config {d}/{name} --print-config")
+    for option in ("--epochs 0", "--degrade tsp"):
+        yield Case(area, f"run {option} --print-config", f"run {{tiny}} {option} --print-config", "error",
+                   names=(option.split()[0],))
+    yield config("table --config with seeds = 1.5", "c.toml", "seeds = 1.5\n", names=("seeds",),
+                 command="table {tiny} --no-report --degrade gray --config {d}/{name} --out {d}/out")
+    yield config("compare --config with seeds = true", "c.toml", "seeds = true\n", names=("seeds",),
+                 command="compare {tiny} --degrade gray --loss softce --config {d}/{name} --out {d}/out")
+    yield config("tune --config with temperatures = [1, \"a\"]", "c.toml", 'temperatures = [1, "a"]\n',
+                 names=("temperatures",), command="tune {tiny} --degrade gray --method cqd --seeds 1 --config {d}/{name} "
+                 "--out {d}/out")
+    yield config("tune --config with lambdas = true", "c.toml", "lambdas = true\n", names=("lambdas",),
+                 command="tune {tiny} --degrade gray --method cqd --seeds 1 --config {d}/{name} --out {d}/out")
+
+
+def fifo(relative: str) -> Callable[[Context], None]:
+    """A setup making ``relative`` a FIFO (replacing the file there, if any): reading it waits forever."""
+
+    def setup(c: Context) -> None:
+        path = c.d / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_file():
+            path.unlink()
+        os.mkfifo(path)
+
+    return setup
+
+
+def immutable_file(relative: str) -> Callable[[Context], None]:
+    """A setup making the file ``relative`` immutable (``chattr +i``; undone at the end of the case)."""
+
+    def setup(c: Context) -> None:
+        path = c.d / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+        if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
+            raise RuntimeError("chattr +i is not available here")
+        c.cleanups.append(lambda: subprocess.run(["chattr", "-i", str(path)], capture_output=True))
+
+    return setup
+
+
+def unfinished_student(c: Context) -> None:
+    """The base run copied, as if killed while its student trained: no student model, no results."""
+    run = copy_base(c)
+    for name in ("model.safetensors", "model.json"):
+        (run / "a-cqd" / name).unlink()
+    (run / "results.json").unlink()
+
+
+def nonfile_cases() -> Iterator[Case]:
+    """6. A FIFO, a device or a folder where a file is read: one line naming it, at once (never a hang)."""
+    area = "trust-nonfile"
+    fast = {"timeout": 30}
+    bird = lambda c: write_image(c.d / "bird.png", 64, 48)  # noqa: E731
+
+    def piped(what: str, command: str, pipe: str, setup: Callable[[Context], Any] | None = None, **kwargs: Any) -> Case:
+        return Case(area, what, command, "error", names=(Path(pipe).name,),
+                    setup=steps(*filter(None, [setup, fifo(pipe)])), **{**fast, **kwargs})
+
+    yield piped("degrade a FIFO named .png", "degrade gray {d}/pipe.png --out {d}/look", "pipe.png")
+    yield piped("degrade a good image and a FIFO", "degrade gray {d}/bird.png {d}/pipe.jpg --out {d}/look", "pipe.jpg",
+                bird)
+    for suffix in ("toml", "yaml", "json"):
+        yield piped(f"run --config a FIFO (.{suffix})", f"run {{tiny}} --config {{d}}/pipe.{suffix} --out {{d}}/out",
+                    f"pipe.{suffix}")
+    yield piped("run --teacher-weights a FIFO", "run {tiny} --no-report --teacher-weights {d}/pipe.safetensors --out {d}/out",
+                "pipe.safetensors")
+    yield piped("run --student-weights a FIFO (.pth)", "run {tiny} --no-report --method cqd --student-weights "
+                "{d}/pipe.pth --out {d}/out", "pipe.pth")
+    yield piped("run --tuned a FIFO", "run {tiny} --no-report --tuned {d}/tune.json --out {d}/out", "tune.json")
+    yield piped("table --tuned a FIFO", "table {tiny} --no-report --degrade gray --tuned {d}/tune.json --out {d}/out",
+                "tune.json")
+    yield piped("convert-weights a FIFO", CONVERT.replace("net.mat", "pipe.mat"), "pipe.mat")
+    yield piped("degrade lowres with srcnn weights= a FIFO",
+                "degrade lowres:size=16,upsample=srcnn,weights={d}/pipe.safetensors {d}/bird.png --out {d}/look",
+                "pipe.safetensors", bird)
+    cub_files = "cub/CUB_200_2011"
+    for name in ("images.txt", "bounding_boxes.txt", "classes.txt"):
+        yield piped(f"inspect cub: {name} is a FIFO", "inspect --dataset cub --root {d}/cub", f"{cub_files}/{name}", cub)
+    yield piped("inspect cub --deep: an image is a FIFO", "inspect --dataset cub --root {d}/cub --deep",
+                f"{cub_files}/images/001.Class_1/img_0.png", cub)
+    yield piped("run on CUB: an image is a FIFO", "run {disk} --no-report --degrade gray --dataset cub --root {d}/cub "
+                "--out {d}/out", f"{cub_files}/images/001.Class_1/img_0.png", cub, timeout=60)
+    yield piped("inspect folder: bboxes.csv is a FIFO", "inspect --dataset folder --root {d}/folder", "folder/bboxes.csv",
+                folder)
+    yield piped("inspect folder --deep: a FIFO named like an image", "inspect --dataset folder --root {d}/folder --deep",
+                "folder/train/cat/pipe.png", folder)
+    yield piped("inspect cars: cars_meta.mat is a FIFO", "inspect --dataset cars --root {d}/cars",
+                "cars/devkit/cars_meta.mat", cars)
+    yield piped("run --unlabeled a folder holding a FIFO named like an image", "run {tiny} --no-report --no-crop --unlabeled "
+                "{d}/extra --out {d}/out", "extra/pipe.png", lambda c: write_image(c.d / "extra" / "a.png"), timeout=60)
+    yield piped("export: the student's model.json is a FIFO", "export {d}/run --out {d}/x.onnx", "run/a-cqd/model.json",
+                copy_base)
+    yield piped("report: results.json is a FIFO", "report {d}/run --examples 0 --quiet", "run/results.json", copy_base)
+    yield piped("report: a model's log.jsonl is a FIFO", "report {d}/run --examples 0 --quiet", "run/b/log.jsonl",
+                copy_base)
+    yield piped("explain: config.json is a FIFO", "explain {d}/run --images 4 --quiet", "run/config.json", copy_base)
+    yield piped("run --resume: the unfinished student's latest.json is a FIFO", f"{BASE_RUN} --resume --out {{d}}/run",
+                "run/a-cqd/latest.json", unfinished_student)
+    yield piped("report: a table's table.json is a FIFO", "report {d}/out --quiet", "out/table.json",
+                must(TABLE % "out"))
+    yield Case(area, "degrade /dev/zero as an image (endless)", "degrade gray /dev/zero --out {d}/look", "error",
+               names=("/dev/zero",), memory_gb=4, **fast)
+
+    lock_dir = lambda where: steps(lambda c: (c.d / where / ".cqdkit.lock").unlink(missing_ok=True),  # noqa: E731
+                                   lambda c: (c.d / where / ".cqdkit.lock").mkdir(parents=True))
+    for command, where, setup in [(RUN_B % "out", "out", None), (TABLE % "out", "out", None),
+                                   (EXPLAIN % "site", "run", copy_base), ("report {d}/run --examples 0", "run", copy_base)]:
+        yield Case(area, f"{command.split()[0]}: {where}/.cqdkit.lock is a folder", command, "error",
+                   names=(".cqdkit.lock",), setup=steps(*filter(None, [setup, lock_dir(where)])), **fast)
+    for command in (RUN_B % "out", TUNE % "out", MULTIRES % "out"):
+        yield piped(f"{command.split()[0]}: out/.cqdkit.lock is a FIFO", command, "out/.cqdkit.lock")
+    for command, where, setup in [(RUN_B % "out", "out", None), (COMPARE % "out", "out", None),
+                                   ("report {d}/run --examples 0", "run", copy_base)]:
+        yield Case(area, f"{command.split()[0]}: {where}/.cqdkit.lock is immutable (chattr +i)", command, "error",
+                   names=(".cqdkit.lock",), setup=steps(*filter(None, [setup, immutable_file(f"{where}/.cqdkit.lock")])),
+                   **fast)
+    for command in (RUN_B % "out", MULTIRES % "out"):
+        yield Case(area, f"{command.split()[0]}: out/.cqdkit.lock is a dangling symlink to a file elsewhere", command,
+                   "either", setup=planted_link("out/.cqdkit.lock", dangling=True), check=not_created(ELSEWHERE),
+                   trains=True, **fast)
+
+
+def changed_json(relative: str, change: Callable[[Any], Any], base: Callable[[Context], Any] = copy_base) -> Callable[[Context], None]:
+    """A setup: ``base`` (the base run copied), then the JSON file ``relative`` replaced by ``change(payload)``
+    (or changed in place when ``change`` returns None)."""
+
+    def setup(c: Context) -> None:
+        base(c)
+        path = c.d / relative
+        payload = load_json(path)
+        changed = change(payload)
+        path.write_text(json.dumps(payload if changed is None else changed))
+
+    return setup
+
+
+def student_score(key: str, value: Any) -> Callable[[Any], None]:
+    return lambda results: results["models"]["a-cqd"].update({key: value})
+
+
+def words_for_numbers(table: dict[str, Any]) -> None:
+    """Every value of a table.json's raw rows replaced by a word."""
+    for rows in table["raw"].values():
+        for row, values in rows.items():
+            rows[row] = ["high"] * len(values)
+
+
+def tuned_something(*methods: str) -> Check:
+    """Exit 0 from tune: every method asked for is in tune.json, each with a distilled cell (lambda > 0)."""
+
+    def check(c: Context, outcome: Outcome) -> tuple[str, str] | None:
+        if outcome.rc != 0:
+            return None
+        found = load_json(c.d / "out" / "tune.json").get("methods") or {}
+        for method in methods:
+            if method not in found:
+                return "silent", f"tune.json has no {method} (asked for), only {sorted(found)}"
+            for degradation, result in found[method].items():
+                if not any(cell.get("lam") for cell in result.get("grid") or []):
+                    return "silent", f"tune.json {method}/{degradation}: no distilled cell tuned"
+        return None
+
+    return check
+
+
+def killed_while_writing(command: str) -> Callable[[Context], Outcome]:
+    """``command`` killed with -9 as soon as one of its temporary files appears, then the same command again:
+    it must succeed, and no temporary may be left behind (checked with ``nothing_left``)."""
+
+    def flow(c: Context) -> Outcome:
+        process = c.popen(command)
+        caught = None
+        while process.poll() is None and caught is None:
+            caught = next((p for p in c.d.rglob(f".*{TEMPORARY_SUFFIX}")), None)
+            time.sleep(0.005)
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        again = c.cqdkit(command)
+        moment = f"while it wrote {caught.relative_to(c.d)}" if caught else "(it finished before a temporary was seen)"
+        again.command = f"{c.sweep.show(c.argv(command))}, killed -9 {moment}; then the same again"
+        return again
+
+    return flow
+
+
+def broken_cases() -> Iterator[Case]:
+    """7. Reports, exports and tunes of broken runs: one line naming the broken file, never a page of nonsense."""
+    area = "trust-broken"
+    report = "report {d}/run --examples 0 --quiet"
+    for what, change in [
+        ("the student's test_z is a string", student_score("test_z", "high")),
+        ("the student's test_z is null", student_score("test_z", None)),
+        ("the student's test_x is NaN", student_score("test_x", float("nan"))),
+        ("the student's test_z is 1.7", student_score("test_z", 1.7)),
+        ("'models' is empty", lambda r: r.update(models={})),
+        ("'method' names a model it does not list", lambda r: r.update(method="cqd")),
+        ("a model's scores are a list", lambda r: r["models"].update(b=[0.5, 0.5])),
+        ("it is a JSON list", lambda r: [r]),
+    ]:
+        yield Case(area, f"report on a run whose results.json: {what}", report, "error", names=("results.json",),
+                   setup=changed_json("run/results.json", change))
+    yield Case(area, "report on a run whose config.json has no 'run'", report, "error", names=("config.json",),
+               setup=changed_json("run/config.json", lambda p: {k: v for k, v in p.items() if k != "run"}))
+    yield Case(area, "report on a run whose B folder is gone (results.json lists it)", report, "error",
+               setup=lambda c: shutil.rmtree(copy_base(c) / "b"))
+    yield Case(area, "report on a run whose B log.jsonl is empty", report, "either",
+               setup=lambda c: (copy_base(c) / "b" / "log.jsonl").write_text(""))
+    for what, change in [
+        ("raw values are strings", words_for_numbers),
+        ("'degradations' is empty", lambda t: t.update(degradations=[])),
+        ("'seeds' is empty", lambda t: t.update(seeds=[])),
+        ("raw lacks a listed degradation", lambda t: t.update(degradations=["gray", "tps"])),
+    ]:
+        yield Case(area, f"report on a table whose table.json: {what}", "report {d}/tab --quiet", "error",
+                   names=("table.json",), setup=changed_json("tab/table.json", change, base=must(TABLE % "tab")),
+                   trains=True)
+
+    export = "export {d}/run --out {d}/x.onnx"
+    for what, changes in [("lists 1 class name for 3 classes", {"classes": ["only one"]}), ("lists no class", {"classes": []}),
+                          ("num_classes 0", {"num_classes": 0}), ("num_classes '3' (a string)", {"num_classes": "3"}),
+                          ("a mean of 2 values", {"mean": [0.5, 0.5]}), ("a std of 0", {"std": [0.2, 0.0, 0.2]}),
+                          ("architecture null", {"architecture": None}), ("in_chans 0", {"in_chans": 0})]:
+        yield Case(area, f"export a run whose student's model.json has {what}", export, "error", names=("model.json",),
+                   setup=model_json_edit(**changes))
+    yield Case(area, "export a run whose results.json 'method' names a model it lacks", export, "error",
+               names=("cqd",), setup=changed_json("run/results.json", lambda r: r.update(method="cqd")))
+    explain = "explain {d}/run --images 4 --examples 2 --quiet"
+    yield Case(area, "explain a run whose results.json 'models' is empty", explain, "error", names=("results.json",),
+               setup=changed_json("run/results.json", lambda r: r.update(models={})))
+    yield Case(area, "explain a run whose student's test_z is a string", explain, "error", names=("results.json",),
+               setup=changed_json("run/results.json", student_score("test_z", "high")))
+
+    tune = "tune {tiny} --degrade gray --method cqd --seeds 1 --lambdas 1 --temperatures 10 --out {d}/out"
+    yield Case(area, "tune --val-fraction 0 (nothing to score on)", tune + " --val-fraction 0", "error",
+               names=("--val-fraction",))
+    yield Case(area, "tune --val-fraction 1e-9 (no validation image)", tune + " --val-fraction 1e-9", "error",
+               names=("--val-fraction",))
+    yield Case(area, "tune --temperatures 0", tune + " --temperatures 0", "error", names=("--temperatures",))
+    yield Case(area, "tune --method a-cqd with different teacher and student architectures",
+               tune.replace("--method cqd", "--method a-cqd") + " --teacher convnet-m", "either", trains=True,
+               check=tuned_something("a-cqd"))
+    yield Case(area, "tune --method cqd,a-cqd with different architectures",
+               tune.replace("--method cqd", "--method cqd,a-cqd") + " --teacher convnet-m", "either", trains=True,
+               check=tuned_something("cqd", "a-cqd"))
+
+    no_temporaries = nothing_left(f".*{TEMPORARY_SUFFIX}")
+    for what, command, setup in [
+        ("export (ONNX)", "export {d}/run --out {d}/student.onnx", copy_base),
+        ("export --format torchscript", "export {d}/run --format torchscript --out {d}/student.pt", copy_base),
+        ("export into RUN_DIR/export/", "export {d}/run", copy_base),
+        ("convert-weights", CONVERT, vggm_network),
+        ("report --out outside the run", REPORT % "site", copy_base),
+        ("explain --out outside the run", EXPLAIN % "site", copy_base),
+        ("sr-train", "sr-train {tiny_sr} --out {d}/sr.safetensors", None),
+    ]:
+        yield Case(area, f"{what} killed -9 while writing, then again: no temporary left",
+                   killed_while_writing(command), "ok", setup=setup, check=no_temporaries, trains=what == "sr-train")
+
+
 def all_cases(quick: bool) -> list[Case]:
     rng = random.Random(14)
     kills = sorted(rng.uniform(0.15, 0.95) for _ in range(5))
     groups = [option_cases(), name_cases(), spec_cases(), image_cases(), dataset_cases(), training_data_cases(),
               weights_cases(), resume_cases(), concurrency_cases(kills), disk_cases(), export_cases(), config_cases(),
-              plugin_cases(), command_cases()]
+              plugin_cases(), command_cases(), overwrite_cases(), stale_cases(), geometry_cases(), size_cases(),
+              config_type_cases(), nonfile_cases(), broken_cases()]
     cases = [case for group in groups for case in group]
     return [case for case in cases if not quick or not case.trains or case.quick]
 
@@ -1897,9 +2859,9 @@ def print_table(verdicts: list[Verdict], seconds: float) -> None:
         per_area[verdict.case.area][column] += 1
         per_area[verdict.case.area]["tried"] += 1
     total = sum(per_area.values(), Counter())
-    print(f"\n{'area':14s}{'tried':>7s}" + "".join(f"{c:>11s}" for c in columns))
+    print(f"\n{'area':16s}{'tried':>7s}" + "".join(f"{c:>11s}" for c in columns))
     for area, counts in [*per_area.items(), ("total", total)]:
-        print(f"{area:14s}{counts['tried']:7d}" + "".join(f"{counts[c]:11d}" for c in columns))
+        print(f"{area:16s}{counts['tried']:7d}" + "".join(f"{counts[c]:11d}" for c in columns))
     others = Counter(v.category for v in verdicts if v.category not in columns)
     if others:
         print("other = " + ", ".join(f"{n} {k}" for k, n in others.items()))
@@ -1938,7 +2900,7 @@ def main() -> None:
     if args.list:
         for case in all_cases(args.quick):
             if not args.only or args.only in case.area or args.only in case.what:
-                print(f"{case.area:14s} {'train' if case.trains else '     '} {case.what}")
+                print(f"{case.area:16s} {'train' if case.trains else '     '} {case.what}")
         return
     began = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="cqdkit-sweep-"))
