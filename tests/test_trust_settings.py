@@ -219,3 +219,24 @@ def writer_after(fifo, seconds: float):
     finally:
         stop.set()
         thread.join()
+
+
+@given(weight=st.floats(0, 1e6), temperature=st.floats(1e-3, 1000))
+def test_a_loss_spec_written_out_parses_back_to_the_same_numbers(weight, temperature):
+    from cqdkit.losses.spec import loss_text, parse_loss
+
+    terms = parse_loss(f"softce:temperature={temperature!r},lambda={weight!r}")
+    again = parse_loss(loss_text(terms))  # a '+' in 1e+06 would split the spec
+    assert [(t.name, t.temperature, t.weight) for t in again] == [("softce", temperature, weight)]
+
+
+@pytest.mark.parametrize("grid, named", [("--temperatures", "--temperatures"), ("--lambdas", "--lambdas")])
+def test_tune_grids_beyond_the_limits_are_refused(tmp_path, grid, named):
+    assert named in one_line_error(invoke("tune", grid, "1,1e308", "--out", tmp_path / "tune"))
+    assert not (tmp_path / "tune").exists()
+
+
+def test_a_number_where_a_config_file_names_something_is_refused_with_its_key(tmp_path):
+    (tmp_path / "c.toml").write_text("teacher = 5\nlambda = 5\n")  # lambda takes a number; teacher a name
+    message = one_line_error(invoke("run", "--config", tmp_path / "c.toml", "--print-config"))
+    assert "teacher must be a string" in message and "got 5" in message

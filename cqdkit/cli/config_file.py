@@ -115,6 +115,8 @@ def apply_config_file(ctx: click.Context, param: click.Parameter, value: str | N
             raise CqdkitError(f"config file {value}: unknown key {key!r}{hint}")
         if name in options:
             unset = name in unset_by_default and setting is None  # null: "unset", as a run's config.json writes it
+            if name in hints and hints[name] in (str, str | None) and not isinstance(setting, (str, type(None))):
+                check_type(str(key), setting, hints[name], f"config file {value}")  # a name, not a number
             defaults[name] = None if unset else _as_option_value(options[name], setting, key, value)
         else:
             extra[name] = check_type(name, setting, hints[name], f"config file {value}")

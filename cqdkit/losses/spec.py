@@ -203,6 +203,9 @@ def check_temperature(text: Any) -> float | str:
 
 
 def _text(value: Any) -> str:
+    """A parameter's value as spec text that parses back to it: ``20`` for 20.0, ``0.1234567`` whole, ``1e06``
+    for a million (no ``+``, which joins the terms of a spec)."""
     if isinstance(value, float):
-        return f"{value:g}"
+        short = f"{value:g}"
+        return (short if float(short) == value else repr(value)).replace("e+", "e")
     return "" if value is None else str(value)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
+from ..files import read_regular_text
 from ..schema import check_log, check_results, read_json, read_model_description
 from ..train.written import check_config, check_table
 
@@ -130,7 +131,7 @@ def check_classes(path: Path, config: dict[str, Any], models: list[str]) -> None
 def read_log(path: Path) -> list[dict[str, Any]]:
     """The epochs of a model's ``log.jsonl``, one dict per line."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_regular_text(path, "a log.jsonl")
     except UnicodeDecodeError as error:
         raise DataError(f"{path}: not UTF-8 text, as cqdkit writes it ({error})") from error
     epochs = []

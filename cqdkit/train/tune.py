@@ -45,6 +45,7 @@ from typing import Any
 from ..errors import CqdkitError, DataError
 from ..files import atomic_save_figure, atomic_write_json, read_regular_text
 from ..lock import folder_lock
+from ..losses.spec import MAX_LAMBDA, MAX_TEMPERATURE
 from ..reporting import Reporter, reporting_into
 from ..sweep import SweepSettings, Training, run_sweep
 from .config import PAPER_STRENGTH, RunConfig
@@ -121,11 +122,12 @@ def check_grid(base: RunConfig, methods: tuple[str, ...], seeds: tuple[int, ...]
     if len(set(seeds)) != len(seeds):
         raise CqdkitError(f"--seeds: {', '.join(map(str, seeds))} repeats a seed; expected each seed once")
     for value in temperatures:
-        if not (math.isfinite(value) and value > 0):
-            raise CqdkitError(f"--temperatures: {value} is not a temperature; expected finite numbers > 0")
+        if not (math.isfinite(value) and 0 < value <= MAX_TEMPERATURE):
+            raise CqdkitError(f"--temperatures: {value} is not a temperature; expected numbers > 0, at most "
+                              f"{MAX_TEMPERATURE:g}")
     for value in lambdas:
-        if not (math.isfinite(value) and value >= 0):
-            raise CqdkitError(f"--lambdas: {value} is not a lambda; expected finite numbers >= 0")
+        if not (math.isfinite(value) and 0 <= value <= MAX_LAMBDA):
+            raise CqdkitError(f"--lambdas: {value} is not a lambda; expected numbers from 0 to {MAX_LAMBDA:g}")
     if not temperatures:
         raise CqdkitError("--temperatures: the grid is empty; expected comma-separated numbers > 0")
     if not any(value > 0 for value in lambdas):
