@@ -461,15 +461,13 @@ def copy_base(c: Context, name: str = "run") -> Path:
 
 
 def interrupted_base(c: Context) -> Path:
-    """The base run as a kill after the student's first epoch leaves it: A finished, the student's epoch-1
-    checkpoint named by latest.json, no B, no results."""
+    """The base run as a kill after the student's last checkpoint leaves it: A finished, the student's final
+    checkpoint named by latest.json but no model.safetensors yet (a finished training keeps only its last
+    checkpoint, so there is no earlier one to go back to), no B, no results."""
     run = copy_base(c)
     student = run / "a-cqd"
-    for name in ("model.safetensors", "model.json", "epoch-0002.safetensors", "epoch-0002.json"):
+    for name in ("model.safetensors", "model.json"):
         (student / name).unlink()
-    (student / "latest.json").write_text(json.dumps({"checkpoint": "epoch-0001.json", "epoch": 1}))
-    log = (student / "log.jsonl").read_text().splitlines()
-    (student / "log.jsonl").write_text(log[0] + "\n")
     shutil.rmtree(run / "b")
     (run / "results.json").unlink()
     return run
@@ -1388,15 +1386,15 @@ def resume_cases() -> Iterator[Case]:
     yield tampered("latest.json naming a missing checkpoint",
                    lambda run: (student(run) / "latest.json").write_text('{"checkpoint": "epoch-0007.json"}'),
                    "error", ("epoch-0007",))
-    yield tampered("the checkpoint's tensors cut in half", lambda run: truncate(student(run) / "epoch-0001.safetensors"),
-                   "error", ("epoch-0001",))
-    yield tampered("the checkpoint's JSON cut in half", lambda run: truncate(student(run) / "epoch-0001.json"),
-                   "error", ("epoch-0001.json",))
+    yield tampered("the checkpoint's tensors cut in half", lambda run: truncate(student(run) / "epoch-0002.safetensors"),
+                   "error", ("epoch-0002",))
+    yield tampered("the checkpoint's JSON cut in half", lambda run: truncate(student(run) / "epoch-0002.json"),
+                   "error", ("epoch-0002.json",))
     yield tampered("latest.json and every checkpoint damaged",
-                   lambda run: (truncate(student(run) / "latest.json"), truncate(student(run) / "epoch-0001.json")),
+                   lambda run: (truncate(student(run) / "latest.json"), truncate(student(run) / "epoch-0002.json")),
                    "error", ("latest.json",))
     yield tampered("the checkpoint's 'epoch' a word",
-                   lambda run: edit_json(student(run) / "epoch-0001.json", epoch="one"), "error", ("epoch-0001.json",))
+                   lambda run: edit_json(student(run) / "epoch-0002.json", epoch="one"), "error", ("epoch-0002.json",))
     yield tampered("the teacher-logits cache cut in half", lambda run: truncate(logits_cache(run)))
     # A damaged cache is computed again (with a warning naming it), like a truncated one: same weights as
     # an uninterrupted run.
@@ -2227,9 +2225,10 @@ TABLE_CHANGES = [
     ("--lambda 1 --temperature 2", "--lambda 1 --temperature 4"), ("", "--image-size 24"), ("", "--student-seed 5"),
     ("", "--dataset-option train_per_class=6"), ("", "--no-crop"), ("", "--loss softce"),
 ]
-#: The same for `run --resume` of a finished run: (option, the model it must retrain).
+#: The same for `run --resume` of a finished run: (option, the model it must retrain). ``--loss kl``: the run's
+#: loss is softce (a strength was given), so ``--loss softce`` would change nothing.
 RESUME_CHANGES = [
-    ("--lambda 5", "a-cqd"), ("--temperature 2", "a-cqd"), ("--loss softce", "a-cqd"), ("--weight-decay 0.01", "a"),
+    ("--lambda 5", "a-cqd"), ("--temperature 2", "a-cqd"), ("--loss kl", "a-cqd"), ("--weight-decay 0.01", "a"),
     ("--batch-size 4", "a"), ("--image-size 24", "a"), ("--degrade tps", "a-cqd"),
     ("--dataset-option train_per_class=6", "a"), ("--seed 1", "a"), ("--no-crop", "a"),
 ]

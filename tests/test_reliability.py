@@ -133,9 +133,11 @@ def test_a_finished_model_with_non_finite_weights_is_never_evaluated(tmp_path):
 
 # -- 3. exact resume with a dropout model, interrupted at every stage --------------------------------------
 
+#: float32 (amp off): on a CPU with bf16 hardware, two bf16-autocast trainings of the same model in one process
+#: were seen to differ in the last bits when the cores were shared (also before issue #25; not yet understood).
 TINY_CONFIG = dict(
     dataset_options={"classes": 3, "train_per_class": 8, "test_per_class": 4, "image_size": 48}, image_size=32,
-    batch_size=8, epochs=2, device="cpu", temperature=10.0, lam=20.0,
+    batch_size=8, epochs=2, device="cpu", temperature=10.0, lam=20.0, amp=False,
 )
 
 
