@@ -2494,7 +2494,7 @@ def size_cases() -> Iterator[Case]:
     yield Case(area, "tune --lambdas 1e308", "tune {tiny} --degrade gray --method cqd --seeds 1 --lambdas 1e308 "
                "--temperatures 4 --out {d}/out", "error", names=("--lambdas",), **limits)
     sr = "sr-train {tiny_sr} --out {d}/sr.safetensors "
-    for option, value, names in [("--size", str(10**6), "size=1000000"), ("--image-size", "100000", "--image-size"),
+    for option, value, names in [("--size", str(10**6), "--size"), ("--image-size", "100000", "--image-size"),
                                  ("--batch-size", str(2**63), "--batch-size")]:
         yield Case(area, f"sr-train {option} {value}", sr + f"{option} {value}", "error", names=(names,), **limits)
     for value in (100000, 0, -32):
