@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from .errors import CqdkitError, DataError
-from .files import atomic_write, atomic_write_text, refuse_to_overwrite
+from .files import atomic_write, atomic_write_text, read_regular_text, refuse_to_overwrite
 from .models.preprocessing import Normalizer
 
 FORMATS = ("onnx", "torchscript")
@@ -202,8 +202,8 @@ def is_export(path: Path) -> bool:
     """Whether ``path`` is a previous cqdkit export: its ``<path>.json`` is the metadata that
     :func:`export_model` writes (format, input and output, the check against torch)."""
     try:
-        metadata = json.loads(path.with_name(path.name + ".json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        metadata = json.loads(read_regular_text(path.with_name(path.name + ".json"), "an export's metadata"))
+    except (OSError, ValueError, DataError):
         return False
     return (
         isinstance(metadata, dict)
@@ -255,9 +255,9 @@ def _check(path: Path, format: str, module: nn.Module, input_shape: tuple[int, i
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        payload = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise CqdkitError(f"{path} not found: expected a cqdkit run directory") from None
+        if not path.exists():
+            raise CqdkitError(f"{path} not found: expected a cqdkit run directory")
+        payload = json.loads(read_regular_text(path, "a JSON file"))
     except (OSError, ValueError) as error:
         raise DataError(f"{path}: cannot read it as JSON ({error})") from error
     if not isinstance(payload, dict):

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from .errors import CqdkitError, DataError
+from .files import read_regular_text
 from .images import load_image, pil_to_rgb
 from .models.preprocessing import Normalizer
 
@@ -194,6 +195,6 @@ def _as_array(image: ImageInput) -> np.ndarray:
 
 def _read_model_json(path: Path) -> dict[str, Any]:
     try:
-        return json.loads(path.read_text())
+        return json.loads(read_regular_text(path, "a model description"))
     except (OSError, ValueError) as error:
         raise DataError(f"{path}: cannot read the model description ({error})") from None

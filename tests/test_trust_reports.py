@@ -380,3 +380,44 @@ def test_tune_edge_values_are_refused_before_anything_is_written(tmp_path, cache
     assert result.exit_code == 2 and "Traceback" not in result.output, result.output
     assert named in " ".join(result.output.split())
     assert not out.exists()
+
+
+@pytest.mark.parametrize("name", ["a-cqd/model.json", "results.json", "a-cqd/log.jsonl"])
+def test_a_fifo_among_a_runs_files_is_refused_not_waited_on(run, tmp_path, name):
+    import os
+    import subprocess
+    import sys
+
+    (run / name).unlink()
+    os.mkfifo(run / name)
+    command = "export" if name != "a-cqd/log.jsonl" else "report"
+    extra = ["--out", str(tmp_path / "m.onnx")] if command == "export" else ["--examples", "0"]
+    done = subprocess.run([sys.executable, "-m", "cqdkit", command, str(run), *extra], capture_output=True, text=True,
+                          timeout=120)  # a reader waiting on the FIFO would be killed here, failing the test
+    assert done.returncode == 2 and "not a regular file" in done.stderr and name.split("/")[-1] in done.stderr, \
+        done.stderr
+
+
+def test_a_nan_accuracy_in_a_run_whose_models_all_see_both_views_is_refused(run):
+    edit(run / "results.json", _set("models", "b", "test_x", value=math.nan))
+    message = one_line_error(invoke("report", run, "--examples", "0"))
+    assert "results.json" in message and "models.b.test_x is NaN" in message
+
+
+def test_the_predictor_refuses_a_fifo_as_its_model_description(run):
+    import os
+    from concurrent.futures import ThreadPoolExecutor, TimeoutError
+
+    from cqdkit.predictor import load_predictor
+
+    (run / "a-cqd" / "model.json").unlink()
+    os.mkfifo(run / "a-cqd" / "model.json")
+    with ThreadPoolExecutor(1) as pool:
+        loading = pool.submit(load_predictor, run, "a-cqd")
+        try:
+            error = loading.exception(timeout=60)
+        except TimeoutError:  # it waits on the FIFO: give it an end so the thread finishes, and fail
+            with open(run / "a-cqd" / "model.json", "w") as writer:
+                writer.write("{}")
+            pytest.fail("load_predictor waited on a FIFO")
+    assert isinstance(error, DataError) and "not a regular file" in str(error)

@@ -240,3 +240,8 @@ def test_a_number_where_a_config_file_names_something_is_refused_with_its_key(tm
     (tmp_path / "c.toml").write_text("teacher = 5\nlambda = 5\n")  # lambda takes a number; teacher a name
     message = one_line_error(invoke("run", "--config", tmp_path / "c.toml", "--print-config"))
     assert "teacher must be a string" in message and "got 5" in message
+
+
+def test_a_misspelt_degradation_names_the_option_it_came_from():
+    message = one_line_error(invoke("run", "--degrade", "tsp", "--print-config"))
+    assert "--degrade 'tsp'" in message and "did you mean 'tps'" in message

@@ -10,6 +10,7 @@ over B, the distillation strength) and one sub-folder per model (``a/``, ``b/``,
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,8 +103,9 @@ def read_folder(path: str | Path) -> RunFolder | TableFolder:
     config, results = read_json(path / "config.json"), read_json(path / "results.json")
     check_results(path / "results.json", results)
     check_config(path / "config.json", config)
+    check_no_unseen_view(path, config, results)
     logs = {name: read_log(path / name / "log.jsonl") for name in results["models"]
-            if (path / name / "log.jsonl").is_file()}
+            if (path / name / "log.jsonl").exists()}  # a FIFO or folder there is refused
     check_classes(path, config, list(results["models"]))
     return RunFolder(path, config, results, logs)
 
@@ -126,6 +128,20 @@ def check_classes(path: Path, config: dict[str, Any], models: list[str]) -> None
     if first is not None and count is not None and count != len(first[1]):
         raise DataError(f"{path / 'config.json'}: field dataset.classes must be {len(first[1])}, the number of class "
                         f"names in {first[0]}, got {count}")
+
+
+def check_no_unseen_view(path: Path, config: dict[str, Any], results: dict[str, Any]) -> None:
+    """A NaN accuracy means a model could not see that view (a teacher with privileged channels tested on z, a
+    student on x): in a run whose x is plain RGB, every model sees both views, so a NaN there is damage."""
+    channels = (config.get("pipeline") or {}).get("x_channels")
+    if not isinstance(channels, list) or len(channels) > 3:
+        return
+    for name, scores in results["models"].items():
+        for view in ("test_x", "test_z"):
+            value = scores.get(view)
+            if isinstance(value, float) and math.isnan(value):
+                raise DataError(f"{path / 'results.json'}: field models.{name}.{view} is NaN, but x has only the "
+                                f"channels {', '.join(channels)}, so every model sees both views; expected an accuracy")
 
 
 def read_log(path: Path) -> list[dict[str, Any]]:

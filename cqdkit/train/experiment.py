@@ -127,8 +127,13 @@ class Experiment:
             cfg.dataset, cfg.root, skip_bad=cfg.skip_bad, manager=self.manager, **cfg.dataset_options
         )
         self.crop = self.data.has_boxes if cfg.crop is None else cfg.crop
-        self.maker = PairMaker(cfg.degrade, size=cfg.image_size, crop=self.crop, augment=cfg.augment,
-                               manager=self.manager)
+        try:
+            self.maker = PairMaker(cfg.degrade, size=cfg.image_size, crop=self.crop, augment=cfg.augment,
+                                   manager=self.manager)
+        except CqdkitError as error:  # name the option (or the config file's key) the spec came from
+            if "--degrade" in str(error):
+                raise
+            raise CqdkitError(f"--degrade {cfg.degrade!r}: {error}") from None
         self.method = resolve(cfg.method, **self._method_context(cfg))
         self.config = dataclasses.replace(cfg, method=self.method.name)
         self._check_plugins()
