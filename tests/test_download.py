@@ -124,6 +124,17 @@ def test_a_partial_download_left_by_an_earlier_run_is_resumed(server, tiny_vggm)
     assert source["matconvnet"]["sha256"] == hashlib.sha256(server.payload).hexdigest()
 
 
+def test_a_partial_download_that_is_a_link_is_never_written_through(server, tiny_vggm, tmp_path):
+    store = store_path("tiny-vggm").parent
+    store.mkdir(parents=True)
+    outside = tmp_path / "users-file"
+    outside.write_bytes(b"precious")
+    (store / "imagenet-vgg-m.mat.part").symlink_to(outside)
+    with pytest.raises(OSError):
+        locate_pretrained("tiny-vggm")
+    assert outside.read_bytes() == b"precious"
+
+
 def test_a_server_that_ignores_range_sends_the_whole_file_again(server, tiny_vggm):
     store = store_path("tiny-vggm").parent
     store.mkdir(parents=True)

@@ -134,7 +134,8 @@ def _request(url: str, part: Path, timeout: float,
         total = start + int(length) if length and length.isdigit() else None
         received = start
         show(received, total)
-        with open(part, "ab" if start else "wb") as handle:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_APPEND if start else os.O_TRUNC)
+        with os.fdopen(os.open(part, flags, 0o666), "ab" if start else "wb") as handle:  # never through a link
             try:
                 while block := response.read(_BLOCK):
                     handle.write(block)
