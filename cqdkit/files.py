@@ -15,6 +15,7 @@ options hand such files to cqdkit on purpose (:func:`claim`)::
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -125,13 +126,14 @@ def _locked_temporary(path: Path) -> tuple[int, str]:
 
 def owned_names(folder: Path) -> set[str]:
     """The names of the files cqdkit wrote in ``folder`` (from its :data:`OWNED_LIST`)."""
-    try:
-        with open(Path(folder) / OWNED_LIST, "rb") as handle:
-            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-                return set()
-            lines = handle.read().decode("utf-8", "surrogateescape").splitlines()
+    try:  # without waiting on a FIFO or following a link planted in its place
+        descriptor = os.open(Path(folder) / OWNED_LIST, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
     except OSError:
         return set()
+    with os.fdopen(descriptor, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            return set()
+        lines = handle.read().decode("utf-8", "surrogateescape").splitlines()
     return {line for line in lines if line}
 
 
@@ -202,7 +204,7 @@ def remove_stale_temporaries(folder: Path, *, of: str | None = None) -> list[Pat
     is filling holds its lock and is left alone."""
     import fcntl
 
-    pattern = f".{of}.*{TEMPORARY_SUFFIX}" if of is not None else f".*{TEMPORARY_SUFFIX}"
+    pattern = f".{glob.escape(of)}.*{TEMPORARY_SUFFIX}" if of is not None else f".*{TEMPORARY_SUFFIX}"
     found = Path(folder).glob(pattern) if of is not None else Path(folder).rglob(pattern)
     removed = []
     for path in found:

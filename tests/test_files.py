@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
+import time
 
 import pytest
 
@@ -74,3 +76,33 @@ def test_remove_ours_leaves_a_users_file_alone(tmp_path):
     remove_ours(tmp_path / "epoch-0001.json")
     remove_ours(tmp_path / "epoch-0002.json")
     assert not (tmp_path / "epoch-0001.json").exists() and (tmp_path / "epoch-0002.json").read_text() == "the user's"
+
+
+def test_a_list_of_owned_files_that_is_a_fifo_or_a_link_is_not_read(tmp_path):
+    os.mkfifo(tmp_path / OWNED_LIST)  # reading it would wait for a writer ...
+    (tmp_path / "notes.md").write_text("the user's")
+
+    def late_writer() -> None:  # ... and get from this one, after 5 s, a list naming the user's file
+        time.sleep(5)
+        try:
+            descriptor = os.open(tmp_path / OWNED_LIST, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:
+            return  # nobody is reading: as it should be
+        os.write(descriptor, b"notes.md\n")
+        os.close(descriptor)
+
+    writer = threading.Thread(target=late_writer, daemon=True)
+    writer.start()
+    began = time.monotonic()
+    with pytest.raises(CqdkitError, match="notes.md"):
+        atomic_write_text(tmp_path / "notes.md", "cqdkit's")
+    assert time.monotonic() - began < 4  # it did not wait for the writer
+    writer.join()
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "grid.png").write_text("the user's")
+    (tmp_path / "listing").write_text("grid.png\n")
+    (other / OWNED_LIST).symlink_to(tmp_path / "listing")  # a planted list naming the user's file
+    with pytest.raises(CqdkitError, match="grid.png"):
+        atomic_write_text(other / "grid.png", "cqdkit's")
+    assert (other / "grid.png").read_text() == "the user's"
