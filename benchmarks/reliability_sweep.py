@@ -70,8 +70,9 @@ TINY = ("--dataset-option classes=3 --dataset-option train_per_class=8 --dataset
         "--student convnet-s --quiet --no-amp")
 #: The same for the datasets on disk (CUB, Cars, folders), which default to ImageNet weights.
 DISK = "--no-pretrained --image-size 32 --batch-size 8 --epochs 1 --teacher convnet-s --student convnet-s --quiet --no-amp"
-#: The finished run that resume, export, report and kill cases start from (and compare against).
-BASE_RUN = f"run --degrade tps {TINY.replace('--epochs 1', '--epochs 2')} --no-report"
+#: The finished run that resume, export, report and kill cases start from (and compare against). Its strength is
+#: fixed: chosen on validation ("auto", the CPU profile's), the student may be B's model, with no checkpoint.
+BASE_RUN = f"run --degrade tps {TINY.replace('--epochs 1', '--epochs 2')} --lambda 20 --temperature 10 --no-report"
 
 
 # -- running cqdkit -------------------------------------------------------------------------------------------
