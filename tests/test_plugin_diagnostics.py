@@ -513,3 +513,19 @@ def test_the_guide_explains_describe():
     guide = (ROOT / "docs" / "plugins.md").read_text()
     section = guide.split("### What `describe()` is for", 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
     assert "config.json" in section and "check_degradation" in section
+
+
+def test_a_per_sample_loss_is_refused_before_training_when_its_strength_is_chosen_on_validation(
+        cqdkit_plugin_manager, register_plugin, tmp_path, monkeypatch):
+    from cqdkit.train.config import RunConfig
+    from cqdkit.train.experiment import Experiment
+
+    monkeypatch.setenv("CQDKIT_CACHE", str(tmp_path / "cache"))
+    register_plugin(plugin_module("vector_loss", cqdkit_losses=lambda: [
+        DistillLoss(name="per-sample", summary="a vector", factory=per_sample_loss)]))
+    config = RunConfig(degrade="gray", loss="per-sample", lam="auto", teacher="convnet-s", student="convnet-s",
+                       dataset_options={"classes": "3", "train_per_class": "4", "test_per_class": "2"},
+                       image_size=32, device="cpu")
+    with pytest.raises(PluginError, match="returned a tensor of shape"):
+        Experiment(config, tmp_path / "run", manager=cqdkit_plugin_manager)  # nothing trained yet
+    assert not (tmp_path / "run").exists()

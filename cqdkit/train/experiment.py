@@ -32,7 +32,7 @@ from ..errors import CqdkitError
 from ..files import atomic_write_json, atomic_write_text
 from ..losses.build import build_terms
 from ..losses.spec import AUTO as STRENGTH_AUTO
-from ..losses.spec import TermSpec, apply_run_values, loss_text, parse_loss
+from ..losses.spec import TEMPERATURE, TermSpec, apply_run_values, loss_text, parse_loss
 from ..losses.term import DistillContext, WeightedTerm
 from ..models.features import NO_LAYERS, Layers
 from ..models.preprocessing import AverageImage, Normalizer
@@ -205,6 +205,11 @@ class Experiment:
         if all(spec.complete() for spec in fixed):
             build_terms(fixed, self.distill_context(fixed), manager=self.manager, seed=cfg.seed)
             self._checked_losses.add(loss_text(fixed))
+        else:  # a strength chosen on validation: the terms' contract is checked at a stand-in strength now
+            stand_in = [dataclasses.replace(spec, weight=1.0 if spec.weight is None else spec.weight,
+                                            params={**spec.params, TEMPERATURE: spec.temperature or 4.0}
+                                            if spec.tempered else spec.params) for spec in fixed]
+            build_terms(stand_in, self.distill_context(stand_in), manager=self.manager, seed=cfg.seed)
 
     def _weights_source(self, role: str) -> dict[str, Any]:
         """Where ``role``'s initial weights come from: a weights file, pretrained weights, or a seeded init."""
