@@ -144,7 +144,7 @@ def test_toml_values_of_the_wrong_type_are_one_line(tmp_path, text, named):
 def test_a_null_in_a_yaml_config_names_its_key(tmp_path):
     (tmp_path / "c.yaml").write_text("degrade: null\n")
     message = one_line_error(invoke("run", "--config", tmp_path / "c.yaml", "--print-config"))
-    assert "degrade is null" in message and "leave the key out" in message
+    assert "degrade (--degrade) is null" in message and "leave the key out" in message
 
 
 def test_a_byte_order_mark_is_read_as_editors_mean_it(tmp_path):
@@ -245,3 +245,11 @@ def test_a_number_where_a_config_file_names_something_is_refused_with_its_key(tm
 def test_a_misspelt_degradation_names_the_option_it_came_from():
     message = one_line_error(invoke("run", "--degrade", "tsp", "--print-config"))
     assert "--degrade 'tsp'" in message and "did you mean 'tps'" in message
+
+
+def test_a_config_files_bad_value_names_the_key_its_part_and_the_option(tmp_path):
+    (tmp_path / "c.toml").write_text("lambda = nan\n")
+    assert "lambda (--lambda) must be" in one_line_error(invoke("run", "--config", tmp_path / "c.toml", "--print-config"))
+    (tmp_path / "c.toml").write_text("dataset-option = {classes = [1, 2]}\n")
+    message = one_line_error(invoke("run", "--config", tmp_path / "c.toml", "--print-config"))
+    assert "dataset-option.classes (--dataset-option) must be" in message

@@ -135,6 +135,14 @@ def _as_option_value(option: click.Option, setting: Any, key: str, path: str) ->
     from ..train.config import check_type
 
     where = f"config file {path}"
+    flag = option.opts[0] if option.opts else ""
+    written = key
+
+    def name(inner: str = "") -> str:  # the key as written (and the part of it), with the option it sets
+        shown = f"{written}.{inner}" if inner else written
+        return shown if flag in ("", written) else f"{shown} ({flag})"
+
+    key = name()
     if setting is None:
         raise CqdkitError(f"{where}: {key} is null; leave the key out for its default, or give a value")
     if option.is_flag or isinstance(option.type, click.types.BoolParamType):
@@ -146,7 +154,7 @@ def _as_option_value(option: click.Option, setting: Any, key: str, path: str) ->
     if isinstance(setting, dict):
         if not option.multiple:
             raise CqdkitError(f"{where}: {key} must be a single value, got a table {setting!r}")
-        return [f"{k}={_scalar(key, v, where)}" for k, v in setting.items()]
+        return [f"{k}={_scalar(name(k), v, where)}" for k, v in setting.items()]
     if isinstance(setting, list):
         items = [_scalar(key, item, where) for item in setting]
         return items if option.multiple else ",".join(items)
