@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from .errors import CqdkitError, DataError
-from .files import atomic_write, atomic_write_text, read_regular_text, refuse_to_overwrite
+from .files import atomic_write, atomic_write_text, is_ours, read_regular_text, refuse_to_overwrite
 from .models.preprocessing import Normalizer
 
 FORMATS = ("onnx", "torchscript")
@@ -220,7 +220,8 @@ def _refuse_to_overwrite(path: Path, metadata_path: Path, force: bool) -> None:
     for target in (path, metadata_path):
         if target.is_dir():
             raise CqdkitError(f"{target} is a folder; expected the path of the file to write (--out FILE)")
-    refuse_to_overwrite([path, metadata_path], ours=is_export(path), force=force,
+    ours = is_export(path) or all(is_ours(target) for target in (path, metadata_path))  # (killed between the two)
+    refuse_to_overwrite([path, metadata_path], ours=ours, force=force,
                         what=f"a cqdkit export or its metadata ({metadata_path.name})")
 
 

@@ -270,3 +270,13 @@ def test_sr_train_never_overwrites_files_it_did_not_write(tmp_path, unrelated):
         again = cli_sr_train(out)  # its own earlier output is replaced without --force
         assert again.exit_code == 0, again.output
         assert json.loads((tmp_path / "sr.json").read_text())["arch"] == "srcnn-9-5-5"
+
+
+def test_sr_train_killed_between_its_two_files_runs_again_without_force(tmp_path):
+    from cqdkit.files import atomic_write_bytes
+
+    out = tmp_path / "sr.safetensors"
+    atomic_write_bytes(out, b"weights written, then the process was killed before its report")
+    again = cli_sr_train(out)
+    assert again.exit_code == 0, again.output
+    assert (tmp_path / "sr.json").is_file()

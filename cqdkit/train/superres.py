@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader
 from ..errors import CqdkitError, TrainingError
 from ..models.srcnn import ARCH, SRCNN, rgb_to_luma, super_resolve
 from ..models.weights import save_weights
-from ..files import atomic_write_json, refuse_to_overwrite
+from ..files import atomic_write_json, is_ours, refuse_to_overwrite
 from .config import RunConfig
 from .hardware import resolve_device
 
@@ -101,7 +101,8 @@ def train_srcnn(
             raise CqdkitError(f"{name} must be at least {minimum}, got {value}")
     if not (math.isfinite(lr) and lr > 0):
         raise CqdkitError(f"--lr must be a finite number > 0, got {lr}")
-    refuse_to_overwrite([out, out.with_suffix(".json")], ours=is_srcnn_sidecar(out.with_suffix(".json")),
+    ours = is_srcnn_sidecar(out.with_suffix(".json")) or all(is_ours(path) for path in (out, out.with_suffix(".json")))
+    refuse_to_overwrite([out, out.with_suffix(".json")], ours=ours,  # (or both cqdkit's: killed between the two)
                         force=force, what="from cqdkit sr-train (no SRCNN report next to it)")
     began = time.perf_counter()
     config = {
