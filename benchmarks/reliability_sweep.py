@@ -1812,7 +1812,9 @@ def plugin_cases() -> Iterator[Case]:
     yield plugin("a plugin whose losses hook raises: --loss softce still works",
                  "run {tiny} --no-report --degrade gray --method cqd --no-baseline --out {d}/out", "hookraise",
                  expect="ok", trains=True, check=finite_results())
-    yield plugin("a plugin that also provides 'tps'", run + "--degrade tps", "conflict", names=("tps", "qa"))
+    yield plugin("a plugin that also provides 'tps': the first provider (cqdkit's) is kept, the clash said",
+                 run + "--degrade tps", "conflict", expect="either",
+                 check=lambda c, o: None if "qa" in o.text and "tps" in o.text else ("silent", "the clash is not said"))
     yield plugin("--no-plugins hides a broken plugin", "--no-plugins --version", "broken", expect="ok",
                  check=lambda c, o: None if "qa-broken" not in o.text else ("silent", "still mentioned"))
 
