@@ -174,3 +174,16 @@ def test_a_run_written_before_cqdkit_listed_its_files_can_still_be_resumed_and_r
     with folder_lock(tmp_path / "mine"):
         pass
     assert not (tmp_path / "mine" / OWNED_LIST).exists()
+
+
+def test_a_finished_models_damaged_weights_file_is_written_again_on_resume(tmp_path):
+    from safetensors.torch import load_file
+
+    out = tmp_path / "run"
+    args = ["run", "--degrade", "gray", "--method", "b", *TINY, "--epochs", "1", "--no-report", "--out", out]
+    assert invoke(*args).exit_code == 0
+    weights = out / "b" / "model.safetensors"
+    intact = {name: tensor.clone() for name, tensor in load_file(weights).items()}  # not mapped: it is cut below
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # cut short by a crash or a copy
+    assert invoke(*args, "--resume").exit_code == 0
+    assert all((load_file(weights)[name] == tensor).all() for name, tensor in intact.items())

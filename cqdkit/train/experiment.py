@@ -457,8 +457,8 @@ class Experiment:
         if epochs is not None and epochs < cfg.epochs:
             return trained
         loaded = result.resumed_from >= cfg.epochs  # finished before: its model file is written already
-        if is_main_process() and not (loaded and (directory / "model.safetensors").exists()):
-            self._save_model(trained)
+        if is_main_process() and not (loaded and _readable_weights(directory / "model.safetensors")):
+            self._save_model(trained)  # (again when the file is missing or damaged)
         self._models[method.name] = trained
         return trained
 
@@ -800,6 +800,18 @@ class Experiment:
 
     def write_config(self) -> None:
         atomic_write_json(self.directory / "config.json", self.describe())
+
+
+def _readable_weights(path: Path) -> bool:
+    """Whether ``path`` is a safetensors file whose header and tensors are all there (not cut short)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            handle.keys()
+        return True
+    except Exception:  # noqa: BLE001 (missing, cut short or not safetensors: each library error type)
+        return False
 
 
 def _average_image(model: nn.Module) -> dict[str, Any] | None:
