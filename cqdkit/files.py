@@ -372,7 +372,7 @@ def atomic_save_figure(figure: Any, path: Path, **options: Any) -> None:
 def sha256(path: Path) -> str:
     """The SHA-256 of a file's bytes, read in 1 MiB blocks."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with open_regular(path) as handle:  # never waits on a FIFO or reads a device forever
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()

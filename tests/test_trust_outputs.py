@@ -187,3 +187,18 @@ def test_a_finished_models_damaged_weights_file_is_written_again_on_resume(tmp_p
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # cut short by a crash or a copy
     assert invoke(*args, "--resume").exit_code == 0
     assert all((load_file(weights)[name] == tensor).all() for name, tensor in intact.items())
+
+
+def test_a_checkpoint_pointer_that_is_a_fifo_is_passed_over_not_waited_on(tmp_path):
+    import sys
+
+    out = tmp_path / "run"
+    args = ["run", "--degrade", "gray", "--method", "b", *TINY, "--epochs", "1", "--no-report", "--out", str(out)]
+    assert invoke(*args).exit_code == 0
+    (out / "b" / "latest.json").unlink()
+    os.mkfifo(out / "b" / "latest.json")
+    done = subprocess.run([sys.executable, "-m", "cqdkit", *args, "--resume"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode in (0, 2) and "Traceback" not in done.stderr, done.stderr  # resumed or refused
+    said = " ".join(done.stderr.split())  # (rich wraps long lines)
+    assert "named pipe (FIFO)" in said  # the warning (resumed from the newest intact checkpoint) or the error

@@ -22,8 +22,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from ..errors import TrainingError
-from ..files import atomic_save_tensors, atomic_write_json, remove_ours, sha256
+from ..errors import DataError, TrainingError
+from ..files import atomic_save_tensors, atomic_write_json, read_regular_text, remove_ours, sha256
 
 log = logging.getLogger(__name__)
 
@@ -158,11 +158,11 @@ def load_checkpoint(directory: Path) -> TrainingState | None:
     if not latest.exists():
         return None
     try:
-        pointer = json.loads(latest.read_text())
+        pointer = json.loads(read_regular_text(latest, "a checkpoint pointer"))  # never waits on a FIFO
         name = pointer["checkpoint"]
         if not isinstance(name, str):
             raise TypeError(f"'checkpoint' is {name!r}")
-    except (OSError, KeyError, ValueError, TypeError) as error:
+    except (OSError, KeyError, ValueError, TypeError, DataError) as error:
         for candidate in sorted(Path(directory).glob("epoch-*.json"), reverse=True):
             try:
                 state = _read_state(candidate)
@@ -178,7 +178,7 @@ def load_checkpoint(directory: Path) -> TrainingState | None:
 def _read_state(state_path: Path) -> TrainingState:
     """The checkpoint described by ``state_path``, its tensors checked against their hash."""
     try:
-        state = json.loads(state_path.read_text())
+        state = json.loads(read_regular_text(state_path, "a checkpoint"))
         tensor_path = state_path.parent / state["tensors"]
         if sha256(tensor_path) != state["sha256"]:
             raise TrainingError(f"checkpoint {tensor_path} does not match the hash recorded in {state_path}")
@@ -196,5 +196,5 @@ def _read_state(state_path: Path) -> TrainingState:
         )
     except TrainingError:
         raise
-    except (OSError, KeyError, ValueError, TypeError, SafetensorError) as error:
+    except (OSError, KeyError, ValueError, TypeError, SafetensorError, DataError) as error:
         raise TrainingError(f"cannot read the checkpoint {state_path}: {error}") from error
