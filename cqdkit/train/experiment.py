@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..errors import CqdkitError
+from ..errors import CqdkitError, PluginError
 from ..files import atomic_write_json, atomic_write_text
 from ..losses.build import build_terms
 from ..losses.spec import AUTO as STRENGTH_AUTO
@@ -205,11 +205,16 @@ class Experiment:
         if all(spec.complete() for spec in fixed):
             build_terms(fixed, self.distill_context(fixed), manager=self.manager, seed=cfg.seed)
             self._checked_losses.add(loss_text(fixed))
-        else:  # a strength chosen on validation: the terms' contract is checked at a stand-in strength now
+        else:  # a strength chosen on validation: a plugin that breaks its contract is found at a stand-in strength
             stand_in = [dataclasses.replace(spec, weight=1.0 if spec.weight is None else spec.weight,
                                             params={**spec.params, TEMPERATURE: spec.temperature or 4.0}
                                             if spec.tempered else spec.params) for spec in fixed]
-            build_terms(stand_in, self.distill_context(stand_in), manager=self.manager, seed=cfg.seed)
+            try:
+                build_terms(stand_in, self.distill_context(stand_in), manager=self.manager, seed=cfg.seed)
+            except PluginError:
+                raise
+            except CqdkitError:
+                pass  # a setting the stand-in chose (a layer the search would not pick): the search decides
 
     def _weights_source(self, role: str) -> dict[str, Any]:
         """Where ``role``'s initial weights come from: a weights file, pretrained weights, or a seeded init."""
