@@ -9,26 +9,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from cqdkit.cli import cli
 from cqdkit.errors import CqdkitError
 from cqdkit.files import OWNED_LIST, TEMPORARY_SUFFIX, atomic_write_text, remove_stale_temporaries
 from cqdkit.lock import LOCK_NAME, folder_lock
 from tests.data_fixtures import write_image
 
+from .cli_checks import invoke, one_line_error
 from .test_run_cli import TINY
-
-
-def invoke(*args: str):
-    return CliRunner().invoke(cli, [str(arg) for arg in args])
-
-
-def one_line_error(result) -> str:
-    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
-    errors = [line for line in result.output.splitlines() if line.lower().startswith("error")]
-    assert "Traceback" not in result.output and len(errors) == 1, result.output
-    return errors[0]
 
 
 @pytest.fixture(autouse=True)

@@ -12,25 +12,14 @@ import sys
 import threading
 
 import pytest
-from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cqdkit.cli import cli
 from cqdkit.errors import CqdkitError, SpecError
 from cqdkit.plugin.params import split_specs
 from cqdkit.train.config import MAX_IMAGE_SIZE, RunConfig, check_type
 
-
-def invoke(*args: str):
-    return CliRunner().invoke(cli, [str(arg) for arg in args])
-
-
-def one_line_error(result) -> str:
-    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
-    errors = [line for line in result.output.splitlines() if line.lower().startswith("error")]
-    assert "Traceback" not in result.output and len(errors) == 1, result.output
-    return errors[0]
+from .cli_checks import invoke, one_line_error
 
 
 @pytest.fixture(autouse=True)

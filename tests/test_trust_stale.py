@@ -7,16 +7,15 @@ import dataclasses
 import json
 
 import pytest
-from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cqdkit.cli import cli
 from cqdkit.errors import CqdkitError
 from cqdkit.train.config import RunConfig
 from cqdkit.train.experiment import SETTINGS_FILE, Experiment
 from cqdkit.train.table import slug
 
+from .cli_checks import invoke
 from .test_run_cli import TINY
 
 TINY_CONFIG = dict(
@@ -24,10 +23,6 @@ TINY_CONFIG = dict(
     batch_size=8, epochs=1, device="cpu", teacher="convnet-s", student="convnet-s", degrade="gray",
     temperature=10.0, lam=20.0,
 )
-
-
-def invoke(*args: str):
-    return CliRunner().invoke(cli, [str(arg) for arg in args])
 
 
 @pytest.fixture(autouse=True)
