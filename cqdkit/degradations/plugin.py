@@ -11,7 +11,8 @@ from typing import Any
 
 from cqdkit.plugin import Degradation, Param, hookimpl
 
-from ..plugin.params import non_negative_float, optional_path, positive_int
+from ..images import REFERENCE_SIZE
+from ..plugin.params import at_most, non_negative_float, optional_path, positive_int
 from .upsample import upsampler_name
 
 SEVERITIES = (1, 2, 3, 4, 5)
@@ -59,17 +60,6 @@ def _severity(default: int) -> Param:
 MAX_TPS_GRID = 64
 
 
-def _sigma(text: str) -> float:
-    """A knot jitter from 0 to :data:`~cqdkit.images.REFERENCE_SIZE` pixels (at 224): more moves knots beyond
-    the whole image."""
-    from ..images import REFERENCE_SIZE
-
-    value = non_negative_float(text)
-    if value > REFERENCE_SIZE:
-        raise ValueError(f"must be at most {REFERENCE_SIZE} (the image's side at 224 px)")
-    return value
-
-
 def _grid(text: str) -> int:
     """A knot grid side from 2 to :data:`MAX_TPS_GRID`."""
     value = int(text)
@@ -110,7 +100,8 @@ def cqdkit_degradations() -> Iterator[Degradation]:
         factory=_tps,
         params=(
             Param(name="grid", default=14, parse=_grid, help="knots per side"),
-            Param(name="sigma", default=4.0, parse=_sigma, help="knot jitter std, px at 224 (0 to 224)"),
+            Param(name="sigma", default=4.0, parse=at_most(non_negative_float, REFERENCE_SIZE, " (the image's side "
+                  "at 224 px: more moves knots beyond the whole image)"), help="knot jitter std, px at 224 (0 to 224)"),
         ),
         random=True,
     )

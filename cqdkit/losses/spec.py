@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from ..errors import SpecError
-from ..plugin.params import given_keys, non_negative_float, parse_params, positive_float, split_parts
+from ..plugin.params import at_most, given_keys, non_negative_float, parse_params, positive_float, split_parts
 from ..plugin.types import FEATURE_SEARCH, LOGIT_SEARCH, DistillLoss, Param
 
 if TYPE_CHECKING:
@@ -37,24 +37,9 @@ MAX_LAMBDA = 1e6
 MAX_TEMPERATURE = 1000.0
 
 
-def _weight(text: str) -> float:
-    """A term's weight: a finite number from 0 to :data:`MAX_LAMBDA`."""
-    value = non_negative_float(text)
-    if value > MAX_LAMBDA:
-        raise ValueError(f"must be at most {MAX_LAMBDA:g}")
-    return value
-
-
-def _temperature(text: str) -> float:
-    """A temperature: a number above 0, at most :data:`MAX_TEMPERATURE`."""
-    value = positive_float(text)
-    if value > MAX_TEMPERATURE:
-        raise ValueError(f"must be at most {MAX_TEMPERATURE:g}")
-    return value
-
-
-_LAMBDA = Param(name=LAMBDA, default=None, parse=_weight, help=f"the term's weight (a number from 0 to {MAX_LAMBDA:g})")
-_TEMPERATURE = Param(name=TEMPERATURE, default=None, parse=_temperature,
+_LAMBDA = Param(name=LAMBDA, default=None, parse=at_most(non_negative_float, MAX_LAMBDA),
+                help=f"the term's weight (a number from 0 to {MAX_LAMBDA:g})")
+_TEMPERATURE = Param(name=TEMPERATURE, default=None, parse=at_most(positive_float, MAX_TEMPERATURE),
                      help=f"T of both softmaxes (a number > 0, at most {MAX_TEMPERATURE:g})")
 
 

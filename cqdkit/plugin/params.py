@@ -14,7 +14,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import SpecError
@@ -156,6 +156,24 @@ def positive_float(text: str) -> float:
     if not 0.0 < value < float("inf"):
         raise ValueError("must be a finite number > 0")
     return value
+
+
+def at_most(parse: Callable[[str], float], most: float, reason: str = "") -> Callable[[str], float]:
+    """``parse``, refusing a value above ``most`` (``reason`` says why, after the limit).
+
+        >>> at_most(positive_float, 1000)("1e308")
+        Traceback (most recent call last):
+        ...
+        ValueError: must be at most 1000
+    """
+    def checked(text: str) -> float:
+        value = parse(text)
+        if value > most:
+            raise ValueError(f"must be at most {most:g}{reason}")
+        return value
+
+    checked.__name__ = parse.__name__
+    return checked
 
 
 def optional_path(text: str) -> str | None:
